@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+/// Errors of the store. Messages name the path or the input at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory's write lock.
+    #[error("data directory {path} is in use by another crossdex process ({holder}); wait for it to finish or stop it")]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// A file of the data directory could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The full-text index failed.
+    #[error("full-text index error: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// A Parquet table failed.
+    #[error("parquet error in {path}: {source}")]
+    Parquet {
+        /// The table file.
+        path: PathBuf,
+        /// The cause.
+        source: parquet::errors::ParquetError,
+    },
+    /// Building Arrow data failed.
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The data directory holds something this version cannot read.
+    #[error("data directory {path} is unusable: {reason}")]
+    Corrupt {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A search string that cannot be parsed.
+    #[error("invalid search query {query:?}: {reason}")]
+    InvalidQuery {
+        /// The query as given.
+        query: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A source name that cannot be used.
+    #[error("invalid source name {0:?}: use letters, digits, `_` and `-` only")]
+    InvalidSourceName(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

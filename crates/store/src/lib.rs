@@ -1,0 +1,260 @@
+//! The crossdex data directory: a tantivy full-text index beside Parquet tables, kept
+//! consistent with each other.
+//!
+//! ```text
+//! <data_dir>/
+//!   crossdex.lock                     write lock (one writer process at a time)
+//!   index/                            tantivy index; its commit payload is the manifest
+//!   tables/records/<source>.<gen>.parquet
+//!   tables/observations/<source>.<gen>.parquet
+//!   tables/sync_runs.<gen>.parquet
+//! ```
+//!
+//! The manifest (which files make up the current state, and each source's checkpoint)
+//! is stored as the payload of the tantivy commit. A sync writes new files under new
+//! names, then commits the index with the new manifest: one atomic rename switches
+//! the index and the tables together (invariant 1). Readers take a [`Snapshot`] and see
+//! one committed state from start to end.
+//!
+//! This crate owns the on-disk format. It knows nothing of source systems, SQL or
+//! HTTP: it stores [`crossdex_model::Entity`] values and answers full-text searches.
+
+#![warn(missing_docs)]
+
+mod error;
+mod index;
+mod lock;
+mod manifest;
+mod runs;
+mod tables;
+mod writer;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, ReloadPolicy, Searcher};
+
+pub use error::{Result, StoreError};
+pub use index::Hit;
+pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
+pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
+pub use tables::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SYNC_RUNS_SCHEMA};
+pub use writer::{SyncTxn, Writer};
+
+/// The tables the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `records`
+    Records,
+    /// `observations`
+    Observations,
+    /// `sync_runs`
+    SyncRuns,
+}
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub(crate) struct DataDir {
+    pub root: PathBuf,
+    pub index: PathBuf,
+    pub tables: PathBuf,
+}
+
+impl DataDir {
+    pub(crate) fn new(root: &Path) -> DataDir {
+        DataDir {
+            root: root.to_owned(),
+            index: root.join("index"),
+            tables: root.join("tables"),
+        }
+    }
+
+    pub(crate) fn records(&self) -> PathBuf {
+        self.tables.join("records")
+    }
+
+    pub(crate) fn observations(&self) -> PathBuf {
+        self.tables.join("observations")
+    }
+
+    pub(crate) fn corrupt(&self, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.root.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn has_index(&self) -> bool {
+        self.index.join("meta.json").exists()
+    }
+
+    fn open_index(&self) -> Result<Index> {
+        let index = Index::open_in_dir(&self.index)?;
+        index::register_analyzer(&index);
+        Ok(index)
+    }
+
+    pub(crate) fn open_or_create_index(&self) -> Result<Index> {
+        if self.has_index() {
+            return self.open_index();
+        }
+        let (schema, _) = index::schema();
+        let directory = MmapDirectory::open(&self.index)
+            .map_err(|e| self.corrupt(format!("cannot open index folder: {e}")))?;
+        let index = Index::create(directory, schema, Default::default())?;
+        index::register_analyzer(&index);
+        Ok(index)
+    }
+
+    /// Flushes the folders' entries so new file names survive a power cut.
+    pub(crate) fn sync_tables_dirs(&self) {
+        for d in [&self.tables, &self.records(), &self.observations()] {
+            if let Ok(f) = fs::File::open(d) {
+                let _ = f.sync_all();
+            }
+        }
+    }
+}
+
+/// Reads the manifest committed in the index's current metadata.
+pub(crate) fn manifest_of(dir: &DataDir, index: &Index) -> Result<Option<Manifest>> {
+    let metas = index.load_metas()?;
+    manifest_from_payload(dir, metas.payload.as_deref())
+}
+
+fn manifest_from_payload(dir: &DataDir, payload: Option<&str>) -> Result<Option<Manifest>> {
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    let m: Manifest = serde_json::from_str(payload)
+        .map_err(|e| dir.corrupt(format!("unreadable manifest: {e}")))?;
+    if m.format != FORMAT_VERSION {
+        return Err(dir.corrupt(format!(
+            "format {} written by another version of crossdex (this one reads {FORMAT_VERSION}); rebuild it with a full sync into a new data directory",
+            m.format
+        )));
+    }
+    Ok(Some(m))
+}
+
+/// One committed state of the data directory, read-only: the index searcher and the
+/// table files of the same commit. Taking one needs no lock.
+pub struct Snapshot {
+    dir: DataDir,
+    index: Index,
+    searcher: Searcher,
+    fields: index::Fields,
+    manifest: Manifest,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("dir", &self.dir.root)
+            .field("generation", &self.manifest.generation)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Opens the current state of the data directory at `root`. A directory that does
+    /// not exist yet, or holds no sync, reads as empty.
+    pub fn open(root: impl AsRef<Path>) -> Result<Snapshot> {
+        let dir = DataDir::new(root.as_ref());
+        if !dir.has_index() {
+            let (schema, fields) = index::schema();
+            let index = Index::create_in_ram(schema);
+            index::register_analyzer(&index);
+            let searcher = index.reader()?.searcher();
+            return Ok(Snapshot {
+                dir,
+                index,
+                searcher,
+                fields,
+                manifest: Manifest::default(),
+            });
+        }
+        // A writer may commit between reading the metadata and opening the segments;
+        // retry until both come from the same commit.
+        let mut last_error = None;
+        for _ in 0..8 {
+            match Self::try_open(&dir) {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => continue,
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            dir.corrupt("the index changed under every attempt to read it; is a writer committing in a loop?")
+        }))
+    }
+
+    fn try_open(dir: &DataDir) -> Result<Option<Snapshot>> {
+        let index = dir.open_index()?;
+        let fields = index::fields_of(&index.schema()).map_err(|e| dir.corrupt(e))?;
+        let metas = index.load_metas()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+        let expected: HashSet<_> = metas
+            .segments
+            .iter()
+            .map(|s| (s.id(), s.num_deleted_docs()))
+            .collect();
+        let opened: HashSet<_> = searcher
+            .segment_readers()
+            .iter()
+            .map(|s| (s.segment_id(), s.num_deleted_docs()))
+            .collect();
+        if expected != opened {
+            return Ok(None);
+        }
+        let manifest = manifest_from_payload(dir, metas.payload.as_deref())?.unwrap_or_default();
+        Ok(Some(Snapshot {
+            dir: dir.clone(),
+            index,
+            searcher,
+            fields,
+            manifest,
+        }))
+    }
+
+    /// The manifest of this state.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.dir.root
+    }
+
+    /// The Parquet files that make up `table` in this state.
+    pub fn files(&self, table: Table) -> Vec<PathBuf> {
+        let m = &self.manifest;
+        let rel: Vec<&str> = match table {
+            Table::Records => m.sources.values().map(|s| s.records.as_str()).collect(),
+            Table::Observations => m.sources.values().map(|s| s.observations.as_str()).collect(),
+            Table::SyncRuns => m.sync_runs.iter().map(String::as_str).collect(),
+        };
+        rel.into_iter().map(|r| self.dir.tables.join(r)).collect()
+    }
+
+    /// Number of documents in the full-text index.
+    pub fn num_docs(&self) -> u64 {
+        self.searcher.num_docs()
+    }
+
+    /// Full-text search; see the search syntax in `docs/search.md`. At most `limit`
+    /// hits, best first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        index::search(&self.index, &self.searcher, &self.fields, query, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests;
