@@ -1,1 +1,159 @@
-//! stub
+//! Read-only SQL and full-text search over one committed state of a crossdex store.
+//!
+//! [`QueryEngine`] is what every front end (CLI, HTTP API, TUI) talks to: it never
+//! hands out the store, only query results. It registers the tables of DESIGN.md
+//! (`records`, `observations`, `sync_runs`) over the Parquet files of a
+//! [`crossdex_store::Snapshot`], and the table function `search(query [, limit])`
+//! over the same snapshot's full-text index, so full-text hits join with the tables
+//! and both come from the same commit.
+//!
+//! Only queries are accepted: `SELECT`, `WITH`, `EXPLAIN` (of a query), `SHOW` and
+//! `DESCRIBE`. Anything that defines, modifies or reads files is refused before
+//! planning, with an error that says so. This crate must not write to the store.
+
+#![warn(missing_docs)]
+
+mod error;
+mod guard;
+mod output;
+mod saved;
+mod search;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemTable;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crossdex_store::{Hit, OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot, Table};
+
+pub use error::QueryError;
+pub use output::{OutputFormat, QueryOutput};
+pub use saved::{Param, ParamKind, SavedQuery, SavedQueryError};
+
+/// Default number of hits of `search()` when no limit is given.
+pub const DEFAULT_SEARCH_LIMIT: usize = 100;
+
+/// The tables every engine registers, with what they hold.
+pub const TABLES: &[(&str, &str)] = &[
+    ("records", "one row per entity of any source"),
+    ("observations", "typed values in long form, one row per value"),
+    ("sync_runs", "history of syncs: mode, times, counts, errors"),
+];
+
+/// SQL and search over one snapshot of the store. Cheap to create; create one per
+/// request (or per screen refresh) to see the latest committed state.
+pub struct QueryEngine {
+    snapshot: Arc<Snapshot>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("snapshot", &self.snapshot)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    /// Opens the current committed state of the data directory at `root`.
+    pub fn open(root: impl AsRef<std::path::Path>) -> Result<QueryEngine, QueryError> {
+        Self::new(Arc::new(Snapshot::open(root)?))
+    }
+
+    /// An engine over `snapshot`.
+    pub fn new(snapshot: Arc<Snapshot>) -> Result<QueryEngine, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("crossdex", "public");
+        let ctx = SessionContext::new_with_config(config);
+        for (table, name, schema) in [
+            (Table::Records, "records", &*RECORDS_SCHEMA),
+            (Table::Observations, "observations", &*OBSERVATIONS_SCHEMA),
+            (Table::SyncRuns, "sync_runs", &*SYNC_RUNS_SCHEMA),
+        ] {
+            let provider = parquet_table(&snapshot.files(table), schema.clone())?;
+            ctx.register_table(name, provider)?;
+        }
+        ctx.register_udtf("search", Arc::new(search::SearchFunction::new(snapshot.clone())));
+        Ok(QueryEngine { snapshot, ctx })
+    }
+
+    /// The snapshot this engine reads.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Runs one read-only SQL statement. Named parameters (`$name`) are bound from
+    /// `params`.
+    pub async fn sql(
+        &self,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<QueryOutput, QueryError> {
+        guard::check_read_only(sql)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let mut df = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(QueryError::from_datafusion)?;
+        if !params.is_empty() {
+            df = df
+                .with_param_values(ParamValues::from(params))
+                .map_err(QueryError::from_datafusion)?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches: Vec<RecordBatch> = df.collect().await.map_err(QueryError::from_datafusion)?;
+        Ok(QueryOutput::new(schema, batches))
+    }
+
+    /// Runs a saved query with its parameters, given as text and typed by its header.
+    pub async fn saved(
+        &self,
+        query: &SavedQuery,
+        values: &[(String, String)],
+    ) -> Result<QueryOutput, QueryError> {
+        let params = query.bind(values)?;
+        self.sql(&query.sql, params).await
+    }
+
+    /// Full-text search, best hits first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, QueryError> {
+        Ok(self.snapshot.search(query, limit)?)
+    }
+}
+
+fn parquet_table(
+    files: &[std::path::PathBuf],
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    if files.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+#[cfg(test)]
+mod tests;

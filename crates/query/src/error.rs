@@ -1,0 +1,85 @@
+use datafusion::error::DataFusionError;
+
+use crate::saved::SavedQueryError;
+
+/// Errors of the query engine. [`QueryError::is_user_error`] separates "the query is
+/// wrong" from "something broke".
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A statement that is not a query.
+    #[error("only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); {found} is refused")]
+    NotAQuery {
+        /// What was found instead, e.g. `CREATE TABLE`.
+        found: String,
+    },
+    /// The SQL text does not parse.
+    #[error("invalid SQL: {0}")]
+    Syntax(String),
+    /// The SQL parses but cannot be planned: unknown table or column, type mismatch.
+    #[error("invalid query: {0}")]
+    Plan(String),
+    /// A full-text search string that does not parse.
+    #[error("{0}")]
+    Search(String),
+    /// A saved query or its parameters are wrong.
+    #[error(transparent)]
+    Saved(#[from] SavedQueryError),
+    /// The store could not be read.
+    #[error("cannot read the store: {0}")]
+    Store(crossdex_store::StoreError),
+    /// Running the query failed.
+    #[error("query failed: {0}")]
+    Execution(String),
+}
+
+impl From<crossdex_store::StoreError> for QueryError {
+    fn from(e: crossdex_store::StoreError) -> Self {
+        match e {
+            crossdex_store::StoreError::InvalidQuery { .. } => QueryError::Search(e.to_string()),
+            other => QueryError::Store(other),
+        }
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        QueryError::from_datafusion(e)
+    }
+}
+
+impl QueryError {
+    /// Whether the caller's input is at fault (HTTP 400, exit code 2), rather than
+    /// the engine (HTTP 500, exit code 1).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, QueryError::Store(_) | QueryError::Execution(_))
+    }
+
+    /// A stable snake_case code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::NotAQuery { .. } => "not_a_query",
+            QueryError::Syntax(_) => "invalid_sql",
+            QueryError::Plan(_) => "invalid_query",
+            QueryError::Search(_) => "invalid_search",
+            QueryError::Saved(_) => "invalid_saved_query",
+            QueryError::Store(_) => "store_error",
+            QueryError::Execution(_) => "query_failed",
+        }
+    }
+
+    pub(crate) fn from_datafusion(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::SQL(parser, _) => {
+                let msg = parser.to_string();
+                QueryError::Syntax(msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned())
+            }
+            DataFusionError::Plan(msg) => QueryError::Plan(msg.clone()),
+            root @ DataFusionError::SchemaError(..) => {
+                let msg = root.to_string();
+                QueryError::Plan(msg.strip_prefix("Schema error: ").unwrap_or(&msg).to_owned())
+            }
+            DataFusionError::NotImplemented(msg) => QueryError::Plan(format!("not supported: {msg}")),
+            root => QueryError::Execution(root.to_string()),
+        }
+    }
+}
