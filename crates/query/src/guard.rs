@@ -4,10 +4,13 @@
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 
+use datafusion::common::ScalarValue;
+
 use crate::QueryError;
 
-pub(crate) fn check_read_only(sql: &str) -> Result<(), QueryError> {
-    let statements = DFParser::parse_sql(sql).map_err(QueryError::from_datafusion)?;
+/// Parses `sql` as exactly one statement and refuses anything but a query.
+pub(crate) fn parse_read_only(sql: &str) -> Result<DfStatement, QueryError> {
+    let mut statements = DFParser::parse_sql(sql).map_err(QueryError::from_datafusion)?;
     match statements.len() {
         0 => return Err(QueryError::Syntax("empty statement".into())),
         1 => {}
@@ -17,7 +20,9 @@ pub(crate) fn check_read_only(sql: &str) -> Result<(), QueryError> {
             )));
         }
     }
-    check_df(&statements[0])
+    let statement = statements.pop_front().expect("one statement");
+    check_df(&statement)?;
+    Ok(statement)
 }
 
 fn check_df(s: &DfStatement) -> Result<(), QueryError> {
@@ -64,4 +69,47 @@ fn refuse(found: &str) -> Result<(), QueryError> {
     Err(QueryError::NotAQuery {
         found: found.to_owned(),
     })
+}
+
+/// Replaces `$name` placeholders with the bound values as literals in the syntax tree,
+/// so they also reach table functions such as `search($words)`, which are resolved
+/// before DataFusion's own parameter binding. Values never become SQL text.
+pub(crate) fn bind(statement: &mut DfStatement, params: &[(String, ScalarValue)]) -> Result<(), QueryError> {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
+
+    let DfStatement::Statement(inner) = statement else {
+        return Ok(());
+    };
+    let flow = visit_expressions_mut(inner.as_mut(), |expr| {
+        let Expr::Value(v) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let Value::Placeholder(name) = &v.value else {
+            return ControlFlow::Continue(());
+        };
+        let key = name.trim_start_matches(['$', ':', '@']);
+        let Some((_, value)) = params.iter().find(|(k, _)| k == key) else {
+            return ControlFlow::Break(QueryError::Plan(format!(
+                "parameter {name} has no value; pass it with --param {key}=VALUE"
+            )));
+        };
+        let literal = match value {
+            ScalarValue::Utf8(Some(s)) => Value::SingleQuotedString(s.clone()),
+            ScalarValue::Float64(Some(n)) => Value::Number(format!("{n:?}"), false),
+            ScalarValue::Int64(Some(n)) => Value::Number(n.to_string(), false),
+            other => {
+                return ControlFlow::Break(QueryError::Plan(format!(
+                    "parameter {name}: unsupported value {other}"
+                )));
+            }
+        };
+        v.value = literal;
+        ControlFlow::Continue(())
+    });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }

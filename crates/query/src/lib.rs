@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -94,27 +94,30 @@ impl QueryEngine {
     }
 
     /// Runs one read-only SQL statement. Named parameters (`$name`) are bound from
-    /// `params`.
+    /// `params` as literals in the parsed statement.
     pub async fn sql(
         &self,
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryOutput, QueryError> {
-        guard::check_read_only(sql)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let mut df = self
-            .ctx
-            .sql_with_options(sql, options)
+        let mut statement = guard::parse_read_only(sql)?;
+        guard::bind(&mut statement, &params)?;
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
             .await
             .map_err(QueryError::from_datafusion)?;
-        if !params.is_empty() {
-            df = df
-                .with_param_values(ParamValues::from(params))
-                .map_err(QueryError::from_datafusion)?;
-        }
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(QueryError::from_datafusion)?;
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(QueryError::from_datafusion)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches: Vec<RecordBatch> = df.collect().await.map_err(QueryError::from_datafusion)?;
         Ok(QueryOutput::new(schema, batches))

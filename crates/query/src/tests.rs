@@ -112,6 +112,17 @@ async fn saved_queries_bind_typed_parameters() {
     assert_eq!(out.rows_as_text().unwrap(), vec![vec!["10"]]);
     let err = e.saved(&q, &[("threshold".into(), "high".into())]).await.unwrap_err();
     assert!(err.to_string().contains("\"high\" is not a number"), "{err}");
+    let search = SavedQuery::parse(
+        "s.sql",
+        "-- name: s\n-- param: words text\n-- param: limit integer 2\nSELECT count(*) FROM search($words, $limit)",
+    )
+    .unwrap();
+    let out = e.saved(&search, &[("words".into(), "amnesia".into())]).await.unwrap();
+    assert_eq!(out.rows_as_text().unwrap(), vec![vec!["2"]]);
+    let quoted = e.saved(&search, &[("words".into(), "it's".into())]).await.unwrap();
+    assert_eq!(quoted.rows_as_text().unwrap(), vec![vec!["0"]], "quotes stay inside the value");
+    let err = e.sql("SELECT $missing", vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("parameter $missing has no value"), "{err}");
     let err = e.saved(&q, &[("thresold".into(), "1".into())]).await.unwrap_err();
     assert!(err.to_string().contains("`thresold`") && err.to_string().contains("not declared"), "{err}");
 }

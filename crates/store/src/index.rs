@@ -209,7 +209,7 @@ pub(crate) fn search(
     let mut parser = QueryParser::for_index(index, vec![f.title, f.body, f.subject_key]);
     parser.set_conjunction_by_default();
     parser.set_field_boost(f.title, 2.0);
-    let parsed = parser.parse_query(query).map_err(|e| StoreError::InvalidQuery {
+    let parsed = parser.parse_query(&soften_apostrophes(query)).map_err(|e| StoreError::InvalidQuery {
         query: query.to_owned(),
         reason: query_error_reason(&e),
     })?;
@@ -271,6 +271,24 @@ fn render_snippet(s: &Snippet) -> String {
     }
     out.push_str(&fragment[at..]);
     out.replace('\n', " / ")
+}
+
+/// An apostrophe inside a word ("Alzheimer's", "l'échelle") is a quote to the query
+/// grammar but a word separator to the analyzer; treat it as the latter.
+fn soften_apostrophes(query: &str) -> std::borrow::Cow<'_, str> {
+    let is_apostrophe = |c: char| matches!(c, '\'' | '\u{2019}');
+    if !query.contains(is_apostrophe) {
+        return query.into();
+    }
+    let chars: Vec<char> = query.chars().collect();
+    let mut out = String::with_capacity(query.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let inside_word = i > 0
+            && chars[i - 1].is_alphanumeric()
+            && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        out.push(if is_apostrophe(c) && inside_word { ' ' } else { c });
+    }
+    out.into()
 }
 
 fn query_error_reason(e: &tantivy::query::QueryParserError) -> String {

@@ -197,6 +197,9 @@ fn search_reports_bad_syntax_and_unknown_fields() {
     assert_eq!(hits.len(), 3, "accents are folded");
     assert!(hits[0].snippet.contains("**échelle**"), "{}", hits[0].snippet);
     assert_eq!(s.search("SUBJ_0002", 10).unwrap()[0].id, "a:row:r2");
+    // An apostrophe in a word is no syntax error: it splits words, like the analyzer.
+    assert_eq!(s.search("l'échelle", 10).unwrap().len(), 0, "no token `l`");
+    assert_eq!(s.search("participant’échelle", 10).unwrap().len(), 3);
     let err = s.search("colour:red", 10).unwrap_err().to_string();
     assert!(err.contains("unknown field `colour`"), "{err}");
     let err = s.search("(unclosed", 10).unwrap_err().to_string();

@@ -1,0 +1,167 @@
+//! The configuration file: one TOML file, every key overridable from the environment
+//! as `CROSSDEX__KEY__SUBKEY` (e.g. `CROSSDEX__SOURCES__EXPORTS__PATH=/data/exports`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crossdex_model::{Connector, SourceContext, is_valid_source_name};
+use serde::Deserialize;
+
+use crate::registry;
+
+/// A configuration that cannot be used. Always exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} not found; create one with `crossdex init` or pass --config")]
+    NotFound { path: PathBuf },
+    #[error("config file {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("config file {path}: key `sources.{source_name}{key}`: {reason}")]
+    Source {
+        path: PathBuf,
+        source_name: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The file's top level.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Data directory; relative paths start at the config file's folder.
+    data_dir: Option<PathBuf>,
+    /// Folder of extra saved queries (`*.sql`).
+    queries_dir: Option<PathBuf>,
+    /// One table per source, keyed by the source's name.
+    #[serde(default)]
+    sources: BTreeMap<String, serde_json::Value>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub queries_dir: Option<PathBuf>,
+    pub sources: BTreeMap<String, serde_json::Value>,
+}
+
+impl Config {
+    /// Loads `path`, applies `CROSSDEX__...` environment overrides, and validates every
+    /// source table by building its connector (nothing is contacted).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::NotFound { path: path.to_owned() });
+        }
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("CROSSDEX")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| invalid(clean_config_error(&e.to_string(), path)))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let cfg = Config {
+            path: path.to_owned(),
+            data_dir: raw.data_dir.map(resolve),
+            queries_dir: raw.queries_dir.map(resolve),
+            sources: raw.sources,
+        };
+        for name in cfg.sources.keys() {
+            cfg.connector(name)?;
+        }
+        Ok(cfg)
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).to_owned()
+    }
+
+    /// Builds the connector of source `name`.
+    pub fn connector(&self, name: &str) -> Result<Box<dyn Connector>, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError::Source {
+            path: self.path.clone(),
+            source_name: name.to_owned(),
+            key: if key.is_empty() { String::new() } else { format!(".{key}") },
+            reason,
+        };
+        if !is_valid_source_name(name) {
+            return Err(err("", "source names use letters, digits, `_` and `-` only".into()));
+        }
+        let Some(table) = self.sources.get(name) else {
+            return Err(err("", "no such source".into()));
+        };
+        let Some(system) = table.get("type").and_then(|t| t.as_str()) else {
+            return Err(err("type", format!("missing; one of: {}", registry::systems().join(", "))));
+        };
+        let Some(factory) = registry::factory(system) else {
+            return Err(err(
+                "type",
+                format!("unknown source type {system:?}; one of: {}", registry::systems().join(", ")),
+            ));
+        };
+        factory
+            .build(SourceContext {
+                name: name.to_owned(),
+                config: table.clone(),
+                base_dir: self.base_dir(),
+            })
+            .map_err(|e| match e {
+                crossdex_model::ConnectorError::Config { key, reason } => err(&key, reason),
+                other => err("", other.to_string()),
+            })
+    }
+
+    /// The names of the configured sources, sorted.
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources.keys().cloned().collect()
+    }
+}
+
+/// The config crate appends "in <file>" to some messages; the path is already said.
+fn clean_config_error(msg: &str, path: &Path) -> String {
+    let suffix = format!(" in {}", path.display());
+    msg.strip_suffix(&suffix).unwrap_or(msg).to_owned()
+}
+
+/// The data directory when neither `--data-dir` nor the config names one.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("crossdex");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/crossdex");
+    }
+    PathBuf::from("crossdex-data")
+}
+
+/// The commented configuration `crossdex init` writes.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# crossdex configuration.\n\
+         # Every key can be overridden from the environment: CROSSDEX__<KEY>__<SUBKEY>,\n\
+         # e.g. CROSSDEX__SOURCES__EXPORTS__PATH=/data/exports. Secrets (tokens, passwords)\n\
+         # are read from environment variables or files named here, never written inline.\n\n\
+         # Where the index and tables live (relative to this file). --data-dir and\n\
+         # CROSSDEX_DATA_DIR override it. Default: ~/.local/share/crossdex\n\
+         # data_dir = \"crossdex-data\"\n\n\
+         # A folder of extra saved queries (*.sql) for `crossdex sql --saved`.\n\
+         # queries_dir = \"queries\"\n\n\
+         # One [sources.<name>] table per source; `type` selects the connector.\n\n",
+    );
+    for f in registry::factories() {
+        out.push_str(f.example_config());
+        out.push('\n');
+    }
+    out
+}
