@@ -44,7 +44,8 @@ const REDCAP_INSTANCE: &str = "redcap_repeat_instance";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
-    /// Folder holding the exports; relative paths start at the config file's folder.
+    /// Folder holding the exports, or one export file; relative paths start at the
+    /// config file's folder.
     pub path: PathBuf,
     /// Candidate names of the row id column, first match wins; else the first column.
     #[serde(default = "default_id_columns")]
@@ -165,6 +166,14 @@ impl FilesConnector {
 
     /// The export files under the folder, sorted, with their format.
     fn files(&self) -> Result<Vec<(PathBuf, Format)>, ConnectorError> {
+        let root = &self.config.path;
+        if root.is_file() {
+            let format = format_of(root).ok_or_else(|| ConnectorError::Config {
+                key: "path".into(),
+                reason: format!("{} is not a .csv, .tsv, .jsonl or .ndjson file", root.display()),
+            })?;
+            return Ok(vec![(root.clone(), format)]);
+        }
         let mut out = Vec::new();
         let mut stack = vec![self.config.path.clone()];
         while let Some(dir) = stack.pop() {
@@ -186,8 +195,13 @@ impl FilesConnector {
         Ok(out)
     }
 
-    fn relative<'a>(&self, path: &'a Path) -> String {
-        path.strip_prefix(&self.config.path)
+    fn relative(&self, path: &Path) -> String {
+        let base = if self.config.path.is_file() {
+            self.config.path.parent().unwrap_or(Path::new(""))
+        } else {
+            &self.config.path
+        };
+        path.strip_prefix(base)
             .unwrap_or(path)
             .to_string_lossy()
             .replace('\\', "/")
@@ -240,7 +254,6 @@ impl FilesConnector {
         let mut record = Record::new(&self.name, "files", &self.config.kind, &native_id, &title);
         record.subject_key = subject;
         record.attributes.insert("file".into(), file.into());
-        record.attributes.insert("line".into(), line.into());
         let skip = [Some(layout.id), layout.subject, layout.event, layout.instrument, layout.instance];
         let mut observations = Vec::with_capacity(cells.len());
         for (i, (column, raw)) in cells.into_iter().enumerate() {

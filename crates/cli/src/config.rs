@@ -70,7 +70,7 @@ impl Config {
             .and_then(config::Config::try_deserialize)
             .map_err(|e| invalid(clean_config_error(&e.to_string(), path)))?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let resolve = |p: PathBuf| normalize(&if p.is_relative() { base.join(p) } else { p });
         let cfg = Config {
             path: path.to_owned(),
             data_dir: raw.data_dir.map(resolve),
@@ -126,6 +126,23 @@ impl Config {
     pub fn source_names(&self) -> Vec<String> {
         self.sources.keys().cloned().collect()
     }
+}
+
+/// Removes `.` and `dir/..` pairs without touching the file system, so paths print
+/// as users expect.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
 /// The config crate appends "in <file>" to some messages; the path is already said.

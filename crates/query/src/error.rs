@@ -71,7 +71,11 @@ impl QueryError {
         match e.find_root() {
             DataFusionError::SQL(parser, _) => {
                 let msg = parser.to_string();
-                QueryError::Syntax(msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned())
+                let mut msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
+                if msg.ends_with("found: EOF") {
+                    msg.push_str(" at the end of the query");
+                }
+                QueryError::Syntax(msg)
             }
             DataFusionError::Plan(msg) => QueryError::Plan(msg.clone()),
             root @ DataFusionError::SchemaError(..) => {

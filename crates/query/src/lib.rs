@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
-use datafusion::common::ScalarValue;
+
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -35,6 +35,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crossdex_store::{Hit, OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot, Table};
 
+pub use datafusion::common::ScalarValue;
 pub use error::QueryError;
 pub use output::{OutputFormat, QueryOutput};
 pub use saved::{Param, ParamKind, SavedQuery, SavedQueryError};

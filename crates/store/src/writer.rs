@@ -387,7 +387,7 @@ impl SyncTxn<'_> {
     }
 
     fn reject(&mut self, r: Rejection) {
-        tracing::warn!(
+        tracing::info!(
             source = %self.source,
             native_id = r.native_id.as_deref().unwrap_or("?"),
             "rejected: {}",

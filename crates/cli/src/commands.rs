@@ -1,0 +1,404 @@
+//! One function per command.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use crossdex_query::{OutputFormat, QueryEngine, SavedQuery};
+use crossdex_store::{RunStatus, SyncRun, Writer};
+use crossdex_sync::{Progress, ProgressSink, SyncOptions};
+
+use crate::CliError;
+use crate::args::{Cli, Command, Format, GlobalArgs, SqlArgs, SyncArgs};
+use crate::config::{self, Config};
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+const DEFAULT_CONFIG: &str = "crossdex.toml";
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init { force } => init(g, force),
+        Command::Doctor { sources } => doctor(g, &sources).await,
+        Command::Sync(args) => sync(g, &args).await,
+        Command::Status { format } => status(g, format).await,
+        Command::Search { query, limit, format } => search(g, &query, limit, format),
+        Command::Sql(args) => sql(g, &args).await,
+        Command::Demo => demo(g).await,
+    }
+}
+
+fn config_path(g: &GlobalArgs) -> PathBuf {
+    g.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+fn load_config(g: &GlobalArgs) -> Result<Config> {
+    Ok(Config::load(&config_path(g))?)
+}
+
+/// The config if one is given or present; commands that only read the store work
+/// without one.
+fn optional_config(g: &GlobalArgs) -> Result<Option<Config>> {
+    let path = config_path(g);
+    if g.config.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Config::load(&path)?))
+}
+
+fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
+    g.data_dir
+        .clone()
+        .or_else(|| config.and_then(|c| c.data_dir.clone()))
+        .unwrap_or_else(config::default_data_dir)
+}
+
+fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
+    let config = optional_config(g)?;
+    let engine = QueryEngine::open(data_dir(g, config.as_ref()))?;
+    Ok((engine, config))
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Runtime(anyhow::Error::new(e).context("cannot write to stdout")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn init(g: &GlobalArgs, force: bool) -> Result<ExitCode> {
+    let path = config_path(g);
+    if path.exists() && !force {
+        return Err(CliError::usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    std::fs::write(&path, config::example())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}; edit its [sources] and run `crossdex doctor`, then `crossdex sync --all`", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn selected_sources(config: &Config, names: &[String], all: bool) -> Result<Vec<String>> {
+    let configured = config.source_names();
+    if configured.is_empty() {
+        return Err(CliError::usage(format!("{} configures no source; add a [sources.<name>] table", config.path.display())));
+    }
+    if all || names.is_empty() {
+        return Ok(configured);
+    }
+    for n in names {
+        if !configured.contains(n) {
+            return Err(CliError::usage(format!(
+                "no source named `{n}` in {}; configured: {}",
+                config.path.display(),
+                configured.join(", ")
+            )));
+        }
+    }
+    Ok(names.to_vec())
+}
+
+async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    let mut failed = 0;
+    for name in selected_sources(&config, names, names.is_empty())? {
+        let connector = config.connector(&name)?;
+        match connector.check().await {
+            Ok(report) => println!("ok      {name} ({}): {}", connector.system(), report.summary),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {name} ({}): {e}", connector.system());
+            }
+        }
+    }
+    let dir = data_dir(g, Some(&config));
+    match crossdex_store::Snapshot::open(&dir) {
+        Ok(s) => println!("ok      data directory {} ({} documents)", dir.display(), s.num_docs()),
+        Err(e) => {
+            failed += 1;
+            println!("FAILED  data directory {}: {e}", dir.display());
+        }
+    }
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// One line per page on stderr when it is not a terminal would flood logs; print a
+/// line every few seconds instead, and always at the end.
+struct LineProgress {
+    last: std::sync::Mutex<Instant>,
+}
+
+impl ProgressSink for LineProgress {
+    fn progress(&self, p: &Progress<'_>) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed().as_secs() >= 2 {
+            *last = Instant::now();
+            let c = p.counts;
+            eprintln!(
+                "{}: {} pages, {} added, {} updated, {} unchanged, {} rejected so far",
+                p.source, p.pages, c.added, c.updated, c.unchanged, c.rejected
+            );
+        }
+    }
+}
+
+fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
+    let c = run.counts;
+    let mut line = format!(
+        "{}: {} {} sync in {:.2}s: {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+        run.source,
+        run.status.as_str(),
+        run.mode.as_str(),
+        elapsed.as_secs_f64(),
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.deleted,
+        c.rejected
+    );
+    if let Some(e) = &run.error {
+        line.push_str(&format!("\n  error: {e}"));
+    }
+    for r in run.rejections.iter().take(5) {
+        line.push_str(&format!("\n  rejected: {}", r.reason));
+    }
+    if run.counts.rejected > 5 {
+        line.push_str(&format!(
+            "\n  ... {} more rejections in sync_runs.rejections",
+            run.counts.rejected - 5
+        ));
+    }
+    line
+}
+
+/// Syncs `names` one after the other; a failing source does not stop the others.
+async fn sync_all(config: &Config, dir: &Path, names: &[String], full: bool) -> Result<Vec<SyncRun>> {
+    let mut writer = Writer::open(dir)?;
+    let progress = LineProgress {
+        last: std::sync::Mutex::new(Instant::now()),
+    };
+    let mut runs = Vec::new();
+    for name in names {
+        let connector = config.connector(name)?;
+        let started = Instant::now();
+        let run = crossdex_sync::sync_source(&mut writer, connector.as_ref(), SyncOptions { full }, &progress)
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))?;
+        eprintln!("{}", run_line(&run, started.elapsed()));
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    if args.sources.is_empty() && !args.all {
+        return Err(CliError::usage(format!(
+            "name the sources to sync or pass --all; configured: {}",
+            config.source_names().join(", ")
+        )));
+    }
+    let names = selected_sources(&config, &args.sources, args.all)?;
+    let runs = sync_all(&config, &data_dir(g, Some(&config)), &names, args.full).await?;
+    let failed = runs.iter().filter(|r| r.status == RunStatus::Failed).count();
+    if failed > 0 {
+        eprintln!("{failed} of {} sources failed; the others are synced", runs.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
+    let (engine, config) = engine(g)?;
+    let dir = engine.snapshot().root().to_owned();
+    let out = engine
+        .sql(
+            "WITH last AS (SELECT *, row_number() OVER (PARTITION BY source ORDER BY finished_at DESC, run_id DESC) AS n \
+                           FROM sync_runs), \
+                  counts AS (SELECT source, count(*) AS records FROM records GROUP BY source) \
+             SELECT l.source, l.system, coalesce(c.records, 0) AS records, l.status AS last_status, \
+                    l.mode AS last_mode, l.finished_at AS last_run, l.finished_at - l.started_at AS duration, \
+                    l.added, l.updated, l.unchanged, l.deleted, l.rejected, l.error \
+             FROM last l LEFT JOIN counts c ON c.source = l.source \
+             WHERE l.n = 1 ORDER BY l.source",
+            vec![],
+        )
+        .await?;
+    if format == Format::Table {
+        let m = engine.snapshot().manifest();
+        let records: u64 = m.sources.values().map(|s| s.n_records).sum();
+        let observations: u64 = m.sources.values().map(|s| s.n_observations).sum();
+        println!(
+            "data directory {}: {} sources, {records} records, {observations} observations",
+            dir.display(),
+            m.sources.len()
+        );
+        if let Some(config) = &config {
+            let never: Vec<String> = config
+                .source_names()
+                .into_iter()
+                .filter(|n| !m.sources.contains_key(n))
+                .collect();
+            if !never.is_empty() {
+                println!("never synced: {}", never.join(", "));
+            }
+        }
+    }
+    print(&out.render(OutputFormat::from(format)).map_err(anyhow::Error::from)?)?;
+    if format == Format::Table {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<ExitCode> {
+    let (engine, _) = engine(g)?;
+    let hits = engine.search(query, limit)?;
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&hits).map_err(anyhow::Error::from)? + "\n",
+        Format::Csv => {
+            let mut s = String::from("score,id,source,kind,subject_id,title,snippet\n");
+            for h in &hits {
+                let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+                s.push_str(&format!(
+                    "{:.3},{},{},{},{},{},{}\n",
+                    h.score,
+                    q(&h.id),
+                    q(&h.source),
+                    q(&h.kind),
+                    q(h.subject_id.as_deref().unwrap_or("")),
+                    q(&h.title),
+                    q(&h.snippet)
+                ));
+            }
+            s
+        }
+        Format::Table => {
+            let mut s = String::new();
+            for h in &hits {
+                s.push_str(&format!("{:>6.2}  {}  [{} {}]\n        {}\n", h.score, h.title, h.source, h.kind, h.snippet));
+                s.push_str(&format!("        {}\n", h.id));
+            }
+            if hits.is_empty() {
+                s.push_str("no hits\n");
+            } else if std::io::stdout().is_terminal() {
+                s.push_str(&format!("{} hits\n", hits.len()));
+            }
+            s
+        }
+    };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn saved_queries(config: Option<&Config>) -> Result<Vec<SavedQuery>> {
+    Ok(crate::saved::load(config.and_then(|c| c.queries_dir.as_deref()))?)
+}
+
+async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
+    let (engine, config) = engine(g)?;
+    if args.list {
+        let mut s = String::new();
+        for q in saved_queries(config.as_ref())? {
+            s.push_str(&format!("{}\n    {}\n", q.name, q.description));
+            for p in &q.params {
+                let default = p.default.as_deref().map(|d| format!(" (default {d})")).unwrap_or_default();
+                s.push_str(&format!("    --param {}=<{:?}>{default}  {}\n", p.name, p.kind, p.description));
+            }
+        }
+        print(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let output = if let Some(name) = &args.saved {
+        let queries = saved_queries(config.as_ref())?;
+        let query = SavedQuery::find(&queries, name)?;
+        engine.saved(query, &args.params).await?
+    } else {
+        let text = match (&args.query, &args.file) {
+            (Some(q), None) => q.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))
+                .map_err(CliError::Usage)?,
+            _ => return Err(CliError::usage("give a query, --file FILE, --saved NAME or --list")),
+        };
+        let params = args
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), datafusion_text(v)))
+            .collect();
+        engine.sql(&text, params).await?
+    };
+    print(&output.render(OutputFormat::from(args.format)).map_err(anyhow::Error::from)?)?;
+    if args.format == Format::Table {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--param` values of an ad-hoc query are text; SQL casts them where needed.
+fn datafusion_text(v: &str) -> crossdex_query::ScalarValue {
+    crossdex_query::ScalarValue::Utf8(Some(v.to_owned()))
+}
+
+/// The sample exports, compiled in so the demo runs from anywhere.
+const SAMPLES: &[(&str, &str)] = &[
+    ("crossdex.toml", include_str!("../../../samples/crossdex.toml")),
+    ("clinic/redcap_memory_clinic.csv", include_str!("../../../samples/clinic/redcap_memory_clinic.csv")),
+    ("imaging/participants.tsv", include_str!("../../../samples/imaging/participants.tsv")),
+    ("biobank/biobank_samples.jsonl", include_str!("../../../samples/biobank/biobank_samples.jsonl")),
+];
+
+async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
+    let root = std::env::temp_dir().join("crossdex-demo");
+    let samples = root.join("samples");
+    for (rel, text) in SAMPLES {
+        let path = samples.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let config_file = samples.join("crossdex.toml");
+    let config = Config::load(&config_file)?;
+    let dir = g
+        .data_dir
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| root.join("data"));
+    println!("crossdex demo: indexing the sample exports of a memory-clinic cohort into {}\n", dir.display());
+    let names = config.source_names();
+    let runs = sync_all(&config, &dir, &names, false).await?;
+    let engine = QueryEngine::open(&dir)?;
+    let queries = saved_queries(None)?;
+    for (name, params) in [("records-per-source", vec![]), ("low-moca", vec![("threshold".to_owned(), "16".to_owned())])] {
+        let q = SavedQuery::find(&queries, name)?;
+        let shown: Vec<String> = params.iter().map(|(k, v)| format!(" --param {k}={v}")).collect();
+        println!("\n$ crossdex sql --saved {name}{}\n-- {}", shown.concat(), q.description);
+        let out = engine.saved(q, &params).await?;
+        print(&out.render(OutputFormat::Table).map_err(anyhow::Error::from)?)?;
+        println!();
+    }
+    let hits = engine.search("csf amyloid", 3)?;
+    println!("\n$ crossdex search 'csf amyloid'");
+    for h in &hits {
+        println!("{:>6.2}  {}  [{}]\n        {}", h.score, h.title, h.source, h.snippet);
+    }
+    let cfg = config_file.display();
+    println!(
+        "\nExplore further:\n  crossdex --config {cfg} sql \"SELECT * FROM search('donepezil') s JOIN records r ON r.id = s.id\"\n  crossdex --config {cfg} sql --list\n  crossdex --config {cfg} status"
+    );
+    if g.data_dir.is_some() {
+        println!("  (add --data-dir {} to each)", dir.display());
+    }
+    let failed = runs.iter().any(|r| r.status == RunStatus::Failed);
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,102 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch folder holding a copy of the sample exports and their config, so tests
+/// never write into the repository.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The result of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&repo().join("samples"), &dir.path().join("samples"));
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("samples/crossdex.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("crossdex-data")
+    }
+
+    /// A `crossdex` command with the sandbox's config, and no CROSSDEX variables
+    /// inherited from the caller's environment.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_crossdex"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CROSSDEX") {
+                c.env_remove(k);
+            }
+        }
+        c.env("CROSSDEX_CONFIG", self.config()).env("NO_COLOR", "1").current_dir(self.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command().args(args).output().unwrap().into()
+    }
+
+    /// Runs and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "crossdex {args:?} failed:\n{run:?}");
+        run
+    }
+
+    /// `sql --format csv` without the header, one Vec per row.
+    pub fn csv(&self, sql: &str) -> Vec<Vec<String>> {
+        let run = self.ok(&["sql", "--format", "csv", sql]);
+        run.stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the `crossdex` binary: one test binary, a module per area.
+//! They run the real binary on loopback and local files only.
+
+mod cli;
+mod common;
+mod crash;
+mod slt;
