@@ -8,10 +8,18 @@ fn samples_sync_and_query() {
     let s = Sandbox::new();
     let run = s.ok(&["sync", "--all"]);
     assert!(run.stderr.contains("clinic: partial full sync"), "{run:?}");
-    assert!(run.stderr.contains("redcap_repeat_instance \"one\" is not an integer"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("redcap_repeat_instance \"one\" is not an integer"),
+        "{run:?}"
+    );
 
     let count = s.csv("SELECT count(*) FROM records");
-    assert_eq!(count, [["183"]], "110 REDCap rows + 30 participants + 43 samples");
+    assert_eq!(
+        count,
+        [["183"]],
+        "110 REDCap rows + 30 participants + 43 samples"
+    );
 
     let run = s.ok(&[
         "sql",
@@ -21,7 +29,12 @@ fn samples_sync_and_query() {
     ]);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
     assert!(!rows.is_empty(), "{run:?}");
-    assert!(rows.iter().all(|r| r["title"].as_str().unwrap().contains("redcap_memory_clinic.csv")));
+    assert!(rows.iter().all(|r| {
+        r["title"]
+            .as_str()
+            .unwrap()
+            .contains("redcap_memory_clinic.csv")
+    }));
 
     let run = s.run(&["sql", "CREATE TABLE t AS SELECT 1"]);
     assert_eq!(run.code, 2, "{run:?}");
@@ -33,10 +46,17 @@ fn samples_sync_and_query() {
 
     let run = s.run(&["sql", "SELECT * FRM records"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("invalid SQL") && run.stderr.contains("found: FRM at Line: 1, Column: 10"), "{run:?}");
+    assert!(
+        run.stderr.contains("invalid SQL")
+            && run.stderr.contains("found: FRM at Line: 1, Column: 10"),
+        "{run:?}"
+    );
     let run = s.run(&["sql", "SELECT * FROM records WHERE"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("found: EOF at the end of the query"), "{run:?}");
+    assert!(
+        run.stderr.contains("found: EOF at the end of the query"),
+        "{run:?}"
+    );
 
     let run = s.run(&["search", "\"unclosed"]);
     assert_eq!(run.code, 2, "{run:?}");
@@ -51,24 +71,47 @@ fn syncing_twice_changes_nothing() {
     let first = s.csv(sql);
     assert_eq!(first[0][0], first[0][1]);
     let run = s.ok(&["sync", "--all"]);
-    assert!(run.stderr.contains("0 added, 0 updated, 110 unchanged, 0 deleted"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("0 added, 0 updated, 110 unchanged, 0 deleted"),
+        "{run:?}"
+    );
     assert_eq!(s.csv(sql), first);
     // A row removed from an export disappears at the next sync.
     let tsv = s.path().join("samples/imaging/participants.tsv");
     let text = std::fs::read_to_string(&tsv).unwrap();
-    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("sub-INT0001\t")).collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("sub-INT0001\t"))
+        .collect();
     std::fs::write(&tsv, kept.join("\n") + "\n").unwrap();
     let run = s.ok(&["sync", "imaging"]);
-    assert!(run.stderr.contains("0 added, 0 updated, 29 unchanged, 1 deleted"), "{run:?}");
-    assert_eq!(s.csv("SELECT count(*) FROM records WHERE source = 'imaging'"), [["29"]]);
-    assert_eq!(s.csv("SELECT count(*) FROM search('\"sub-INT0001\"')"), [["0"]]);
+    assert!(
+        run.stderr
+            .contains("0 added, 0 updated, 29 unchanged, 1 deleted"),
+        "{run:?}"
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM records WHERE source = 'imaging'"),
+        [["29"]]
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM search('\"sub-INT0001\"')"),
+        [["0"]]
+    );
 }
 
 #[test]
 fn status_shows_the_last_run_of_each_source() {
     let s = Sandbox::new();
     let run = s.ok(&["status"]);
-    assert!(run.stdout.contains("0 sources") && run.stdout.contains("never synced: biobank, clinic, imaging"), "{run:?}");
+    assert!(
+        run.stdout.contains("0 sources")
+            && run
+                .stdout
+                .contains("never synced: biobank, clinic, imaging"),
+        "{run:?}"
+    );
     s.ok(&["sync", "clinic"]);
     let run = s.ok(&["status", "--format", "json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
@@ -85,10 +128,26 @@ fn global_options_go_before_or_after_the_command() {
     let elsewhere = s.path().join("elsewhere");
     let d = elsewhere.to_str().unwrap();
     s.ok(&["--data-dir", d, "sync", "clinic"]);
-    assert_eq!(s.csv("SELECT count(*) FROM records"), [["0"]], "the config's data_dir is untouched");
-    let run = s.ok(&["sql", "--data-dir", d, "--format", "csv", "SELECT count(*) FROM records"]);
+    assert_eq!(
+        s.csv("SELECT count(*) FROM records"),
+        [["0"]],
+        "the config's data_dir is untouched"
+    );
+    let run = s.ok(&[
+        "sql",
+        "--data-dir",
+        d,
+        "--format",
+        "csv",
+        "SELECT count(*) FROM records",
+    ]);
     assert_eq!(run.stdout, "count(*)\n110\n");
-    let run = s.command().env("CROSSDEX_DATA_DIR", d).args(["search", "donepezil", "-n", "1", "--format", "json"]).output().unwrap();
+    let run = s
+        .command()
+        .env("CROSSDEX_DATA_DIR", d)
+        .args(["search", "donepezil", "-n", "1", "--format", "json"])
+        .output()
+        .unwrap();
     let hits: Vec<serde_json::Value> = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["source"], "clinic");
@@ -106,7 +165,11 @@ fn every_config_key_can_come_from_the_environment() {
         .args(["sync", "imaging"])
         .output()
         .unwrap();
-    assert!(run.status.success(), "{:?}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{:?}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(s.csv("SELECT subject_key FROM records"), [["P1"]]);
 }
 
@@ -118,22 +181,44 @@ fn a_bad_config_names_the_file_the_key_and_the_reason() {
     let cases = [
         ("[sources.clinic\ntype = \"files\"\n", "line 1"),
         ("data_dirr = \"x\"\n", "unknown field `data_dirr`"),
-        ("[sources.clinic]\ntype = \"xnatt\"\n", "sources.clinic.type"),
-        ("[sources.clinic]\npath = \"clinic\"\n", "sources.clinic.type"),
-        ("[sources.clinic]\ntype = \"files\"\npth = \"clinic\"\n", "sources.clinic.pth"),
-        ("[sources.clinic]\ntype = \"files\"\npath = \"clinic\"\nrecursive = \"sometimes\"\n", "sometimes"),
-        ("[sources.\"bad name\"]\ntype = \"files\"\npath = \"clinic\"\n", "letters, digits"),
+        (
+            "[sources.clinic]\ntype = \"xnatt\"\n",
+            "sources.clinic.type",
+        ),
+        (
+            "[sources.clinic]\npath = \"clinic\"\n",
+            "sources.clinic.type",
+        ),
+        (
+            "[sources.clinic]\ntype = \"files\"\npth = \"clinic\"\n",
+            "sources.clinic.pth",
+        ),
+        (
+            "[sources.clinic]\ntype = \"files\"\npath = \"clinic\"\nrecursive = \"sometimes\"\n",
+            "sometimes",
+        ),
+        (
+            "[sources.\"bad name\"]\ntype = \"files\"\npath = \"clinic\"\n",
+            "letters, digits",
+        ),
     ];
     for (text, expected) in cases {
         std::fs::write(&config, text).unwrap();
         let run = s.run(&["sync", "--all"]);
         assert_eq!(run.code, 2, "{text}\n{run:?}");
         assert!(run.stderr.contains(&path), "{text}\n{run:?}");
-        assert!(run.stderr.contains(expected), "{text}: expected {expected:?}\n{run:?}");
+        assert!(
+            run.stderr.contains(expected),
+            "{text}: expected {expected:?}\n{run:?}"
+        );
     }
     let run = s.run(&["--config", "/nonexistent/crossdex.toml", "sync", "--all"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("/nonexistent/crossdex.toml not found") && run.stderr.contains("crossdex init"), "{run:?}");
+    assert!(
+        run.stderr.contains("/nonexistent/crossdex.toml not found")
+            && run.stderr.contains("crossdex init"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -141,7 +226,10 @@ fn usage_errors_exit_2_and_a_failing_source_exits_1() {
     let s = Sandbox::new();
     let run = s.run(&["sync"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("--all") && run.stderr.contains("biobank, clinic, imaging"), "{run:?}");
+    assert!(
+        run.stderr.contains("--all") && run.stderr.contains("biobank, clinic, imaging"),
+        "{run:?}"
+    );
     let run = s.run(&["sync", "clinicc"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no source named `clinicc`"), "{run:?}");
@@ -150,15 +238,26 @@ fn usage_errors_exit_2_and_a_failing_source_exits_1() {
     std::fs::remove_dir_all(s.path().join("samples/imaging")).unwrap();
     let run = s.run(&["sync", "--all"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("imaging: failed") && run.stderr.contains("samples/imaging"), "{run:?}");
+    assert!(
+        run.stderr.contains("imaging: failed") && run.stderr.contains("samples/imaging"),
+        "{run:?}"
+    );
     assert!(run.stderr.contains("1 of 3 sources failed"), "{run:?}");
     assert_eq!(
         s.csv("SELECT source, status FROM sync_runs ORDER BY source"),
-        [["biobank", "succeeded"], ["clinic", "partial"], ["imaging", "failed"]]
+        [
+            ["biobank", "succeeded"],
+            ["clinic", "partial"],
+            ["imaging", "failed"]
+        ]
     );
     let run = s.run(&["doctor"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.contains("ok      clinic (files): 1 export files"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("ok      clinic (files): 1 export files"),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("FAILED  imaging (files)"), "{run:?}");
 }
 
@@ -167,15 +266,40 @@ fn saved_queries_run_by_name_with_parameters() {
     let s = Sandbox::new();
     s.ok(&["sync", "--all"]);
     let run = s.ok(&["sql", "--list"]);
-    assert!(run.stdout.contains("low-moca") && run.stdout.contains("--param threshold=<Number> (default 26)"), "{run:?}");
-    let run = s.ok(&["sql", "--saved", "low-moca", "--param", "threshold=14", "--format", "csv"]);
-    assert_eq!(run.stdout, "subject_key,event,moca,source\n12,month_6_arm_1,12.0,clinic\n11,month_6_arm_1,13.0,clinic\n19,month_6_arm_1,13.0,clinic\n");
+    assert!(
+        run.stdout.contains("low-moca")
+            && run
+                .stdout
+                .contains("--param threshold=<Number> (default 26)"),
+        "{run:?}"
+    );
+    let run = s.ok(&[
+        "sql",
+        "--saved",
+        "low-moca",
+        "--param",
+        "threshold=14",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        run.stdout,
+        "subject_key,event,moca,source\n12,month_6_arm_1,12.0,clinic\n11,month_6_arm_1,13.0,clinic\n19,month_6_arm_1,13.0,clinic\n"
+    );
     let run = s.run(&["sql", "--saved", "low-mocca"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no saved query named `low-mocca`; available:"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no saved query named `low-mocca`; available:"),
+        "{run:?}"
+    );
     let run = s.run(&["sql", "--saved", "search-records"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("parameter `words` of `search-records`: required"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("parameter `words` of `search-records`: required"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -185,13 +309,20 @@ fn init_writes_a_config_that_loads() {
     let p = path.to_str().unwrap();
     s.ok(&["--config", p, "init"]);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("[sources.exports]") && text.contains("CROSSDEX__"), "{text}");
+    assert!(
+        text.contains("[sources.exports]") && text.contains("CROSSDEX__"),
+        "{text}"
+    );
     let run = s.run(&["--config", p, "init"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("already exists"), "{run:?}");
     std::fs::create_dir(s.path().join("exports")).unwrap();
     let run = s.ok(&["--config", p, "doctor"]);
-    assert!(run.stdout.contains("ok      exports (files): 0 export files"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("ok      exports (files): 0 export files"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -210,6 +341,13 @@ fn demo_runs_on_the_embedded_samples() {
     let s = Sandbox::new();
     let d = s.path().join("demo-data");
     let run = s.ok(&["--data-dir", d.to_str().unwrap(), "demo"]);
-    assert!(run.stdout.contains("| clinic  | files  | row    | 110     |"), "{run:?}");
-    assert!(run.stdout.contains("crossdex search 'csf amyloid'") && run.stdout.contains("**CSF**"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("| clinic  | files  | row    | 110     |"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("crossdex search 'csf amyloid'") && run.stdout.contains("**CSF**"),
+        "{run:?}"
+    );
 }

@@ -43,7 +43,11 @@ impl From<Output> for Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -75,7 +79,9 @@ impl Sandbox {
                 c.env_remove(k);
             }
         }
-        c.env("CROSSDEX_CONFIG", self.config()).env("NO_COLOR", "1").current_dir(self.path());
+        c.env("CROSSDEX_CONFIG", self.config())
+            .env("NO_COLOR", "1")
+            .current_dir(self.path());
         c
     }
 

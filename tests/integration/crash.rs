@@ -8,7 +8,12 @@ fn write_rows(path: &std::path::Path, n: usize, note: &str) {
     let mut text = String::with_capacity(n * 48);
     text.push_str("record_id,subject_id,note,score,visit_date\n");
     for i in 0..n {
-        text.push_str(&format!("{i},S{:06},{note},{},2024-01-{:02}\n", i % 5000, i % 30, i % 28 + 1));
+        text.push_str(&format!(
+            "{i},S{:06},{note},{},2024-01-{:02}\n",
+            i % 5000,
+            i % 30,
+            i % 28 + 1
+        ));
     }
     std::fs::write(path, text).unwrap();
 }
@@ -38,28 +43,54 @@ fn killing_a_sync_while_it_applies_keeps_the_previous_state() {
     let started = Instant::now();
     let partial = s.data_dir().join("tables/records/big.2.parquet");
     while !partial.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the sync never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "the sync ended before it could be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sync never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sync ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(400));
-    assert!(child.try_wait().unwrap().is_none(), "the sync ended before it could be killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync ended before it could be killed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 
     // The previous state is intact and queryable, in the tables and the index alike.
-    assert_eq!(s.csv("SELECT count(*), count(DISTINCT id) FROM records"), [["1000", "1000"]]);
-    assert_eq!(s.csv("SELECT count(*) FROM observations WHERE value_text = 'new'"), [["0"]]);
-    assert_eq!(s.csv("SELECT count(*) FROM search('old', 5000)"), [["1000"]]);
+    assert_eq!(
+        s.csv("SELECT count(*), count(DISTINCT id) FROM records"),
+        [["1000", "1000"]]
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM observations WHERE value_text = 'new'"),
+        [["0"]]
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM search('old', 5000)"),
+        [["1000"]]
+    );
     assert_eq!(s.csv("SELECT count(*) FROM search('new')"), [["0"]]);
 
     // The lock died with the process; the next sync completes with no duplicates.
     let run = s.ok(&["sync", "--all"]);
     assert!(run.stderr.contains("149000 added, 1000 updated"), "{run:?}");
-    assert_eq!(s.csv("SELECT count(*), count(DISTINCT id) FROM records"), [["150000", "150000"]]);
-    assert_eq!(s.csv("SELECT count(*) FROM observations WHERE value_text = 'old'"), [["0"]]);
+    assert_eq!(
+        s.csv("SELECT count(*), count(DISTINCT id) FROM records"),
+        [["150000", "150000"]]
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM observations WHERE value_text = 'old'"),
+        [["0"]]
+    );
     assert_eq!(s.csv("SELECT count(*) FROM search('old')"), [["0"]]);
-    let files = std::fs::read_dir(s.data_dir().join("tables/records")).unwrap().count();
+    let files = std::fs::read_dir(s.data_dir().join("tables/records"))
+        .unwrap()
+        .count();
     assert!(files <= 2, "stale files are collected, {files} left");
 }
 
@@ -70,9 +101,19 @@ fn a_second_writer_is_refused_while_readers_go_on() {
     let held = crossdex_store::Writer::open(s.data_dir()).unwrap();
     let run = s.run(&["sync", "--all"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("is in use by another crossdex process"), "{run:?}");
-    assert!(run.stderr.contains(&format!("pid {}", std::process::id())), "{run:?}");
-    assert_eq!(s.csv("SELECT count(*) FROM records"), [["110"]], "reads are not blocked");
+    assert!(
+        run.stderr.contains("is in use by another crossdex process"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!("pid {}", std::process::id())),
+        "{run:?}"
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM records"),
+        [["110"]],
+        "reads are not blocked"
+    );
     drop(held);
     s.ok(&["sync", "--all"]);
 }

@@ -23,7 +23,9 @@ fn column_type(t: &arrow::datatypes::DataType) -> DefaultColumnType {
         D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
             DefaultColumnType::Integer
         }
-        D::Float16 | D::Float32 | D::Float64 | D::Decimal128(..) => DefaultColumnType::FloatingPoint,
+        D::Float16 | D::Float32 | D::Float64 | D::Decimal128(..) => {
+            DefaultColumnType::FloatingPoint
+        }
         D::Utf8 | D::LargeUtf8 | D::Utf8View => DefaultColumnType::Text,
         _ => DefaultColumnType::Any,
     }
@@ -39,15 +41,26 @@ impl sqllogictest::AsyncDB for Db {
             let mut words = rest.split_whitespace();
             let name = words.next().unwrap_or_default();
             let params: Vec<(String, String)> = words
-                .map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap_or_default())
+                .map(|w| {
+                    w.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .unwrap_or_default()
+                })
                 .collect();
             let query = SavedQuery::find(&self.saved, name)?;
             self.engine.saved(query, &params).await?
         } else {
             self.engine.sql(sql, vec![]).await?
         };
-        let types = out.schema.fields().iter().map(|f| column_type(f.data_type())).collect();
-        let rows = out.rows_as_text().map_err(|e| QueryError::Execution(e.to_string()))?;
+        let types = out
+            .schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
+        let rows = out
+            .rows_as_text()
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
         Ok(DBOutput::Rows { types, rows })
     }
 
@@ -76,7 +89,10 @@ async fn sql_logic_tests() {
     for file in &files {
         let (engine, saved) = (engine.clone(), saved.clone());
         let mut runner = sqllogictest::Runner::new(move || {
-            let db = Db { engine: engine.clone(), saved: saved.clone() };
+            let db = Db {
+                engine: engine.clone(),
+                saved: saved.clone(),
+            };
             async move { Ok::<_, QueryError>(db) }
         });
         if complete {

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use crossdex_model::{
-    Capabilities, CheckReport, Connector, ConnectorError, ConnectorFactory, Entity, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
+    Capabilities, CheckReport, Connector, ConnectorError, ConnectorFactory, Entity, Page, PageSink,
+    Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
 };
 use serde::Deserialize;
 
@@ -65,16 +66,22 @@ pub struct FilesConfig {
 }
 
 fn default_id_columns() -> Vec<String> {
-    ["record_id", "participant_id", "subject_id", "id"].map(String::from).to_vec()
+    ["record_id", "participant_id", "subject_id", "id"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_subject_columns() -> Vec<String> {
-    ["participant_id", "subject_id", "record_id", "subject"].map(String::from).to_vec()
+    ["participant_id", "subject_id", "record_id", "subject"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_kind() -> String {
     "row".into()
 }
 fn default_missing() -> Vec<String> {
-    ["", "n/a", "na", "nan", "null", "none"].map(String::from).to_vec()
+    ["", "n/a", "na", "nan", "null", "none"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_true() -> bool {
     true
@@ -109,12 +116,11 @@ path = "exports"
         if let Some(map) = table.as_object_mut() {
             map.remove("type");
         }
-        let mut config: FilesConfig = serde_json::from_value(table).map_err(|e| {
-            ConnectorError::Config {
+        let mut config: FilesConfig =
+            serde_json::from_value(table).map_err(|e| ConnectorError::Config {
                 key: field_of_serde_error(&e.to_string()),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if config.path.is_relative() {
             config.path = context.base_dir.join(&config.path);
         }
@@ -170,7 +176,10 @@ impl FilesConnector {
         if root.is_file() {
             let format = format_of(root).ok_or_else(|| ConnectorError::Config {
                 key: "path".into(),
-                reason: format!("{} is not a .csv, .tsv, .jsonl or .ndjson file", root.display()),
+                reason: format!(
+                    "{} is not a .csv, .tsv, .jsonl or .ndjson file",
+                    root.display()
+                ),
             })?;
             return Ok(vec![(root.clone(), format)]);
         }
@@ -209,7 +218,10 @@ impl FilesConnector {
 
     fn is_missing(&self, v: &str) -> bool {
         let v = v.trim();
-        self.config.missing_values.iter().any(|m| m.eq_ignore_ascii_case(v))
+        self.config
+            .missing_values
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(v))
     }
 
     fn pick<'h>(candidates: &[String], header: &'h [String]) -> Option<usize> {
@@ -219,7 +231,13 @@ impl FilesConnector {
     }
 
     /// Turns one row, as (column, value) pairs, into an entity.
-    fn entity(&self, file: &str, line: u64, layout: &Layout, cells: Vec<(String, String)>) -> Result<Entity, Rejection> {
+    fn entity(
+        &self,
+        file: &str,
+        line: u64,
+        layout: &Layout,
+        cells: Vec<(String, String)>,
+    ) -> Result<Entity, Rejection> {
         let value = |i: Option<usize>| {
             i.and_then(|i| cells.get(i))
                 .map(|(_, v)| v.trim())
@@ -230,13 +248,17 @@ impl FilesConnector {
             native_id: None,
             reason: format!("{file}: line {line}: {reason}"),
         };
-        let id = value(Some(layout.id)).ok_or_else(|| reject(format!("empty id column `{}`", layout.id_name)))?;
+        let id = value(Some(layout.id))
+            .ok_or_else(|| reject(format!("empty id column `{}`", layout.id_name)))?;
         let subject = value(layout.subject);
         let event = value(layout.event);
         let instrument = value(layout.instrument);
         let instance = match value(layout.instance) {
             None => None,
-            Some(v) => Some(v.parse::<i64>().map_err(|_| reject(format!("{REDCAP_INSTANCE} {v:?} is not an integer")))?),
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .map_err(|_| reject(format!("{REDCAP_INSTANCE} {v:?} is not an integer")))?,
+            ),
         };
         let mut native_id = format!("{file}#{id}");
         for part in [&event, &instrument].into_iter().flatten() {
@@ -254,7 +276,13 @@ impl FilesConnector {
         let mut record = Record::new(&self.name, "files", &self.config.kind, &native_id, &title);
         record.subject_key = subject;
         record.attributes.insert("file".into(), file.into());
-        let skip = [Some(layout.id), layout.subject, layout.event, layout.instrument, layout.instance];
+        let skip = [
+            Some(layout.id),
+            layout.subject,
+            layout.event,
+            layout.instrument,
+            layout.instance,
+        ];
         let mut observations = Vec::with_capacity(cells.len());
         for (i, (column, raw)) in cells.into_iter().enumerate() {
             if skip.contains(&Some(i)) || self.is_missing(&raw) {
@@ -265,7 +293,10 @@ impl FilesConnector {
             o.instance = instance;
             observations.push(o);
         }
-        Ok(Entity { record, observations })
+        Ok(Entity {
+            record,
+            observations,
+        })
     }
 
     async fn read_delimited(
@@ -297,7 +328,11 @@ impl FilesConnector {
             match reader.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {
-                    let cells = header.iter().cloned().zip(record.iter().map(str::to_owned)).collect();
+                    let cells = header
+                        .iter()
+                        .cloned()
+                        .zip(record.iter().map(str::to_owned))
+                        .collect();
                     match self.entity(&file, line, &layout, cells) {
                         Ok(e) => page.upserts.push(e),
                         Err(r) => page.rejected.push(r),
@@ -319,10 +354,15 @@ impl FilesConnector {
         Ok(())
     }
 
-    async fn read_json_lines(&self, path: &Path, sink: &mut dyn PageSink) -> Result<(), ConnectorError> {
+    async fn read_json_lines(
+        &self,
+        path: &Path,
+        sink: &mut dyn PageSink,
+    ) -> Result<(), ConnectorError> {
         use std::io::BufRead;
         let file = self.relative(path);
-        let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| self.io(path, e))?);
+        let reader =
+            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| self.io(path, e))?);
         let mut page = Page::default();
         for (n, line) in reader.lines().enumerate() {
             let line_no = n as u64 + 1;
@@ -334,7 +374,10 @@ impl FilesConnector {
                 .map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))
                 .and_then(|v| match v {
                     serde_json::Value::Object(map) => Ok(map),
-                    other => Err(format!("expected a JSON object, found {}", json_kind(&other))),
+                    other => Err(format!(
+                        "expected a JSON object, found {}",
+                        json_kind(&other)
+                    )),
                 });
             match parsed {
                 Err(reason) => page.rejected.push(Rejection {
@@ -394,7 +437,11 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     match v {
         J::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -425,7 +472,9 @@ fn csv_io(path: &Path, e: csv::Error) -> ConnectorError {
 
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("expected {expected_len} fields as in the header, found {len}")
         }
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
@@ -462,7 +511,11 @@ impl Connector for FilesConnector {
         })
     }
 
-    async fn sync(&self, _request: SyncRequest, sink: &mut dyn PageSink) -> Result<SyncOutcome, ConnectorError> {
+    async fn sync(
+        &self,
+        _request: SyncRequest,
+        sink: &mut dyn PageSink,
+    ) -> Result<SyncOutcome, ConnectorError> {
         for (path, format) in self.files()? {
             match format {
                 Format::Csv => self.read_delimited(&path, b',', sink).await?,
@@ -479,4 +532,3 @@ impl Connector for FilesConnector {
 
 #[cfg(test)]
 mod tests;
-

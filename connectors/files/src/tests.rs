@@ -18,15 +18,30 @@ impl PageSink for Collect {
 
 fn connector(dir: &Path, extra: serde_json::Value) -> Box<dyn Connector> {
     let mut config = serde_json::json!({"type": "files", "path": "."});
-    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     FilesFactory
-        .build(SourceContext { name: "exports".into(), config, base_dir: dir.to_owned() })
+        .build(SourceContext {
+            name: "exports".into(),
+            config,
+            base_dir: dir.to_owned(),
+        })
         .unwrap()
 }
 
 async fn run(c: &dyn Connector) -> (Vec<Entity>, Vec<Rejection>) {
     let mut sink = Collect::default();
-    c.sync(SyncRequest { mode: SyncMode::Full, checkpoint: None }, &mut sink).await.unwrap();
+    c.sync(
+        SyncRequest {
+            mode: SyncMode::Full,
+            checkpoint: None,
+        },
+        &mut sink,
+    )
+    .await
+    .unwrap();
     let upserts = sink.0.iter().flat_map(|p| p.upserts.clone()).collect();
     let rejected = sink.0.iter().flat_map(|p| p.rejected.clone()).collect();
     (upserts, rejected)
@@ -57,21 +72,56 @@ async fn redcap_csv_export_rows_are_keyed_by_record_event_and_instance() {
     );
     let first = &rows[0];
     assert_eq!(first.record.subject_key.as_deref(), Some("1"));
-    let moca = first.observations.iter().find(|o| o.variable == "moca").unwrap();
-    assert_eq!((moca.value_num, moca.event.as_deref()), (Some(27.0), Some("baseline_arm_1")));
-    assert!(first.observations.iter().any(|o| o.variable == "visit_date" && o.value_date.is_some()));
+    let moca = first
+        .observations
+        .iter()
+        .find(|o| o.variable == "moca")
+        .unwrap();
+    assert_eq!(
+        (moca.value_num, moca.event.as_deref()),
+        (Some(27.0), Some("baseline_arm_1"))
+    );
+    assert!(
+        first
+            .observations
+            .iter()
+            .any(|o| o.variable == "visit_date" && o.value_date.is_some())
+    );
     assert_eq!(rows[2].observations.len(), 0);
-    assert_eq!(rows[2].observations.iter().filter(|o| o.instance.is_some()).count(), 0);
+    assert_eq!(
+        rows[2]
+            .observations
+            .iter()
+            .filter(|o| o.instance.is_some())
+            .count(),
+        0
+    );
     assert_eq!(rejected.len(), 2);
-    assert!(rejected[0].reason.contains("redcap.csv: line 5: redcap_repeat_instance \"x\" is not an integer"), "{:?}", rejected[0]);
-    assert!(rejected[1].reason.contains("redcap.csv: line 6: expected 7 fields as in the header, found 4"), "{:?}", rejected[1]);
+    assert!(
+        rejected[0]
+            .reason
+            .contains("redcap.csv: line 5: redcap_repeat_instance \"x\" is not an integer"),
+        "{:?}",
+        rejected[0]
+    );
+    assert!(
+        rejected[1]
+            .reason
+            .contains("redcap.csv: line 6: expected 7 fields as in the header, found 4"),
+        "{:?}",
+        rejected[1]
+    );
 }
 
 #[tokio::test]
 async fn bids_participants_tsv_and_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("lab")).unwrap();
-    std::fs::write(dir.path().join("participants.tsv"), "participant_id\tage\tsex\nsub-01\t34\tF\nsub-02\tn/a\tM\n").unwrap();
+    std::fs::write(
+        dir.path().join("participants.tsv"),
+        "participant_id\tage\tsex\nsub-01\t34\tF\nsub-02\tn/a\tM\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("lab/samples.jsonl"),
         "{\"id\": \"S1\", \"subject\": \"sub-01\", \"stain\": {\"name\": \"DAPI\"}, \"tags\": [\"a\", \"b\"]}\n\n[1]\n{broken\n",
@@ -79,20 +129,44 @@ async fn bids_participants_tsv_and_json_lines() {
     .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
     let c = connector(dir.path(), serde_json::json!({}));
-    assert_eq!(c.check().await.unwrap().summary.split(" in ").next().unwrap(), "2 export files");
+    assert_eq!(
+        c.check()
+            .await
+            .unwrap()
+            .summary
+            .split(" in ")
+            .next()
+            .unwrap(),
+        "2 export files"
+    );
     let (rows, rejected) = run(&*c).await;
     assert_eq!(rows.len(), 3);
     let sample = &rows[0];
     assert_eq!(sample.record.native_id, "lab/samples.jsonl#S1");
     assert_eq!(sample.record.subject_key.as_deref(), Some("sub-01"));
-    let vars: Vec<&str> = sample.observations.iter().map(|o| o.variable.as_str()).collect();
+    let vars: Vec<&str> = sample
+        .observations
+        .iter()
+        .map(|o| o.variable.as_str())
+        .collect();
     assert_eq!(vars, ["stain.name", "tags", "tags"]);
     let sub2 = &rows[2];
     assert_eq!(sub2.record.subject_key.as_deref(), Some("sub-02"));
-    assert!(sub2.observations.iter().all(|o| o.variable != "age"), "n/a is missing");
+    assert!(
+        sub2.observations.iter().all(|o| o.variable != "age"),
+        "n/a is missing"
+    );
     assert_eq!(rejected.len(), 2);
-    assert!(rejected[0].reason.contains("samples.jsonl: line 3: expected a JSON object, found an array"));
-    assert!(rejected[1].reason.contains("samples.jsonl: line 4: invalid JSON"));
+    assert!(
+        rejected[0]
+            .reason
+            .contains("samples.jsonl: line 3: expected a JSON object, found an array")
+    );
+    assert!(
+        rejected[1]
+            .reason
+            .contains("samples.jsonl: line 4: invalid JSON")
+    );
 }
 
 #[test]

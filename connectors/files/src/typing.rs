@@ -34,10 +34,15 @@ pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc())
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc())
 }
 
 /// Types one value: a number, a date or date-time, or text. The raw text is always
@@ -66,18 +71,39 @@ mod tests {
         assert_eq!(type_value("x", "-1.5e3").value_num, Some(-1500.0));
         assert_eq!(type_value("x", ".5").value_num, Some(0.5));
         let leading_zero = type_value("x", "0042");
-        assert_eq!((leading_zero.value_num, leading_zero.value_text.as_deref()), (Some(42.0), Some("0042")));
+        assert_eq!(
+            (leading_zero.value_num, leading_zero.value_text.as_deref()),
+            (Some(42.0), Some("0042"))
+        );
         for text in ["NaN", "inf", "1.2.3", "12a", "", "-", "e5", "1e"] {
             assert_eq!(type_value("x", text).value_num, None, "{text}");
         }
         let d = |s: &str| type_value("x", s).value_date.map(|d| d.to_rfc3339());
-        assert_eq!(d("2024-03-05").as_deref(), Some("2024-03-05T00:00:00+00:00"));
-        assert_eq!(d("2024-03-05 14:30").as_deref(), Some("2024-03-05T14:30:00+00:00"));
-        assert_eq!(d("2022-11-09 10:33:35").as_deref(), Some("2022-11-09T10:33:35+00:00"));
-        assert_eq!(d("2018-05-14 15:17:57.815").as_deref(), Some("2018-05-14T15:17:57.815+00:00"));
-        assert_eq!(d("2024-03-05T14:30:00+01:00").as_deref(), Some("2024-03-05T13:30:00+00:00"));
+        assert_eq!(
+            d("2024-03-05").as_deref(),
+            Some("2024-03-05T00:00:00+00:00")
+        );
+        assert_eq!(
+            d("2024-03-05 14:30").as_deref(),
+            Some("2024-03-05T14:30:00+00:00")
+        );
+        assert_eq!(
+            d("2022-11-09 10:33:35").as_deref(),
+            Some("2022-11-09T10:33:35+00:00")
+        );
+        assert_eq!(
+            d("2018-05-14 15:17:57.815").as_deref(),
+            Some("2018-05-14T15:17:57.815+00:00")
+        );
+        assert_eq!(
+            d("2024-03-05T14:30:00+01:00").as_deref(),
+            Some("2024-03-05T13:30:00+00:00")
+        );
         assert_eq!(d("2024-13-05"), None);
         assert_eq!(d("05/03/2024"), None);
-        assert_eq!(type_value("x", "amnesia").value_text.as_deref(), Some("amnesia"));
+        assert_eq!(
+            type_value("x", "amnesia").value_text.as_deref(),
+            Some("amnesia")
+        );
     }
 }

@@ -29,7 +29,13 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Configuration file [default: ./crossdex.toml]
-    #[arg(long, short = 'c', global = true, env = "CROSSDEX_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CROSSDEX_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Data directory holding the index and tables [default: `data_dir` of the config,
     /// else $XDG_DATA_HOME/crossdex or ~/.local/share/crossdex]
@@ -43,7 +49,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented example configuration file to start from.
-    #[command(after_help = "Example:\n  crossdex init                 writes ./crossdex.toml\n  crossdex init --config /etc/crossdex.toml --force")]
+    #[command(
+        after_help = "Example:\n  crossdex init                 writes ./crossdex.toml\n  crossdex init --config /etc/crossdex.toml --force"
+    )]
     Init {
         /// Overwrite the file if it exists
         #[arg(long)]
@@ -56,10 +64,14 @@ pub enum Command {
         sources: Vec<String>,
     },
     /// Pull sources into the index. Each source's sync becomes visible all at once.
-    #[command(after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared")]
+    #[command(
+        after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared"
+    )]
     Sync(SyncArgs),
     /// Show each source's state and its last sync run.
-    #[command(after_help = "Example:\n  crossdex status\n  crossdex sql \"SELECT * FROM sync_runs ORDER BY started_at DESC\"   the full history")]
+    #[command(
+        after_help = "Example:\n  crossdex status\n  crossdex sql \"SELECT * FROM sync_runs ORDER BY started_at DESC\"   the full history"
+    )]
     Status {
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -81,7 +93,9 @@ pub enum Command {
     #[command(after_help = SQL_HELP)]
     Sql(SqlArgs),
     /// Index the bundled sample exports into a demo data directory and query them.
-    #[command(after_help = "Example:\n  crossdex demo\n  crossdex demo --data-dir /tmp/demo   keep the demo data there")]
+    #[command(
+        after_help = "Example:\n  crossdex demo\n  crossdex demo --data-dir /tmp/demo   keep the demo data there"
+    )]
     Demo,
 }
 

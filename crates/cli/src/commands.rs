@@ -25,14 +25,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { sources } => doctor(g, &sources).await,
         Command::Sync(args) => sync(g, &args).await,
         Command::Status { format } => status(g, format).await,
-        Command::Search { query, limit, format } => search(g, &query, limit, format),
+        Command::Search {
+            query,
+            limit,
+            format,
+        } => search(g, &query, limit, format),
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo => demo(g).await,
     }
 }
 
 fn config_path(g: &GlobalArgs) -> PathBuf {
-    g.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    g.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
 fn load_config(g: &GlobalArgs) -> Result<Config> {
@@ -66,9 +72,9 @@ fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Runtime(anyhow::Error::new(e).context("cannot write to stdout")))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Runtime(
+            anyhow::Error::new(e).context("cannot write to stdout"),
+        )),
         _ => Ok(()),
     }
 }
@@ -83,14 +89,20 @@ fn init(g: &GlobalArgs, force: bool) -> Result<ExitCode> {
     }
     std::fs::write(&path, config::example())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("wrote {}; edit its [sources] and run `crossdex doctor`, then `crossdex sync --all`", path.display());
+    eprintln!(
+        "wrote {}; edit its [sources] and run `crossdex doctor`, then `crossdex sync --all`",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn selected_sources(config: &Config, names: &[String], all: bool) -> Result<Vec<String>> {
     let configured = config.source_names();
     if configured.is_empty() {
-        return Err(CliError::usage(format!("{} configures no source; add a [sources.<name>] table", config.path.display())));
+        return Err(CliError::usage(format!(
+            "{} configures no source; add a [sources.<name>] table",
+            config.path.display()
+        )));
     }
     if all || names.is_empty() {
         return Ok(configured);
@@ -113,7 +125,11 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     for name in selected_sources(&config, names, names.is_empty())? {
         let connector = config.connector(&name)?;
         match connector.check().await {
-            Ok(report) => println!("ok      {name} ({}): {}", connector.system(), report.summary),
+            Ok(report) => println!(
+                "ok      {name} ({}): {}",
+                connector.system(),
+                report.summary
+            ),
             Err(e) => {
                 failed += 1;
                 println!("FAILED  {name} ({}): {e}", connector.system());
@@ -122,13 +138,21 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     }
     let dir = data_dir(g, Some(&config));
     match crossdex_store::Snapshot::open(&dir) {
-        Ok(s) => println!("ok      data directory {} ({} documents)", dir.display(), s.num_docs()),
+        Ok(s) => println!(
+            "ok      data directory {} ({} documents)",
+            dir.display(),
+            s.num_docs()
+        ),
         Err(e) => {
             failed += 1;
             println!("FAILED  data directory {}: {e}", dir.display());
         }
     }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One line per page on stderr when it is not a terminal would flood logs; print a
@@ -181,7 +205,12 @@ fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
 }
 
 /// Syncs `names` one after the other; a failing source does not stop the others.
-async fn sync_all(config: &Config, dir: &Path, names: &[String], full: bool) -> Result<Vec<SyncRun>> {
+async fn sync_all(
+    config: &Config,
+    dir: &Path,
+    names: &[String],
+    full: bool,
+) -> Result<Vec<SyncRun>> {
     let mut writer = Writer::open(dir)?;
     let progress = LineProgress {
         last: std::sync::Mutex::new(Instant::now()),
@@ -190,9 +219,14 @@ async fn sync_all(config: &Config, dir: &Path, names: &[String], full: bool) -> 
     for name in names {
         let connector = config.connector(name)?;
         let started = Instant::now();
-        let run = crossdex_sync::sync_source(&mut writer, connector.as_ref(), SyncOptions { full }, &progress)
-            .await
-            .map_err(|e| CliError::Runtime(e.into()))?;
+        let run = crossdex_sync::sync_source(
+            &mut writer,
+            connector.as_ref(),
+            SyncOptions { full },
+            &progress,
+        )
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
         eprintln!("{}", run_line(&run, started.elapsed()));
         runs.push(run);
     }
@@ -209,9 +243,15 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
     }
     let names = selected_sources(&config, &args.sources, args.all)?;
     let runs = sync_all(&config, &data_dir(g, Some(&config)), &names, args.full).await?;
-    let failed = runs.iter().filter(|r| r.status == RunStatus::Failed).count();
+    let failed = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Failed)
+        .count();
     if failed > 0 {
-        eprintln!("{failed} of {} sources failed; the others are synced", runs.len());
+        eprintln!(
+            "{failed} of {} sources failed; the others are synced",
+            runs.len()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -253,7 +293,10 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
             }
         }
     }
-    print(&out.render(OutputFormat::from(format)).map_err(anyhow::Error::from)?)?;
+    print(
+        &out.render(OutputFormat::from(format))
+            .map_err(anyhow::Error::from)?,
+    )?;
     if format == Format::Table {
         println!();
     }
@@ -285,7 +328,10 @@ fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<E
         Format::Table => {
             let mut s = String::new();
             for h in &hits {
-                s.push_str(&format!("{:>6.2}  {}  [{} {}]\n        {}\n", h.score, h.title, h.source, h.kind, h.snippet));
+                s.push_str(&format!(
+                    "{:>6.2}  {}  [{} {}]\n        {}\n",
+                    h.score, h.title, h.source, h.kind, h.snippet
+                ));
                 s.push_str(&format!("        {}\n", h.id));
             }
             if hits.is_empty() {
@@ -301,7 +347,9 @@ fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<E
 }
 
 fn saved_queries(config: Option<&Config>) -> Result<Vec<SavedQuery>> {
-    Ok(crate::saved::load(config.and_then(|c| c.queries_dir.as_deref()))?)
+    Ok(crate::saved::load(
+        config.and_then(|c| c.queries_dir.as_deref()),
+    )?)
 }
 
 async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
@@ -311,8 +359,15 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
         for q in saved_queries(config.as_ref())? {
             s.push_str(&format!("{}\n    {}\n", q.name, q.description));
             for p in &q.params {
-                let default = p.default.as_deref().map(|d| format!(" (default {d})")).unwrap_or_default();
-                s.push_str(&format!("    --param {}=<{:?}>{default}  {}\n", p.name, p.kind, p.description));
+                let default = p
+                    .default
+                    .as_deref()
+                    .map(|d| format!(" (default {d})"))
+                    .unwrap_or_default();
+                s.push_str(&format!(
+                    "    --param {}=<{:?}>{default}  {}\n",
+                    p.name, p.kind, p.description
+                ));
             }
         }
         print(&s)?;
@@ -328,7 +383,11 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
             (None, Some(f)) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read {}", f.display()))
                 .map_err(CliError::Usage)?,
-            _ => return Err(CliError::usage("give a query, --file FILE, --saved NAME or --list")),
+            _ => {
+                return Err(CliError::usage(
+                    "give a query, --file FILE, --saved NAME or --list",
+                ));
+            }
         };
         let params = args
             .params
@@ -337,7 +396,11 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
             .collect();
         engine.sql(&text, params).await?
     };
-    print(&output.render(OutputFormat::from(args.format)).map_err(anyhow::Error::from)?)?;
+    print(
+        &output
+            .render(OutputFormat::from(args.format))
+            .map_err(anyhow::Error::from)?,
+    )?;
     if args.format == Format::Table {
         println!();
     }
@@ -351,10 +414,22 @@ fn datafusion_text(v: &str) -> crossdex_query::ScalarValue {
 
 /// The sample exports, compiled in so the demo runs from anywhere.
 const SAMPLES: &[(&str, &str)] = &[
-    ("crossdex.toml", include_str!("../../../samples/crossdex.toml")),
-    ("clinic/redcap_memory_clinic.csv", include_str!("../../../samples/clinic/redcap_memory_clinic.csv")),
-    ("imaging/participants.tsv", include_str!("../../../samples/imaging/participants.tsv")),
-    ("biobank/biobank_samples.jsonl", include_str!("../../../samples/biobank/biobank_samples.jsonl")),
+    (
+        "crossdex.toml",
+        include_str!("../../../samples/crossdex.toml"),
+    ),
+    (
+        "clinic/redcap_memory_clinic.csv",
+        include_str!("../../../samples/clinic/redcap_memory_clinic.csv"),
+    ),
+    (
+        "imaging/participants.tsv",
+        include_str!("../../../samples/imaging/participants.tsv"),
+    ),
+    (
+        "biobank/biobank_samples.jsonl",
+        include_str!("../../../samples/biobank/biobank_samples.jsonl"),
+    ),
 ];
 
 async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
@@ -363,7 +438,8 @@ async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
     for (rel, text) in SAMPLES {
         let path = samples.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -374,23 +450,42 @@ async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
         .clone()
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| root.join("data"));
-    println!("crossdex demo: indexing the sample exports of a memory-clinic cohort into {}\n", dir.display());
+    println!(
+        "crossdex demo: indexing the sample exports of a memory-clinic cohort into {}\n",
+        dir.display()
+    );
     let names = config.source_names();
     let runs = sync_all(&config, &dir, &names, false).await?;
     let engine = QueryEngine::open(&dir)?;
     let queries = saved_queries(None)?;
-    for (name, params) in [("records-per-source", vec![]), ("low-moca", vec![("threshold".to_owned(), "16".to_owned())])] {
+    for (name, params) in [
+        ("records-per-source", vec![]),
+        ("low-moca", vec![("threshold".to_owned(), "16".to_owned())]),
+    ] {
         let q = SavedQuery::find(&queries, name)?;
-        let shown: Vec<String> = params.iter().map(|(k, v)| format!(" --param {k}={v}")).collect();
-        println!("\n$ crossdex sql --saved {name}{}\n-- {}", shown.concat(), q.description);
+        let shown: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!(" --param {k}={v}"))
+            .collect();
+        println!(
+            "\n$ crossdex sql --saved {name}{}\n-- {}",
+            shown.concat(),
+            q.description
+        );
         let out = engine.saved(q, &params).await?;
-        print(&out.render(OutputFormat::Table).map_err(anyhow::Error::from)?)?;
+        print(
+            &out.render(OutputFormat::Table)
+                .map_err(anyhow::Error::from)?,
+        )?;
         println!();
     }
     let hits = engine.search("csf amyloid", 3)?;
     println!("\n$ crossdex search 'csf amyloid'");
     for h in &hits {
-        println!("{:>6.2}  {}  [{}]\n        {}", h.score, h.title, h.source, h.snippet);
+        println!(
+            "{:>6.2}  {}  [{}]\n        {}",
+            h.score, h.title, h.source, h.snippet
+        );
     }
     let cfg = config_file.display();
     println!(
@@ -400,5 +495,9 @@ async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
         println!("  (add --data-dir {} to each)", dir.display());
     }
     let failed = runs.iter().any(|r| r.status == RunStatus::Failed);
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -52,7 +52,9 @@ impl Config {
     /// source table by building its connector (nothing is contacted).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         if !path.is_file() {
-            return Err(ConfigError::NotFound { path: path.to_owned() });
+            return Err(ConfigError::NotFound {
+                path: path.to_owned(),
+            });
         }
         let invalid = |reason: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -92,22 +94,35 @@ impl Config {
         let err = |key: &str, reason: String| ConfigError::Source {
             path: self.path.clone(),
             source_name: name.to_owned(),
-            key: if key.is_empty() { String::new() } else { format!(".{key}") },
+            key: if key.is_empty() {
+                String::new()
+            } else {
+                format!(".{key}")
+            },
             reason,
         };
         if !is_valid_source_name(name) {
-            return Err(err("", "source names use letters, digits, `_` and `-` only".into()));
+            return Err(err(
+                "",
+                "source names use letters, digits, `_` and `-` only".into(),
+            ));
         }
         let Some(table) = self.sources.get(name) else {
             return Err(err("", "no such source".into()));
         };
         let Some(system) = table.get("type").and_then(|t| t.as_str()) else {
-            return Err(err("type", format!("missing; one of: {}", registry::systems().join(", "))));
+            return Err(err(
+                "type",
+                format!("missing; one of: {}", registry::systems().join(", ")),
+            ));
         };
         let Some(factory) = registry::factory(system) else {
             return Err(err(
                 "type",
-                format!("unknown source type {system:?}; one of: {}", registry::systems().join(", ")),
+                format!(
+                    "unknown source type {system:?}; one of: {}",
+                    registry::systems().join(", ")
+                ),
             ));
         };
         factory
@@ -136,13 +151,19 @@ fn normalize(p: &Path) -> PathBuf {
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
         }
     }
-    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// The config crate appends "in <file>" to some messages; the path is already said.

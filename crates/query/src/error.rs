@@ -71,7 +71,10 @@ impl QueryError {
         match e.find_root() {
             DataFusionError::SQL(parser, _) => {
                 let msg = parser.to_string();
-                let mut msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_owned();
+                let mut msg = msg
+                    .strip_prefix("sql parser error: ")
+                    .unwrap_or(&msg)
+                    .to_owned();
                 if msg.ends_with("found: EOF") {
                     msg.push_str(" at the end of the query");
                 }
@@ -80,9 +83,15 @@ impl QueryError {
             DataFusionError::Plan(msg) => QueryError::Plan(msg.clone()),
             root @ DataFusionError::SchemaError(..) => {
                 let msg = root.to_string();
-                QueryError::Plan(msg.strip_prefix("Schema error: ").unwrap_or(&msg).to_owned())
+                QueryError::Plan(
+                    msg.strip_prefix("Schema error: ")
+                        .unwrap_or(&msg)
+                        .to_owned(),
+                )
             }
-            DataFusionError::NotImplemented(msg) => QueryError::Plan(format!("not supported: {msg}")),
+            DataFusionError::NotImplemented(msg) => {
+                QueryError::Plan(format!("not supported: {msg}"))
+            }
             root => QueryError::Execution(root.to_string()),
         }
     }

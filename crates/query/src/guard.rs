@@ -74,7 +74,10 @@ fn refuse(found: &str) -> Result<(), QueryError> {
 /// Replaces `$name` placeholders with the bound values as literals in the syntax tree,
 /// so they also reach table functions such as `search($words)`, which are resolved
 /// before DataFusion's own parameter binding. Values never become SQL text.
-pub(crate) fn bind(statement: &mut DfStatement, params: &[(String, ScalarValue)]) -> Result<(), QueryError> {
+pub(crate) fn bind(
+    statement: &mut DfStatement,
+    params: &[(String, ScalarValue)],
+) -> Result<(), QueryError> {
     use std::ops::ControlFlow;
 
     use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};

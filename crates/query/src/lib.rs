@@ -46,7 +46,10 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 /// The tables every engine registers, with what they hold.
 pub const TABLES: &[(&str, &str)] = &[
     ("records", "one row per entity of any source"),
-    ("observations", "typed values in long form, one row per value"),
+    (
+        "observations",
+        "typed values in long form, one row per value",
+    ),
     ("sync_runs", "history of syncs: mode, times, counts, errors"),
 ];
 
@@ -85,7 +88,10 @@ impl QueryEngine {
             let provider = parquet_table(&snapshot.files(table), schema.clone())?;
             ctx.register_table(name, provider)?;
         }
-        ctx.register_udtf("search", Arc::new(search::SearchFunction::new(snapshot.clone())));
+        ctx.register_udtf(
+            "search",
+            Arc::new(search::SearchFunction::new(snapshot.clone())),
+        );
         Ok(QueryEngine { snapshot, ctx })
     }
 
@@ -151,8 +157,8 @@ fn parquet_table(
         .iter()
         .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
         .collect::<Result<Vec<_>, _>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);

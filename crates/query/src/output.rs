@@ -46,7 +46,9 @@ impl QueryOutput {
             OutputFormat::Csv => {
                 let mut buf = Vec::new();
                 {
-                    let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                    let mut w = arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(&mut buf);
                     if self.batches.is_empty() {
                         w.write(&RecordBatch::new_empty(self.schema.clone()))?;
                     }

@@ -111,7 +111,9 @@ impl SavedQuery {
                 break;
             };
             let comment = comment.trim();
-            let Some((key, value)) = comment.split_once(':') else { continue };
+            let Some((key, value)) = comment.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match key.trim() {
                 "name" => name = Some(value.to_owned()),
@@ -121,8 +123,15 @@ impl SavedQuery {
             }
         }
         let name = name.ok_or_else(|| err(1, "missing `-- name: ...` header line".into()))?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(err(1, format!("name {name:?} must use letters, digits, `-` and `_`")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                1,
+                format!("name {name:?} must use letters, digits, `-` and `_`"),
+            ));
         }
         Ok(SavedQuery {
             name,
@@ -157,37 +166,62 @@ impl SavedQuery {
     }
 
     /// Finds `name` in `queries`.
-    pub fn find<'a>(queries: &'a [SavedQuery], name: &str) -> Result<&'a SavedQuery, SavedQueryError> {
-        queries.iter().find(|q| q.name == name).ok_or_else(|| SavedQueryError::Unknown {
-            name: name.to_owned(),
-            available: queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+    pub fn find<'a>(
+        queries: &'a [SavedQuery],
+        name: &str,
+    ) -> Result<&'a SavedQuery, SavedQueryError> {
+        queries
+            .iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| SavedQueryError::Unknown {
+                name: name.to_owned(),
+                available: queries
+                    .iter()
+                    .map(|q| q.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Types `values` by the declared parameters, filling defaults.
-    pub fn bind(&self, values: &[(String, String)]) -> Result<Vec<(String, ScalarValue)>, SavedQueryError> {
+    pub fn bind(
+        &self,
+        values: &[(String, String)],
+    ) -> Result<Vec<(String, ScalarValue)>, SavedQueryError> {
         let err = |name: &str, reason: String| SavedQueryError::Param {
             query: self.name.clone(),
             name: name.to_owned(),
             reason,
         };
-        if let Some((unknown, _)) = values.iter().find(|(k, _)| !self.params.iter().any(|p| &p.name == k)) {
+        if let Some((unknown, _)) = values
+            .iter()
+            .find(|(k, _)| !self.params.iter().any(|p| &p.name == k))
+        {
             let declared: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
-            return Err(err(unknown, format!("not declared (declared: {})", declared.join(", "))));
+            return Err(err(
+                unknown,
+                format!("not declared (declared: {})", declared.join(", ")),
+            ));
         }
         let mut bound = Vec::with_capacity(self.params.len());
         for p in &self.params {
-            let given = values.iter().rev().find(|(k, _)| k == &p.name).map(|(_, v)| v.as_str());
+            let given = values
+                .iter()
+                .rev()
+                .find(|(k, _)| k == &p.name)
+                .map(|(_, v)| v.as_str());
             let Some(text) = given.or(p.default.as_deref()) else {
                 return Err(err(&p.name, "required; pass --param NAME=VALUE".into()));
             };
             let value = match p.kind {
                 ParamKind::Text => ScalarValue::Utf8(Some(text.to_owned())),
                 ParamKind::Number => ScalarValue::Float64(Some(
-                    text.parse().map_err(|_| err(&p.name, format!("{text:?} is not a number")))?,
+                    text.parse()
+                        .map_err(|_| err(&p.name, format!("{text:?} is not a number")))?,
                 )),
                 ParamKind::Integer => ScalarValue::Int64(Some(
-                    text.parse().map_err(|_| err(&p.name, format!("{text:?} is not an integer")))?,
+                    text.parse()
+                        .map_err(|_| err(&p.name, format!("{text:?} is not an integer")))?,
                 )),
             };
             bound.push((p.name.clone(), value));
@@ -207,8 +241,16 @@ fn parse_param(spec: &str) -> Result<Param, String> {
         Some("text") => ParamKind::Text,
         Some("number") => ParamKind::Number,
         Some("integer") => ParamKind::Integer,
-        Some(other) => return Err(format!("unknown parameter type `{other}` (text, number or integer)")),
-        None => return Err(format!("parameter `{name}` needs a type (text, number or integer)")),
+        Some(other) => {
+            return Err(format!(
+                "unknown parameter type `{other}` (text, number or integer)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "parameter `{name}` needs a type (text, number or integer)"
+            ));
+        }
     };
     let default = words.next().map(|w| w.trim_matches('\'').to_owned());
     Ok(Param {

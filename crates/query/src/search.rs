@@ -50,19 +50,30 @@ impl TableFunctionImpl for SearchFunction {
         let exprs = args.exprs();
         let usage = "usage: search('words', limit), e.g. search('moca', 20)";
         let query = match exprs.first().and_then(literal) {
-            Some(ScalarValue::Utf8(Some(q)) | ScalarValue::LargeUtf8(Some(q)) | ScalarValue::Utf8View(Some(q))) => q,
+            Some(
+                ScalarValue::Utf8(Some(q))
+                | ScalarValue::LargeUtf8(Some(q))
+                | ScalarValue::Utf8View(Some(q)),
+            ) => q,
             _ => return plan_err!("search() takes a text literal as first argument; {usage}"),
         };
         let limit = match exprs.get(1).map(literal) {
             None => DEFAULT_SEARCH_LIMIT,
             Some(Some(v)) => match v.cast_to(&DataType::Int64) {
                 Ok(ScalarValue::Int64(Some(n))) if n >= 0 => n as usize,
-                _ => return plan_err!("search() limit must be a non-negative integer, got {v}; {usage}"),
+                _ => {
+                    return plan_err!(
+                        "search() limit must be a non-negative integer, got {v}; {usage}"
+                    );
+                }
             },
             Some(None) => return plan_err!("search() limit must be a literal integer; {usage}"),
         };
         if exprs.len() > 2 {
-            return plan_err!("search() takes at most 2 arguments, got {}; {usage}", exprs.len());
+            return plan_err!(
+                "search() takes at most 2 arguments, got {}; {usage}",
+                exprs.len()
+            );
         }
         let hits = match self.snapshot.search(query, limit) {
             Ok(h) => h,
@@ -71,15 +82,46 @@ impl TableFunctionImpl for SearchFunction {
         let batch = RecordBatch::try_new(
             SEARCH_SCHEMA.clone(),
             vec![
-                Arc::new(hits.iter().map(|h| Some(h.id.as_str())).collect::<StringArray>()),
-                Arc::new(hits.iter().map(|h| Some(h.score as f64)).collect::<Float64Array>()),
-                Arc::new(hits.iter().map(|h| Some(h.source.as_str())).collect::<StringArray>()),
-                Arc::new(hits.iter().map(|h| Some(h.kind.as_str())).collect::<StringArray>()),
-                Arc::new(hits.iter().map(|h| h.subject_id.as_deref()).collect::<StringArray>()),
-                Arc::new(hits.iter().map(|h| Some(h.title.as_str())).collect::<StringArray>()),
-                Arc::new(hits.iter().map(|h| Some(h.snippet.as_str())).collect::<StringArray>()),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.id.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.score as f64))
+                        .collect::<Float64Array>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.source.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.kind.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| h.subject_id.as_deref())
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.title.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.snippet.as_str()))
+                        .collect::<StringArray>(),
+                ),
             ],
         )?;
-        Ok(Arc::new(MemTable::try_new(SEARCH_SCHEMA.clone(), vec![vec![batch]])?))
+        Ok(Arc::new(MemTable::try_new(
+            SEARCH_SCHEMA.clone(),
+            vec![vec![batch]],
+        )?))
     }
 }

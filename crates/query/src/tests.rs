@@ -10,7 +10,13 @@ fn store() -> tempfile::TempDir {
     let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
     let upserts = (0..20)
         .map(|n| {
-            let mut r = Record::new("clinic", "files", "row", &n.to_string(), &format!("Visit of subject {n}"));
+            let mut r = Record::new(
+                "clinic",
+                "files",
+                "row",
+                &n.to_string(),
+                &format!("Visit of subject {n}"),
+            );
             r.subject_key = Some(format!("INT_{n:04}"));
             Entity {
                 record: r,
@@ -21,22 +27,38 @@ fn store() -> tempfile::TempDir {
             }
         })
         .collect();
-    txn.apply(Page { upserts, ..Page::default() }).unwrap();
+    txn.apply(Page {
+        upserts,
+        ..Page::default()
+    })
+    .unwrap();
     txn.commit(SyncMode::Full, None).unwrap();
     dir
 }
 
 async fn rows(engine: &QueryEngine, sql: &str) -> Vec<Vec<String>> {
-    engine.sql(sql, vec![]).await.unwrap().rows_as_text().unwrap()
+    engine
+        .sql(sql, vec![])
+        .await
+        .unwrap()
+        .rows_as_text()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn tables_and_search_join() {
     let dir = store();
     let e = QueryEngine::open(dir.path()).unwrap();
-    assert_eq!(rows(&e, "SELECT count(*) FROM records").await, vec![vec!["20"]]);
     assert_eq!(
-        rows(&e, "SELECT count(*) FROM observations WHERE variable = 'moca' AND value_num < 25").await,
+        rows(&e, "SELECT count(*) FROM records").await,
+        vec![vec!["20"]]
+    );
+    assert_eq!(
+        rows(
+            &e,
+            "SELECT count(*) FROM observations WHERE variable = 'moca' AND value_num < 25"
+        )
+        .await,
         vec![vec!["5"]]
     );
     let joined = rows(
@@ -45,8 +67,14 @@ async fn tables_and_search_join() {
     )
     .await;
     assert_eq!(joined, vec![vec!["INT_0000"], vec!["INT_0002"]]);
-    assert_eq!(rows(&e, "SELECT count(*) FROM search('amnesia', 3)").await, vec![vec!["3"]]);
-    assert_eq!(rows(&e, "SELECT status FROM sync_runs").await, vec![vec!["succeeded"]]);
+    assert_eq!(
+        rows(&e, "SELECT count(*) FROM search('amnesia', 3)").await,
+        vec![vec!["3"]]
+    );
+    assert_eq!(
+        rows(&e, "SELECT status FROM sync_runs").await,
+        vec![vec!["succeeded"]]
+    );
 }
 
 #[tokio::test]
@@ -58,22 +86,44 @@ async fn only_queries_are_allowed() {
         ("INSERT INTO records SELECT * FROM records", "INSERT"),
         ("DELETE FROM records", "DELETE"),
         ("DROP TABLE records", "DROP TABLE"),
-        ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
+        (
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE",
+        ),
         ("COPY records TO '/tmp/out.parquet'", "COPY"),
         ("SET datafusion.execution.batch_size = 1", "SET"),
-        ("EXPLAIN INSERT INTO records SELECT * FROM records", "INSERT"),
+        (
+            "EXPLAIN INSERT INTO records SELECT * FROM records",
+            "INSERT",
+        ),
         ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
     ] {
         let err = e.sql(sql, vec![]).await.unwrap_err();
-        assert!(matches!(&err, QueryError::NotAQuery { found: f } if f == found), "{sql}: {err}");
-        assert!(err.to_string().contains("only queries are allowed"), "{err}");
+        assert!(
+            matches!(&err, QueryError::NotAQuery { found: f } if f == found),
+            "{sql}: {err}"
+        );
+        assert!(
+            err.to_string().contains("only queries are allowed"),
+            "{err}"
+        );
         assert!(err.is_user_error());
     }
     // Reading files through a path in FROM is not possible either.
-    let err = e.sql("SELECT * FROM '/etc/passwd'", vec![]).await.unwrap_err();
+    let err = e
+        .sql("SELECT * FROM '/etc/passwd'", vec![])
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueryError::Plan(_)), "{err}");
-    for ok in ["SHOW TABLES", "DESCRIBE records", "EXPLAIN SELECT 1", "WITH a AS (SELECT 1 AS x) SELECT x FROM a"] {
-        e.sql(ok, vec![]).await.unwrap_or_else(|err| panic!("{ok}: {err}"));
+    for ok in [
+        "SHOW TABLES",
+        "DESCRIBE records",
+        "EXPLAIN SELECT 1",
+        "WITH a AS (SELECT 1 AS x) SELECT x FROM a",
+    ] {
+        e.sql(ok, vec![])
+            .await
+            .unwrap_or_else(|err| panic!("{ok}: {err}"));
     }
 }
 
@@ -82,13 +132,19 @@ async fn errors_name_the_problem() {
     let dir = store();
     let e = QueryEngine::open(dir.path()).unwrap();
     let err = e.sql("SELECT * FROM nope", vec![]).await.unwrap_err();
-    assert!(err.to_string().contains("nope") && err.to_string().contains("not found"), "{err}");
+    assert!(
+        err.to_string().contains("nope") && err.to_string().contains("not found"),
+        "{err}"
+    );
     let err = e.sql("SELEC 1", vec![]).await.unwrap_err();
     assert!(matches!(err, QueryError::Syntax(_)), "{err}");
     assert!(err.to_string().contains("Line: 1, Column: 1"), "{err}");
     let err = e.sql("SELECT nope FROM records", vec![]).await.unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
-    let err = e.sql("SELECT * FROM search('(broken')", vec![]).await.unwrap_err();
+    let err = e
+        .sql("SELECT * FROM search('(broken')", vec![])
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("invalid search query"), "{err}");
     let err = e.sql("SELECT * FROM search(42)", vec![]).await.unwrap_err();
     assert!(err.to_string().contains("text literal"), "{err}");
@@ -108,23 +164,51 @@ async fn saved_queries_bind_typed_parameters() {
     assert_eq!(q.params[0].default.as_deref(), Some("25"));
     let out = e.saved(&q, &[]).await.unwrap();
     assert_eq!(out.rows_as_text().unwrap(), vec![vec!["5"]]);
-    let out = e.saved(&q, &[("threshold".into(), "30".into())]).await.unwrap();
+    let out = e
+        .saved(&q, &[("threshold".into(), "30".into())])
+        .await
+        .unwrap();
     assert_eq!(out.rows_as_text().unwrap(), vec![vec!["10"]]);
-    let err = e.saved(&q, &[("threshold".into(), "high".into())]).await.unwrap_err();
-    assert!(err.to_string().contains("\"high\" is not a number"), "{err}");
+    let err = e
+        .saved(&q, &[("threshold".into(), "high".into())])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("\"high\" is not a number"),
+        "{err}"
+    );
     let search = SavedQuery::parse(
         "s.sql",
         "-- name: s\n-- param: words text\n-- param: limit integer 2\nSELECT count(*) FROM search($words, $limit)",
     )
     .unwrap();
-    let out = e.saved(&search, &[("words".into(), "amnesia".into())]).await.unwrap();
+    let out = e
+        .saved(&search, &[("words".into(), "amnesia".into())])
+        .await
+        .unwrap();
     assert_eq!(out.rows_as_text().unwrap(), vec![vec!["2"]]);
-    let quoted = e.saved(&search, &[("words".into(), "it's".into())]).await.unwrap();
-    assert_eq!(quoted.rows_as_text().unwrap(), vec![vec!["0"]], "quotes stay inside the value");
+    let quoted = e
+        .saved(&search, &[("words".into(), "it's".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        quoted.rows_as_text().unwrap(),
+        vec![vec!["0"]],
+        "quotes stay inside the value"
+    );
     let err = e.sql("SELECT $missing", vec![]).await.unwrap_err();
-    assert!(err.to_string().contains("parameter $missing has no value"), "{err}");
-    let err = e.saved(&q, &[("thresold".into(), "1".into())]).await.unwrap_err();
-    assert!(err.to_string().contains("`thresold`") && err.to_string().contains("not declared"), "{err}");
+    assert!(
+        err.to_string().contains("parameter $missing has no value"),
+        "{err}"
+    );
+    let err = e
+        .saved(&q, &[("thresold".into(), "1".into())])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`thresold`") && err.to_string().contains("not declared"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -132,16 +216,29 @@ async fn renders_json_csv_and_tables() {
     let dir = store();
     let e = QueryEngine::open(dir.path()).unwrap();
     let out = e
-        .sql("SELECT subject_key, subject_id FROM records ORDER BY subject_key LIMIT 1", vec![])
+        .sql(
+            "SELECT subject_key, subject_id FROM records ORDER BY subject_key LIMIT 1",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(
         out.render(OutputFormat::Json).unwrap(),
         r#"[{"subject_key":"INT_0000","subject_id":null}]"#
     );
-    assert_eq!(out.render(OutputFormat::Csv).unwrap(), "subject_key,subject_id\nINT_0000,\n");
-    assert!(out.render(OutputFormat::Table).unwrap().contains("| INT_0000    |"));
-    let empty = e.sql("SELECT id FROM records WHERE false", vec![]).await.unwrap();
+    assert_eq!(
+        out.render(OutputFormat::Csv).unwrap(),
+        "subject_key,subject_id\nINT_0000,\n"
+    );
+    assert!(
+        out.render(OutputFormat::Table)
+            .unwrap()
+            .contains("| INT_0000    |")
+    );
+    let empty = e
+        .sql("SELECT id FROM records WHERE false", vec![])
+        .await
+        .unwrap();
     assert_eq!(empty.render(OutputFormat::Json).unwrap(), "[]");
     assert_eq!(empty.render(OutputFormat::Csv).unwrap(), "id\n");
 }
@@ -150,6 +247,12 @@ async fn renders_json_csv_and_tables() {
 async fn an_empty_store_has_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
     let e = QueryEngine::open(dir.path()).unwrap();
-    assert_eq!(rows(&e, "SELECT count(*) FROM records").await, vec![vec!["0"]]);
-    assert_eq!(rows(&e, "SELECT count(*) FROM search('x')").await, vec![vec!["0"]]);
+    assert_eq!(
+        rows(&e, "SELECT count(*) FROM records").await,
+        vec![vec!["0"]]
+    );
+    assert_eq!(
+        rows(&e, "SELECT count(*) FROM search('x')").await,
+        vec![vec!["0"]]
+    );
 }

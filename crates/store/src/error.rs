@@ -4,7 +4,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the data directory's write lock.
-    #[error("data directory {path} is in use by another crossdex process ({holder}); wait for it to finish or stop it")]
+    #[error(
+        "data directory {path} is in use by another crossdex process ({holder}); wait for it to finish or stop it"
+    )]
     Locked {
         /// The data directory.
         path: PathBuf,
@@ -57,7 +59,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         StoreError::Io {
             action,
             path: path.into(),

@@ -7,10 +7,10 @@ use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, TextFieldIndexing,
     TextOptions, Value,
 };
+use tantivy::snippet::{Snippet, SnippetGenerator};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-use tantivy::snippet::{Snippet, SnippetGenerator};
 use tantivy::{DocAddress, DocSet, Index, Searcher, TERMINATED, TantivyError, Term};
 
 use crossdex_model::Entity;
@@ -209,10 +209,12 @@ pub(crate) fn search(
     let mut parser = QueryParser::for_index(index, vec![f.title, f.body, f.subject_key]);
     parser.set_conjunction_by_default();
     parser.set_field_boost(f.title, 2.0);
-    let parsed = parser.parse_query(&soften_apostrophes(query)).map_err(|e| StoreError::InvalidQuery {
-        query: query.to_owned(),
-        reason: query_error_reason(&e),
-    })?;
+    let parsed = parser
+        .parse_query(&soften_apostrophes(query))
+        .map_err(|e| StoreError::InvalidQuery {
+            query: query.to_owned(),
+            reason: query_error_reason(&e),
+        })?;
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -286,7 +288,11 @@ fn soften_apostrophes(query: &str) -> std::borrow::Cow<'_, str> {
         let inside_word = i > 0
             && chars[i - 1].is_alphanumeric()
             && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
-        out.push(if is_apostrophe(c) && inside_word { ' ' } else { c });
+        out.push(if is_apostrophe(c) && inside_word {
+            ' '
+        } else {
+            c
+        });
     }
     out.into()
 }

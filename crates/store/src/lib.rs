@@ -238,7 +238,11 @@ impl Snapshot {
         let m = &self.manifest;
         let rel: Vec<&str> = match table {
             Table::Records => m.sources.values().map(|s| s.records.as_str()).collect(),
-            Table::Observations => m.sources.values().map(|s| s.observations.as_str()).collect(),
+            Table::Observations => m
+                .sources
+                .values()
+                .map(|s| s.observations.as_str())
+                .collect(),
             Table::SyncRuns => m.sync_runs.iter().map(String::as_str).collect(),
         };
         rel.into_iter().map(|r| self.dir.tables.join(r)).collect()

@@ -113,8 +113,20 @@ impl RecordsBuilder {
 
     pub(crate) fn push(&mut self, e: &Entity, synced_at: DateTime<Utc>) {
         let r = &e.record;
-        let [id, source, system, kind, native_id, parent_id, project, subject_key, subject_id, title, description, url] =
-            &mut self.cols;
+        let [
+            id,
+            source,
+            system,
+            kind,
+            native_id,
+            parent_id,
+            project,
+            subject_key,
+            subject_id,
+            title,
+            description,
+            url,
+        ] = &mut self.cols;
         id.append_value(&r.id);
         source.append_value(&r.source);
         system.append_value(&r.system);
@@ -256,9 +268,10 @@ pub(crate) fn sync_runs_batch(runs: &[SyncRun]) -> Result<RecordBatch, arrow::er
         started.append_value(r.started_at.timestamp_micros());
         finished.append_value(r.finished_at.timestamp_micros());
         let c = &r.counts;
-        for (b, v) in counts
-            .iter_mut()
-            .zip([c.added, c.updated, c.unchanged, c.deleted, c.rejected])
+        for (b, v) in
+            counts
+                .iter_mut()
+                .zip([c.added, c.updated, c.unchanged, c.deleted, c.rejected])
         {
             b.append_value(v as i64);
         }

@@ -7,7 +7,13 @@ use super::*;
 use crate::writer::read_parquet;
 
 fn entity(source: &str, n: u32, note: &str) -> Entity {
-    let mut r = Record::new(source, "files", "row", &format!("r{n}"), &format!("Row {n}"));
+    let mut r = Record::new(
+        source,
+        "files",
+        "row",
+        &format!("r{n}"),
+        &format!("Row {n}"),
+    );
     r.subject_key = Some(format!("SUBJ_{n:04}"));
     r.description = Some(format!("participant {note}"));
     Entity {
@@ -31,7 +37,8 @@ fn sync(w: &mut Writer, source: &str, mode: SyncMode, pages: Vec<Page>) -> SyncR
     for p in pages {
         txn.apply(p).unwrap();
     }
-    txn.commit(mode, Some(serde_json::json!({"pages": 1}))).unwrap()
+    txn.commit(mode, Some(serde_json::json!({"pages": 1})))
+        .unwrap()
 }
 
 /// Ids of `table`'s id column in the snapshot, with duplicates kept.
@@ -57,10 +64,22 @@ fn ids(s: &Snapshot, table: Table, column: &str) -> Vec<String> {
 fn resyncing_the_same_data_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::open(dir.path()).unwrap();
-    let first = sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..50, "x"), page("a", 50..100, "x")]);
+    let first = sync(
+        &mut w,
+        "a",
+        SyncMode::Full,
+        vec![page("a", 0..50, "x"), page("a", 50..100, "x")],
+    );
     assert_eq!(first.counts.added, 100);
     let second = sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..100, "x")]);
-    assert_eq!((second.counts.added, second.counts.updated, second.counts.unchanged), (0, 0, 100));
+    assert_eq!(
+        (
+            second.counts.added,
+            second.counts.updated,
+            second.counts.unchanged
+        ),
+        (0, 0, 100)
+    );
     let s = Snapshot::open(dir.path()).unwrap();
     let rec = ids(&s, Table::Records, "id");
     assert_eq!(rec.len(), 100);
@@ -76,8 +95,16 @@ fn full_sync_deletes_what_it_did_not_see_and_updates_what_changed() {
     let mut w = Writer::open(dir.path()).unwrap();
     sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..10, "old")]);
     sync(&mut w, "b", SyncMode::Full, vec![page("b", 0..5, "other")]);
-    let run = sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..3, "new"), page("a", 3..6, "old")]);
-    assert_eq!((run.counts.updated, run.counts.unchanged, run.counts.deleted), (3, 3, 4));
+    let run = sync(
+        &mut w,
+        "a",
+        SyncMode::Full,
+        vec![page("a", 0..3, "new"), page("a", 3..6, "old")],
+    );
+    assert_eq!(
+        (run.counts.updated, run.counts.unchanged, run.counts.deleted),
+        (3, 3, 4)
+    );
     let s = Snapshot::open(dir.path()).unwrap();
     assert_eq!(s.num_docs(), 6 + 5, "source b untouched");
     assert_eq!(s.search("new", 100).unwrap().len(), 3);
@@ -95,7 +122,10 @@ fn incremental_sync_keeps_untouched_entities_and_applies_deletions() {
     let mut p = page("a", 8..12, "new");
     p.deletions = vec!["a:row:r0".into(), "a:row:r1".into(), "a:row:missing".into()];
     let run = sync(&mut w, "a", SyncMode::Incremental, vec![p]);
-    assert_eq!((run.counts.added, run.counts.updated, run.counts.deleted), (2, 2, 2));
+    assert_eq!(
+        (run.counts.added, run.counts.updated, run.counts.deleted),
+        (2, 2, 2)
+    );
     let s = Snapshot::open(dir.path()).unwrap();
     let rec: HashSet<_> = ids(&s, Table::Records, "id").into_iter().collect();
     assert_eq!(rec.len(), 10);
@@ -103,14 +133,22 @@ fn incremental_sync_keeps_untouched_entities_and_applies_deletions() {
     assert_eq!(ids(&s, Table::Observations, "record_id").len(), 20);
     assert_eq!(s.num_docs(), 10);
     assert_eq!(s.search("new", 100).unwrap().len(), 4);
-    assert_eq!(s.manifest().sources["a"].checkpoint, Some(serde_json::json!({"pages": 1})));
+    assert_eq!(
+        s.manifest().sources["a"].checkpoint,
+        Some(serde_json::json!({"pages": 1}))
+    );
 }
 
 #[test]
 fn duplicate_ids_in_one_sync_are_rejected_not_duplicated() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::open(dir.path()).unwrap();
-    let run = sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..5, "x"), page("a", 3..7, "y")]);
+    let run = sync(
+        &mut w,
+        "a",
+        SyncMode::Full,
+        vec![page("a", 0..5, "x"), page("a", 3..7, "y")],
+    );
     assert_eq!(run.counts.added, 7);
     assert_eq!(run.counts.rejected, 2);
     assert_eq!(run.status, RunStatus::Partial);
@@ -131,14 +169,23 @@ fn an_abandoned_sync_leaves_the_previous_state() {
         // dropped: the connector failed
     }
     let run = w
-        .record_failure("a", "files", SyncMode::Full, Utc::now(), "source unreachable: refused")
+        .record_failure(
+            "a",
+            "files",
+            SyncMode::Full,
+            Utc::now(),
+            "source unreachable: refused",
+        )
         .unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let s = Snapshot::open(dir.path()).unwrap();
     assert_eq!(s.num_docs(), 10);
     assert!(s.search("new", 10).unwrap().is_empty());
     assert_eq!(ids(&s, Table::Records, "id").len(), 10);
-    assert_eq!(ids(&s, Table::SyncRuns, "status"), vec!["succeeded", "failed"]);
+    assert_eq!(
+        ids(&s, Table::SyncRuns, "status"),
+        vec!["succeeded", "failed"]
+    );
     // The next sync still works and leaves no duplicates.
     sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..20, "new")]);
     let s = Snapshot::open(dir.path()).unwrap();
@@ -157,14 +204,21 @@ fn a_crash_before_commit_leaves_the_previous_state_and_orphans_are_removed() {
         // A crash: no rollback, no cleanup, files left half-written.
         std::mem::forget(txn);
     }
-    let orphans = std::fs::read_dir(dir.path().join("tables/records")).unwrap().count();
+    let orphans = std::fs::read_dir(dir.path().join("tables/records"))
+        .unwrap()
+        .count();
     assert_eq!(orphans, 2, "the committed file and the crashed one");
     let s = Snapshot::open(dir.path()).unwrap();
     assert_eq!(s.num_docs(), 10);
     assert_eq!(ids(&s, Table::Records, "id").len(), 10);
 
     let mut w = Writer::open(dir.path()).unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("tables/records")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tables/records"))
+            .unwrap()
+            .count(),
+        1
+    );
     let run = sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..30, "new")]);
     assert_eq!((run.counts.added, run.counts.updated), (20, 10));
     let s = Snapshot::open(dir.path()).unwrap();
@@ -182,7 +236,10 @@ fn a_second_writer_is_refused_with_a_clear_error() {
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("in use by another crossdex process"), "{msg}");
-    assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
     // Readers are never blocked by the writer.
     Snapshot::open(dir.path()).unwrap();
 }
@@ -191,11 +248,20 @@ fn a_second_writer_is_refused_with_a_clear_error() {
 fn search_reports_bad_syntax_and_unknown_fields() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::open(dir.path()).unwrap();
-    sync(&mut w, "a", SyncMode::Full, vec![page("a", 0..3, "échelle")]);
+    sync(
+        &mut w,
+        "a",
+        SyncMode::Full,
+        vec![page("a", 0..3, "échelle")],
+    );
     let s = Snapshot::open(dir.path()).unwrap();
     let hits = s.search("echelle", 10).unwrap();
     assert_eq!(hits.len(), 3, "accents are folded");
-    assert!(hits[0].snippet.contains("**échelle**"), "{}", hits[0].snippet);
+    assert!(
+        hits[0].snippet.contains("**échelle**"),
+        "{}",
+        hits[0].snippet
+    );
     assert_eq!(s.search("SUBJ_0002", 10).unwrap()[0].id, "a:row:r2");
     // An apostrophe in a word is no syntax error: it splits words, like the analyzer.
     assert_eq!(s.search("l'échelle", 10).unwrap().len(), 0, "no token `l`");

@@ -100,12 +100,10 @@ fn create_parquet(path: &Path, schema: &SchemaRef) -> Result<ArrowWriter<File>> 
 /// Closes a Parquet file and flushes it to disk, so the commit that names it never
 /// points at a file the kernel has not written yet.
 fn close_parquet(w: ArrowWriter<File>, path: &Path) -> Result<()> {
-    let file = w
-        .into_inner()
-        .map_err(|source| StoreError::Parquet {
-            path: path.to_owned(),
-            source,
-        })?;
+    let file = w.into_inner().map_err(|source| StoreError::Parquet {
+        path: path.to_owned(),
+        source,
+    })?;
     file.sync_all()
         .map_err(|e| StoreError::io("cannot flush", path, e))
 }
@@ -185,7 +183,12 @@ impl Writer {
 
     /// Starts applying a sync of `source`. Nothing is visible until
     /// [`SyncTxn::commit`]; dropping the transaction abandons it.
-    pub fn begin(&mut self, source: &str, system: &str, started_at: DateTime<Utc>) -> Result<SyncTxn<'_>> {
+    pub fn begin(
+        &mut self,
+        source: &str,
+        system: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<SyncTxn<'_>> {
         if !is_valid_source_name(source) {
             return Err(StoreError::InvalidSourceName(source.to_owned()));
         }
@@ -294,7 +297,9 @@ impl Writer {
             (self.dir.records(), "records/"),
             (self.dir.observations(), "observations/"),
         ] {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
@@ -404,7 +409,10 @@ impl SyncTxn<'_> {
         if r.source != self.source {
             self.reject(Rejection {
                 native_id: Some(r.native_id.clone()),
-                reason: format!("entity of source `{}` in a sync of `{}`", r.source, self.source),
+                reason: format!(
+                    "entity of source `{}` in a sync of `{}`",
+                    r.source, self.source
+                ),
             });
             return Ok(());
         }
@@ -431,7 +439,9 @@ impl SyncTxn<'_> {
                 } else {
                     self.counts.added += 1;
                 }
-                self.w.writer.add_document(index::document(&fields, &e, hash))?;
+                self.w
+                    .writer
+                    .add_document(index::document(&fields, &e, hash))?;
             }
         }
         self.records.push(&e, self.synced_at);
@@ -488,7 +498,9 @@ impl SyncTxn<'_> {
                 if gone {
                     self.counts.deleted += 1;
                     if mode == SyncMode::Full {
-                        self.w.writer.delete_term(Term::from_field_text(id_field, id));
+                        self.w
+                            .writer
+                            .delete_term(Term::from_field_text(id_field, id));
                     }
                 }
                 keep.push(!replaced && !gone);
@@ -522,7 +534,11 @@ impl SyncTxn<'_> {
     /// Makes the sync visible, atomically, with `checkpoint` committed beside it.
     /// `mode` is the mode the connector actually ran: after a full sync, entities of
     /// the source that no page mentioned are deleted.
-    pub fn commit(mut self, mode: SyncMode, checkpoint: Option<serde_json::Value>) -> Result<SyncRun> {
+    pub fn commit(
+        mut self,
+        mode: SyncMode,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<SyncRun> {
         self.flush(true)?;
         self.merge_previous(mode)?;
         let records_out = self.records_out.take().expect("open until commit");

@@ -78,7 +78,11 @@ impl PageSink for TxnSink<'_, '_> {
 
 /// Chooses the mode: incremental only when asked for, supported, and resumable from
 /// a committed checkpoint.
-pub fn choose_mode(writer: &Writer, connector: &dyn Connector, options: SyncOptions) -> (SyncMode, Option<crossdex_model::Checkpoint>) {
+pub fn choose_mode(
+    writer: &Writer,
+    connector: &dyn Connector,
+    options: SyncOptions,
+) -> (SyncMode, Option<crossdex_model::Checkpoint>) {
     let committed = writer.manifest().sources.get(connector.source());
     let checkpoint = committed
         .and_then(|s| s.checkpoint.clone())
@@ -130,7 +134,13 @@ pub async fn sync_source(
             drop(txn);
             tracing::error!(source = %source, "sync failed: {e}");
             writer
-                .record_failure(&source, connector.system(), mode, started_at, &e.to_string())
+                .record_failure(
+                    &source,
+                    connector.system(),
+                    mode,
+                    started_at,
+                    &e.to_string(),
+                )
                 .map_err(store_err)?
         }
     };
