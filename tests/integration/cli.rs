@@ -36,6 +36,22 @@ fn samples_sync_and_query() {
             .contains("redcap_memory_clinic.csv")
     }));
 
+    let mut child = s
+        .command()
+        .args(["sql", "--format", "csv", "--file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"SELECT count(*) AS n FROM records WHERE source = 'imaging'",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n30\n");
+
     let run = s.run(&["sql", "CREATE TABLE t AS SELECT 1"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("only queries are allowed"), "{run:?}");

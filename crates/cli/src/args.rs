@@ -117,6 +117,7 @@ Examples:
   crossdex sql \"SELECT system, kind, count(*) FROM records GROUP BY 1, 2\"
   crossdex sql --format json \"SELECT r.title FROM search('moca') s JOIN records r ON r.id = s.id\"
   crossdex sql --file report.sql --format csv > report.csv
+  echo 'SELECT count(*) FROM records' | crossdex sql --file -
   crossdex sql --list
   crossdex sql --saved low-moca --param threshold=24";
 
@@ -137,7 +138,7 @@ pub struct SqlArgs {
     /// The SQL query
     #[arg(conflicts_with_all = ["file", "saved", "list"])]
     pub query: Option<String>,
-    /// Read the query from a file
+    /// Read the query from a file (`-` for stdin)
     #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["saved", "list"])]
     pub file: Option<PathBuf>,
     /// Run a saved query by name (see --list)

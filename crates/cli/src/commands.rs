@@ -380,6 +380,13 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
     } else {
         let text = match (&args.query, &args.file) {
             (Some(q), None) => q.clone(),
+            (None, Some(f)) if f.as_os_str() == "-" => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .context("cannot read the query from stdin")
+                    .map_err(CliError::Usage)?;
+                text
+            }
             (None, Some(f)) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read {}", f.display()))
                 .map_err(CliError::Usage)?,
@@ -392,7 +399,7 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
         let params = args
             .params
             .iter()
-            .map(|(k, v)| (k.clone(), datafusion_text(v)))
+            .map(|(k, v)| (k.clone(), text_param(v)))
             .collect();
         engine.sql(&text, params).await?
     };
@@ -407,8 +414,9 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--param` values of an ad-hoc query are text; SQL casts them where needed.
-fn datafusion_text(v: &str) -> crossdex_query::ScalarValue {
+/// `--param` values of an ad-hoc query are bound as text: write `CAST($x AS DOUBLE)`
+/// where a number is meant. Saved queries declare their parameters' types.
+fn text_param(v: &str) -> crossdex_query::ScalarValue {
     crossdex_query::ScalarValue::Utf8(Some(v.to_owned()))
 }
 

@@ -48,7 +48,7 @@ pub(crate) fn schema() -> (Schema, Fields) {
     let fields = Fields {
         id: b.add_text_field("id", STRING | STORED),
         source: b.add_text_field("source", STRING | STORED | FAST),
-        system: b.add_text_field("system", STRING | STORED | FAST),
+        system: b.add_text_field("system", STRING | STORED),
         kind: b.add_text_field("kind", STRING | STORED | FAST),
         project: b.add_text_field("project", STRING | STORED),
         subject_id: b.add_text_field("subject_id", STRING | STORED),
@@ -139,15 +139,24 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
 /// added, updated and unchanged entities apart without re-indexing unchanged ones.
 pub(crate) struct HashLookup {
     id: Field,
-    segments: Vec<(tantivy::SegmentReader, Column<u64>)>,
+    segments: Vec<LookupSegment>,
+}
+
+struct LookupSegment {
+    reader: tantivy::SegmentReader,
+    ids: std::sync::Arc<tantivy::InvertedIndexReader>,
+    hashes: Column<u64>,
 }
 
 impl HashLookup {
     pub(crate) fn new(searcher: &Searcher, f: &Fields) -> Result<Self> {
         let mut segments = Vec::new();
         for seg in searcher.segment_readers() {
-            let col = seg.fast_fields().u64("hash")?;
-            segments.push((seg.clone(), col));
+            segments.push(LookupSegment {
+                reader: seg.clone(),
+                ids: seg.inverted_index(f.id)?,
+                hashes: seg.fast_fields().u64("hash")?,
+            });
         }
         Ok(HashLookup { id: f.id, segments })
     }
@@ -155,9 +164,9 @@ impl HashLookup {
     /// The content hash of the live document with this id, if any.
     pub(crate) fn get(&self, id: &str) -> Result<Option<u64>> {
         let term = Term::from_field_text(self.id, id);
-        for (seg, col) in &self.segments {
-            let inv = seg.inverted_index(self.id)?;
-            let postings = inv
+        for seg in &self.segments {
+            let postings = seg
+                .ids
                 .read_postings(&term, IndexRecordOption::Basic)
                 .map_err(TantivyError::from)?;
             let Some(mut postings) = postings else {
@@ -165,8 +174,8 @@ impl HashLookup {
             };
             let mut doc = postings.doc();
             while doc != TERMINATED {
-                if !seg.is_deleted(doc) {
-                    return Ok(col.first(doc));
+                if !seg.reader.is_deleted(doc) {
+                    return Ok(seg.hashes.first(doc));
                 }
                 doc = postings.advance();
             }
