@@ -32,19 +32,21 @@ pub(crate) struct Fields {
     pub subject_id: Field,
     pub subject_key: Field,
     pub title: Field,
+    /// Everything searchable by default: the title (twice, as a weight) and the body.
+    /// Indexed only; one field keeps each query word a single term query.
     pub body: Field,
+    /// The body text, stored only, for snippets.
+    pub content: Field,
     pub hash: Field,
 }
 
 pub(crate) fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(TEXT_ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
-        .set_stored();
+    let indexed = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TEXT_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         id: b.add_text_field("id", STRING | STORED),
         source: b.add_text_field("source", STRING | STORED | FAST),
@@ -53,8 +55,9 @@ pub(crate) fn schema() -> (Schema, Fields) {
         project: b.add_text_field("project", STRING | STORED),
         subject_id: b.add_text_field("subject_id", STRING | STORED),
         subject_key: b.add_text_field("subject_key", STRING | STORED),
-        title: b.add_text_field("title", text.clone()),
-        body: b.add_text_field("body", text),
+        title: b.add_text_field("title", indexed.clone().set_stored()),
+        body: b.add_text_field("body", indexed),
+        content: b.add_text_field("content", STORED),
         hash: b.add_u64_field("hash", FAST),
     };
     (b.build(), fields)
@@ -81,6 +84,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError
         subject_key: f("subject_key")?,
         title: f("title")?,
         body: f("body")?,
+        content: f("content")?,
         hash: f("hash")?,
     })
 }
@@ -130,7 +134,15 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
         d.add_text(f.subject_key, k);
     }
     d.add_text(f.title, &r.title);
-    d.add_text(f.body, body_text(e));
+    let content = body_text(e);
+    let mut body = String::with_capacity(2 * r.title.len() + content.len() + 2);
+    body.push_str(&r.title);
+    body.push('\n');
+    body.push_str(&r.title);
+    body.push('\n');
+    body.push_str(&content);
+    d.add_text(f.body, body);
+    d.add_text(f.content, content);
     d.add_u64(f.hash, hash);
     d
 }
@@ -205,7 +217,8 @@ pub struct Hit {
     pub snippet: String,
 }
 
-/// Parses `query` in the search syntax: words (all must match), `"phrases"`,
+/// Parses `query` in the search syntax: words (all must match, in the title or the
+/// body), `"phrases"`,
 /// `field:value` on `source`, `system`, `kind`, `project`, `subject_id`, `subject_key`,
 /// `title` and `body`, `OR`, `-exclusion`, `prefix*`.
 pub(crate) fn search(
@@ -215,9 +228,8 @@ pub(crate) fn search(
     query: &str,
     limit: usize,
 ) -> Result<Vec<Hit>> {
-    let mut parser = QueryParser::for_index(index, vec![f.title, f.body, f.subject_key]);
+    let mut parser = QueryParser::for_index(index, vec![f.body]);
     parser.set_conjunction_by_default();
-    parser.set_field_boost(f.title, 2.0);
     let parsed = parser
         .parse_query(&soften_apostrophes(query))
         .map_err(|e| StoreError::InvalidQuery {
@@ -234,6 +246,9 @@ pub(crate) fn search(
     for (score, addr) in top {
         hits.push(hit(searcher, f, &snippets, score, addr)?);
     }
+    // Equal scores come in index order, which depends on indexing threads: order them
+    // by id so the same query on the same data lists the same hits the same way.
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     Ok(hits)
 }
 
@@ -251,7 +266,11 @@ fn hit(
             .unwrap_or_default()
             .to_owned()
     };
-    let mut snippet = snippets.snippet_from_doc(&doc);
+    let content = doc
+        .get_first(f.content)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let mut snippet = snippets.snippet(content);
     snippet.set_snippet_prefix_postfix("**", "**");
     let fragment = render_snippet(&snippet);
     Ok(Hit {
@@ -312,6 +331,9 @@ fn query_error_reason(e: &tantivy::query::QueryParserError) -> String {
         E::FieldDoesNotExist(field) => format!(
             "unknown field `{field}` (searchable fields: source, system, kind, project, subject_id, subject_key, title, body)"
         ),
+        E::FieldNotIndexed(field) if field == "content" => {
+            "unknown field `content` (searchable fields: source, system, kind, project, subject_id, subject_key, title, body)".into()
+        }
         other => other.to_string(),
     }
 }
