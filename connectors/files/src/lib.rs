@@ -224,7 +224,7 @@ impl FilesConnector {
             .any(|m| m.eq_ignore_ascii_case(v))
     }
 
-    fn pick<'h>(candidates: &[String], header: &'h [String]) -> Option<usize> {
+    fn pick(candidates: &[String], header: &[String]) -> Option<usize> {
         candidates
             .iter()
             .find_map(|c| header.iter().position(|h| h.eq_ignore_ascii_case(c)))

@@ -48,12 +48,11 @@ pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
 /// Types one value: a number, a date or date-time, or text. The raw text is always
 /// kept in `value_text`.
 pub fn type_value(variable: &str, raw: &str) -> Observation {
-    if is_number(raw) {
-        if let Ok(n) = raw.parse::<f64>() {
-            if n.is_finite() {
-                return Observation::number(variable, n, raw);
-            }
-        }
+    if is_number(raw)
+        && let Ok(n) = raw.parse::<f64>()
+        && n.is_finite()
+    {
+        return Observation::number(variable, n, raw);
     }
     if let Some(d) = parse_date(raw) {
         return Observation::date(variable, d, raw);

@@ -98,13 +98,14 @@ async fn first_sync_is_full_then_incremental_from_the_committed_checkpoint() {
         (run.mode, run.counts.unchanged),
         (SyncMode::Incremental, 25)
     );
-    let requests = c.requests.lock().unwrap();
-    assert!(requests[0].checkpoint.is_none());
-    assert_eq!(
-        requests[1].checkpoint,
-        Some(Checkpoint(serde_json::json!({"n": 25})))
-    );
-    drop(requests);
+    {
+        let requests = c.requests.lock().unwrap();
+        assert!(requests[0].checkpoint.is_none());
+        assert_eq!(
+            requests[1].checkpoint,
+            Some(Checkpoint(serde_json::json!({"n": 25})))
+        );
+    }
     let run = sync_source(&mut w, &c, SyncOptions { full: true }, &())
         .await
         .unwrap();
