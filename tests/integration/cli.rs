@@ -167,6 +167,24 @@ fn global_options_go_before_or_after_the_command() {
     let hits: Vec<serde_json::Value> = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["source"], "clinic");
+    let run = s.ok(&[
+        "--data-dir",
+        d,
+        "search",
+        "--format",
+        "csv",
+        "-n",
+        "2",
+        "donepezil \"10\"",
+    ]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[0], "score,id,source,kind,subject_id,title,snippet");
+    assert_eq!(lines.len(), 3, "{run:?}");
+    assert!(
+        lines[1].contains(",clinic,row,,")
+            && lines[1].contains("med_name: **donepezil** / med_dose_mg: **10**"),
+        "{run:?}"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             query,
             limit,
             format,
-        } => search(g, &query, limit, format),
+        } => search(g, &query, limit, format).await,
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo => demo(g).await,
     }
@@ -303,46 +303,40 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<ExitCode> {
+async fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<ExitCode> {
     let (engine, _) = engine(g)?;
+    if format != Format::Table {
+        // The same hits as rows of search(), rendered by the query engine's writers.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let out = engine
+            .sql(
+                "SELECT score, id, source, kind, subject_id, title, snippet FROM search($query, $limit)",
+                vec![
+                    ("query".into(), crossdex_query::ScalarValue::Utf8(Some(query.to_owned()))),
+                    ("limit".into(), crossdex_query::ScalarValue::Int64(Some(limit))),
+                ],
+            )
+            .await?;
+        print(
+            &out.render(OutputFormat::from(format))
+                .map_err(anyhow::Error::from)?,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let hits = engine.search(query, limit)?;
-    let text = match format {
-        Format::Json => serde_json::to_string_pretty(&hits).map_err(anyhow::Error::from)? + "\n",
-        Format::Csv => {
-            let mut s = String::from("score,id,source,kind,subject_id,title,snippet\n");
-            for h in &hits {
-                let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
-                s.push_str(&format!(
-                    "{:.3},{},{},{},{},{},{}\n",
-                    h.score,
-                    q(&h.id),
-                    q(&h.source),
-                    q(&h.kind),
-                    q(h.subject_id.as_deref().unwrap_or("")),
-                    q(&h.title),
-                    q(&h.snippet)
-                ));
-            }
-            s
-        }
-        Format::Table => {
-            let mut s = String::new();
-            for h in &hits {
-                s.push_str(&format!(
-                    "{:>6.2}  {}  [{} {}]\n        {}\n",
-                    h.score, h.title, h.source, h.kind, h.snippet
-                ));
-                s.push_str(&format!("        {}\n", h.id));
-            }
-            if hits.is_empty() {
-                s.push_str("no hits\n");
-            } else if std::io::stdout().is_terminal() {
-                s.push_str(&format!("{} hits\n", hits.len()));
-            }
-            s
-        }
-    };
-    print(&text)?;
+    let mut s = String::new();
+    for h in &hits {
+        s.push_str(&format!(
+            "{:>6.2}  {}  [{} {}]\n        {}\n        {}\n",
+            h.score, h.title, h.source, h.kind, h.snippet, h.id
+        ));
+    }
+    if hits.is_empty() {
+        s.push_str("no hits\n");
+    } else if std::io::stdout().is_terminal() {
+        s.push_str(&format!("{} hits\n", hits.len()));
+    }
+    print(&s)?;
     Ok(ExitCode::SUCCESS)
 }
 
