@@ -447,11 +447,18 @@ async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
     }
     let config_file = samples.join("crossdex.toml");
     let config = Config::load(&config_file)?;
-    let dir = g
-        .data_dir
-        .clone()
-        .or_else(|| config.data_dir.clone())
-        .unwrap_or_else(|| root.join("data"));
+    let dir = match &g.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            // The demo's own folder: start from scratch so every run shows the same thing.
+            let d = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
+            if d.exists() {
+                std::fs::remove_dir_all(&d)
+                    .with_context(|| format!("cannot clear {}", d.display()))?;
+            }
+            d
+        }
+    };
     println!(
         "crossdex demo: indexing the sample exports of a memory-clinic cohort into {}\n",
         dir.display()

@@ -93,6 +93,12 @@ impl DataDir {
     fn open_index(&self) -> Result<Index> {
         let index = Index::open_in_dir(&self.index)?;
         index::register_analyzer(&index);
+        if let Err(e) = index::fields_of(&index.schema()) {
+            return Err(self.corrupt(format!(
+                "its index was written by an incompatible version of crossdex ({e}); sync into a new data directory, or remove {} and sync again",
+                self.root.display()
+            )));
+        }
         Ok(index)
     }
 

@@ -280,3 +280,24 @@ fn a_missing_data_directory_reads_as_empty() {
     assert!(s.files(Table::Records).is_empty());
     assert!(s.search("anything", 10).unwrap().is_empty());
 }
+
+#[test]
+fn an_index_of_another_schema_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_dir = dir.path().join("index");
+    std::fs::create_dir_all(&index_dir).unwrap();
+    let mut b = tantivy::schema::Schema::builder();
+    b.add_text_field("id", tantivy::schema::STRING);
+    tantivy::Index::create_in_dir(&index_dir, b.build()).unwrap();
+    for err in [
+        Writer::open(dir.path()).unwrap_err(),
+        Snapshot::open(dir.path()).unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(
+            msg.contains("written by an incompatible version of crossdex"),
+            "{msg}"
+        );
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    }
+}
