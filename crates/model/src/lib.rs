@@ -21,6 +21,3 @@ pub use connector::{
     PageSink, Rejection, SinkError, SourceContext, SyncMode, SyncOutcome, SyncRequest,
 };
 pub use record::{Entity, Observation, Record, global_id, is_valid_source_name};
-
-/// The five source systems crossdex speaks to, plus `files` for tabular exports.
-pub const SYSTEMS: &[&str] = &["xnat", "redcap", "omero", "transmart", "elabftw", "files"];

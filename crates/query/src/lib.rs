@@ -43,16 +43,6 @@ pub use saved::{Param, ParamKind, SavedQuery, SavedQueryError};
 /// Default number of hits of `search()` when no limit is given.
 pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 
-/// The tables every engine registers, with what they hold.
-pub const TABLES: &[(&str, &str)] = &[
-    ("records", "one row per entity of any source"),
-    (
-        "observations",
-        "typed values in long form, one row per value",
-    ),
-    ("sync_runs", "history of syncs: mode, times, counts, errors"),
-];
-
 /// SQL and search over one snapshot of the store. Cheap to create; create one per
 /// request (or per screen refresh) to see the latest committed state.
 pub struct QueryEngine {

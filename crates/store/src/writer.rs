@@ -233,10 +233,6 @@ impl Writer {
         &self.manifest
     }
 
-    /// The data directory.
-    pub fn root(&self) -> &Path {
-        &self.dir.root
-    }
 
     /// Starts applying a sync of `source`. Nothing is visible until
     /// [`SyncTxn::commit`]; dropping the transaction abandons it.
@@ -292,7 +288,8 @@ impl Writer {
         started_at: DateTime<Utc>,
         error: &str,
     ) -> Result<SyncRun> {
-        self.writer.rollback()?;
+        // Nothing is pending here: an abandoned transaction rolled the index back when
+        // it was dropped, and none can be open while `self` is borrowed mutably.
         let mut manifest = self.manifest.clone();
         manifest.generation += 1;
         let run = SyncRun {
@@ -463,8 +460,8 @@ impl SyncTxn<'_> {
         }
     }
 
-    fn upsert(&mut self, mut e: Entity) -> Result<()> {
-        let r = &mut e.record;
+    fn upsert(&mut self, e: Entity) -> Result<()> {
+        let r = &e.record;
         if r.source != self.source {
             self.reject(Rejection {
                 native_id: Some(r.native_id.clone()),
