@@ -321,11 +321,11 @@ impl FilesConnector {
             return Ok(());
         }
         let layout = Layout::new(&self.config, &header);
-        let mut page = Page::default();
+        let mut pager = Pager::new(sink);
         let mut record = csv::StringRecord::new();
         loop {
             let line = reader.position().line();
-            match reader.read_record(&mut record) {
+            let row = match reader.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {
                     let cells = header
@@ -333,25 +333,17 @@ impl FilesConnector {
                         .cloned()
                         .zip(record.iter().map(str::to_owned))
                         .collect();
-                    match self.entity(&file, line, &layout, cells) {
-                        Ok(e) => page.upserts.push(e),
-                        Err(r) => page.rejected.push(r),
-                    }
+                    self.entity(&file, line, &layout, cells)
                 }
                 Err(e) if e.is_io_error() => return Err(csv_io(path, e)),
-                Err(e) => page.rejected.push(Rejection {
+                Err(e) => Err(Rejection {
                     native_id: None,
                     reason: format!("{file}: line {line}: {}", csv_reason(&e)),
                 }),
-            }
-            if page.upserts.len() + page.rejected.len() >= PAGE_ROWS {
-                sink.page(std::mem::take(&mut page)).await?;
-            }
+            };
+            pager.push(row).await?;
         }
-        if !page.is_empty() {
-            sink.page(page).await?;
-        }
-        Ok(())
+        pager.finish().await
     }
 
     async fn read_json_lines(
@@ -363,7 +355,7 @@ impl FilesConnector {
         let file = self.relative(path);
         let reader =
             std::io::BufReader::new(std::fs::File::open(path).map_err(|e| self.io(path, e))?);
-        let mut page = Page::default();
+        let mut pager = Pager::new(sink);
         for (n, line) in reader.lines().enumerate() {
             let line_no = n as u64 + 1;
             let line = line.map_err(|e| self.io(path, e))?;
@@ -379,8 +371,8 @@ impl FilesConnector {
                         json_kind(&other)
                     )),
                 });
-            match parsed {
-                Err(reason) => page.rejected.push(Rejection {
+            let row = match parsed {
+                Err(reason) => Err(Rejection {
                     native_id: None,
                     reason: format!("{file}: line {line_no}: {reason}"),
                 }),
@@ -389,18 +381,44 @@ impl FilesConnector {
                     flatten("", &serde_json::Value::Object(map), &mut cells);
                     let header: Vec<String> = cells.iter().map(|(k, _)| k.clone()).collect();
                     let layout = Layout::new(&self.config, &header);
-                    match self.entity(&file, line_no, &layout, cells) {
-                        Ok(e) => page.upserts.push(e),
-                        Err(r) => page.rejected.push(r),
-                    }
+                    self.entity(&file, line_no, &layout, cells)
                 }
-            }
-            if page.upserts.len() + page.rejected.len() >= PAGE_ROWS {
-                sink.page(std::mem::take(&mut page)).await?;
-            }
+            };
+            pager.push(row).await?;
         }
-        if !page.is_empty() {
-            sink.page(page).await?;
+        pager.finish().await
+    }
+}
+
+/// Gathers rows into pages of [`PAGE_ROWS`] and hands each full page to the sink, so
+/// a file is never held in memory whole.
+struct Pager<'s> {
+    sink: &'s mut dyn PageSink,
+    page: Page,
+}
+
+impl<'s> Pager<'s> {
+    fn new(sink: &'s mut dyn PageSink) -> Self {
+        Pager {
+            sink,
+            page: Page::default(),
+        }
+    }
+
+    async fn push(&mut self, row: Result<Entity, Rejection>) -> Result<(), ConnectorError> {
+        match row {
+            Ok(e) => self.page.upserts.push(e),
+            Err(r) => self.page.rejected.push(r),
+        }
+        if self.page.upserts.len() + self.page.rejected.len() >= PAGE_ROWS {
+            self.sink.page(std::mem::take(&mut self.page)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(), ConnectorError> {
+        if !self.page.is_empty() {
+            self.sink.page(self.page).await?;
         }
         Ok(())
     }

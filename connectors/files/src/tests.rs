@@ -55,7 +55,7 @@ async fn redcap_csv_export_rows_are_keyed_by_record_event_and_instance() {
         "record_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,moca,visit_date,dx\n\
          1,baseline_arm_1,,,27,2024-01-10,healthy\n\
          1,month_6_arm_1,,,25,2024-07-11,MCI\n\
-         1,baseline_arm_1,medication,1,,,\n\
+         1,baseline_arm_1,medication,1,,,donepezil\n\
          1,baseline_arm_1,medication,x,,,\n\
          2,baseline_arm_1,,\n",
     )
@@ -87,14 +87,15 @@ async fn redcap_csv_export_rows_are_keyed_by_record_event_and_instance() {
             .iter()
             .any(|o| o.variable == "visit_date" && o.value_date.is_some())
     );
-    assert_eq!(rows[2].observations.len(), 0);
+    // A repeating-form row: its values carry the repeat instance and the event.
+    assert_eq!(rows[2].observations.len(), 1);
     assert_eq!(
         rows[2]
             .observations
             .iter()
-            .filter(|o| o.instance.is_some())
+            .filter(|o| o.instance == Some(1) && o.event.as_deref() == Some("baseline_arm_1"))
             .count(),
-        0
+        1
     );
     assert_eq!(rejected.len(), 2);
     assert!(

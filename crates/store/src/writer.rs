@@ -233,7 +233,6 @@ impl Writer {
         &self.manifest
     }
 
-
     /// Starts applying a sync of `source`. Nothing is visible until
     /// [`SyncTxn::commit`]; dropping the transaction abandons it.
     pub fn begin(
