@@ -415,7 +415,7 @@ fn text_param(v: &str) -> crossdex_query::ScalarValue {
 }
 
 /// The sample exports, compiled in so the demo runs from anywhere.
-const SAMPLES: &[(&str, &str)] = &[
+pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "crossdex.toml",
         include_str!("../../../samples/crossdex.toml"),

@@ -36,3 +36,48 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<SavedQuery>, SavedQueryError> {
     queries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(queries)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Files under `dir`, relative to it, with `/` separators.
+    fn files(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().unwrap().is_dir() {
+                files(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name);
+            }
+        }
+    }
+
+    /// The embedded lists are written by hand: a file added to `queries/` or
+    /// `samples/` must be listed too, or the binary silently ships without it.
+    #[test]
+    fn embedded_files_match_the_repository() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut queries = BTreeSet::new();
+        files(&root.join("queries"), "", &mut queries);
+        let embedded: BTreeSet<String> =
+            super::BUILTIN.iter().map(|(f, _)| f.to_string()).collect();
+        assert_eq!(
+            embedded, queries,
+            "update BUILTIN in crates/cli/src/saved.rs"
+        );
+
+        let mut samples = BTreeSet::new();
+        files(&root.join("samples"), "", &mut samples);
+        let embedded: BTreeSet<String> = crate::commands::SAMPLES
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect();
+        assert_eq!(
+            embedded, samples,
+            "update SAMPLES in crates/cli/src/commands.rs"
+        );
+    }
+}
