@@ -362,7 +362,9 @@ fn init_writes_a_config_that_loads() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let s = Sandbox::new();
-    for cmd in ["init", "doctor", "sync", "status", "search", "sql", "demo"] {
+    for cmd in [
+        "init", "doctor", "sync", "status", "search", "sql", "demo", "sim",
+    ] {
         let run = s.ok(&[cmd, "--help"]);
         assert!(run.stdout.contains("Example"), "{cmd} --help:\n{run:?}");
     }
@@ -371,10 +373,26 @@ fn every_command_has_help_with_an_example() {
 }
 
 #[test]
-fn demo_runs_on_the_embedded_samples() {
+fn demo_runs_on_the_simulators_and_the_embedded_samples() {
     let s = Sandbox::new();
     let d = s.path().join("demo-data");
-    let run = s.ok(&["--data-dir", d.to_str().unwrap(), "demo"]);
+    let run = s.ok(&[
+        "--data-dir",
+        d.to_str().unwrap(),
+        "demo",
+        "--no-ui",
+        "--subjects",
+        "100",
+    ]);
+    for system in ["XNAT", "REDCap", "OMERO", "tranSMART", "eLabFTW"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(system) && l.contains("http://127.0.0.1:")),
+            "{system} simulated: {run:?}"
+        );
+    }
+    assert!(run.stdout.contains("Subject keys per source"), "{run:?}");
     assert!(
         run.stdout
             .contains("| clinic  | files  | row    | 110     |"),

@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Examples:
-  crossdex demo                                  index the bundled sample exports and query them
+  crossdex demo                                  simulate five systems, index them and query them
+  crossdex sim --write-config sim.toml           serve simulated XNAT, REDCap, OMERO, tranSMART, eLabFTW
   crossdex init                                  write a commented crossdex.toml to start from
   crossdex sync --all                            sync every configured source
   crossdex search 'moca baseline'                full-text search
@@ -92,12 +93,41 @@ pub enum Command {
     /// Run a read-only SQL query over the tables and the search() function.
     #[command(after_help = SQL_HELP)]
     Sql(SqlArgs),
-    /// Index the bundled sample exports into a demo data directory and query them.
-    #[command(
-        after_help = "Example:\n  crossdex demo\n  crossdex demo --data-dir /tmp/demo   keep the demo data there"
-    )]
-    Demo,
+    /// Simulate the five systems over a synthetic cohort, sync them and show what
+    /// crossdex finds.
+    #[command(after_help = DEMO_HELP)]
+    Demo(DemoArgs),
+    /// Serve simulated XNAT, REDCap, OMERO, tranSMART and eLabFTW on loopback until
+    /// interrupted.
+    #[command(after_help = SIM_HELP)]
+    Sim(SimArgs),
 }
+
+const DEMO_HELP: &str = "\
+Examples:
+  crossdex demo                          the default cohort
+  crossdex demo --subjects 1000 --seed 7
+  crossdex demo --data-dir /tmp/demo     keep the demo's index there
+
+The simulators run inside the demo and stop with it; `crossdex sim` keeps them serving.";
+
+const SIM_HELP: &str = "\
+Ports, from --port-base P: XNAT P, REDCap P+1, OMERO P+2, tranSMART P+3, eLabFTW P+4.
+
+Examples:
+  crossdex sim --write-config sim.toml --truth truth.csv
+  crossdex sim --subjects 1000 --seed 7 --port-base 19000
+  crossdex sim --fault redcap:error_rate=0.2 --fault latency_ms=30
+
+Faults (--fault [SYSTEM:]NAME=VALUE, repeatable): latency_ms, error_rate,
+rate_limit_rate, retry_after_s, truncate_rate, hang_rate, hang_ms, fail_next, fail_status.
+
+Admin endpoints on every simulator:
+  POST /_sim/advance[?days=N]   move the simulated world N days on (adds, edits, deletes)
+  GET  /_sim/requests           the requests served (DELETE clears)
+  GET|PUT /_sim/faults          read or replace the faults, as JSON
+  GET  /_sim/truth              the ground truth CSV: person,system,subject_key
+  GET  /_sim/state              seed, cohort size, simulated day";
 
 const SEARCH_HELP: &str = "\
 Examples:
@@ -120,6 +150,50 @@ Examples:
   echo 'SELECT count(*) FROM records' | crossdex sql --file -
   crossdex sql --list
   crossdex sql --saved low-moca --param threshold=24";
+
+/// What to simulate: shared by `demo` and `sim`.
+#[derive(Debug, Args)]
+pub struct CohortArgs {
+    /// Number of people in the synthetic cohort
+    #[arg(long, default_value_t = crossdex_sim::DEFAULT_SUBJECTS, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub subjects: u32,
+    /// Seed of the cohort: the same seed gives the same data, byte for byte
+    #[arg(long, default_value_t = crossdex_sim::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Start the simulated world this many days after day 0
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    /// Print the summary and exit instead of opening the terminal UI
+    #[arg(long)]
+    pub no_ui: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    /// First port; the five simulators listen on P to P+4
+    #[arg(long, default_value_t = crossdex_sim::DEFAULT_PORT_BASE, value_name = "P")]
+    pub port_base: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub host: std::net::IpAddr,
+    /// Write a crossdex configuration pointing at the simulators (credentials included)
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// Write the ground truth as CSV: person,system,subject_key
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Inject a fault, [SYSTEM:]NAME=VALUE (see below); repeatable
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<String>,
+}
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {

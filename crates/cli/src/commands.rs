@@ -31,7 +31,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => search(g, &query, limit, format).await,
         Command::Sql(args) => sql(g, &args).await,
-        Command::Demo => demo(g).await,
+        Command::Demo(args) => crate::simulate::demo(g, &args).await,
+        Command::Sim(args) => crate::simulate::sim(&args).await,
     }
 }
 
@@ -68,7 +69,7 @@ fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
     Ok((engine, config))
 }
 
-fn print(text: &str) -> Result<()> {
+pub(crate) fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -175,7 +176,7 @@ impl ProgressSink for LineProgress {
     }
 }
 
-fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
+pub(crate) fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
     let c = run.counts;
     let mut line = format!(
         "{}: {} {} sync in {:.2}s: {} added, {} updated, {} unchanged, {} deleted, {} rejected",
@@ -205,7 +206,7 @@ fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
 }
 
 /// Syncs `names` one after the other; a failing source does not stop the others.
-async fn sync_all(
+pub(crate) async fn sync_all(
     config: &Config,
     dir: &Path,
     names: &[String],
@@ -340,7 +341,7 @@ async fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn saved_queries(config: Option<&Config>) -> Result<Vec<SavedQuery>> {
+pub(crate) fn saved_queries(config: Option<&Config>) -> Result<Vec<SavedQuery>> {
     Ok(crate::saved::load(
         config.and_then(|c| c.queries_dir.as_deref()),
     )?)
@@ -433,80 +434,3 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
         include_str!("../../../samples/biobank/biobank_samples.jsonl"),
     ),
 ];
-
-async fn demo(g: &GlobalArgs) -> Result<ExitCode> {
-    let root = std::env::temp_dir().join("crossdex-demo");
-    let samples = root.join("samples");
-    for (rel, text) in SAMPLES {
-        let path = samples.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    let config_file = samples.join("crossdex.toml");
-    let config = Config::load(&config_file)?;
-    let dir = match &g.data_dir {
-        Some(d) => d.clone(),
-        None => {
-            // The demo's own folder: start from scratch so every run shows the same thing.
-            let d = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
-            if d.exists() {
-                std::fs::remove_dir_all(&d)
-                    .with_context(|| format!("cannot clear {}", d.display()))?;
-            }
-            d
-        }
-    };
-    println!(
-        "crossdex demo: indexing the sample exports of a memory-clinic cohort into {}\n",
-        dir.display()
-    );
-    let names = config.source_names();
-    let runs = sync_all(&config, &dir, &names, false).await?;
-    let engine = QueryEngine::open(&dir)?;
-    let queries = saved_queries(None)?;
-    for (name, params) in [
-        ("records-per-source", vec![]),
-        ("low-moca", vec![("threshold".to_owned(), "16".to_owned())]),
-    ] {
-        let q = SavedQuery::find(&queries, name)?;
-        let shown: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!(" --param {k}={v}"))
-            .collect();
-        println!(
-            "\n$ crossdex sql --saved {name}{}\n-- {}",
-            shown.concat(),
-            q.description
-        );
-        let out = engine.saved(q, &params).await?;
-        print(
-            &out.render(OutputFormat::Table)
-                .map_err(anyhow::Error::from)?,
-        )?;
-        println!();
-    }
-    let hits = engine.search("csf amyloid", 3)?;
-    println!("\n$ crossdex search 'csf amyloid'");
-    for h in &hits {
-        println!(
-            "{:>6.2}  {}  [{}]\n        {}",
-            h.score, h.title, h.source, h.snippet
-        );
-    }
-    let cfg = config_file.display();
-    println!(
-        "\nExplore further:\n  crossdex --config {cfg} sql \"SELECT * FROM search('donepezil') s JOIN records r ON r.id = s.id\"\n  crossdex --config {cfg} sql --list\n  crossdex --config {cfg} status"
-    );
-    if g.data_dir.is_some() {
-        println!("  (add --data-dir {} to each)", dir.display());
-    }
-    let failed = runs.iter().any(|r| r.status == RunStatus::Failed);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod registry;
 mod saved;
+mod simulate;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,278 @@
+//! `crossdex sim` and `crossdex demo`: the simulated systems, served on their own or
+//! synced into a demo index.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use crossdex_query::{OutputFormat, QueryEngine, SavedQuery};
+use crossdex_sim::{SimOptions, Simulators, System, World};
+use crossdex_store::RunStatus;
+
+use crate::CliError;
+use crate::args::{CohortArgs, DemoArgs, GlobalArgs, SimArgs};
+use crate::commands::{SAMPLES, print, saved_queries, sync_all};
+use crate::config::Config;
+use crate::registry;
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+fn options(c: &CohortArgs, faults: &[String]) -> Result<SimOptions> {
+    let mut opts = SimOptions {
+        subjects: c.subjects,
+        seed: c.seed,
+        ..SimOptions::default()
+    };
+    for f in faults {
+        opts.add_fault(f).map_err(CliError::usage)?;
+    }
+    Ok(opts)
+}
+
+async fn start(opts: &SimOptions, host: IpAddr, port_base: u16, days: u32) -> Result<Simulators> {
+    let sims = Simulators::start(opts, host, port_base)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    sims.advance(days);
+    Ok(sims)
+}
+
+/// One line per system: what it holds.
+fn contents(w: &World, s: System) -> String {
+    match s {
+        System::Xnat => {
+            let scans: usize = w.xnat.experiments.iter().map(|e| e.scans.len()).sum();
+            format!(
+                "{} subjects, {} sessions, {scans} scans in {} projects",
+                w.xnat.subjects.len(),
+                w.xnat.experiments.len(),
+                w.xnat.projects.len()
+            )
+        }
+        System::Redcap => {
+            let rows: usize = w.redcap.records.iter().map(|r| r.rows.len()).sum();
+            format!(
+                "{} records, {rows} rows over 3 events",
+                w.redcap.records.len()
+            )
+        }
+        System::Omero => format!(
+            "{} projects, {} datasets, {} images",
+            w.omero.projects.len(),
+            w.omero.datasets.len(),
+            w.omero.images.len()
+        ),
+        System::Transmart => format!(
+            "{} patients, {} observations",
+            w.transmart.patients.len(),
+            w.transmart.observations.len()
+        ),
+        System::Elabftw => format!(
+            "{} experiments, {} items",
+            w.elab.experiments.iter().filter(|e| e.state != 3).count(),
+            w.elab.items.len()
+        ),
+    }
+}
+
+fn login_hint(sims: &Simulators, s: System) -> String {
+    let c = sims.credentials(s);
+    match s {
+        System::Redcap => format!("POST /api/ with token={}", c.token),
+        System::Elabftw => format!("header Authorization: {}", c.token),
+        System::Transmart => format!(
+            "user {} / password {} (token endpoint /auth/realms/{}/protocol/openid-connect/token)",
+            c.username,
+            c.password,
+            crossdex_sim::TRANSMART_REALM
+        ),
+        _ => format!("user {} / password {}", c.username, c.password),
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(CliError::Runtime)
+}
+
+pub async fn sim(args: &SimArgs) -> Result<ExitCode> {
+    let opts = options(&args.cohort, &args.faults)?;
+    if args.port_base != 0 && args.port_base > u16::MAX - 4 {
+        return Err(CliError::usage(format!(
+            "--port-base {} leaves no room for five ports",
+            args.port_base
+        )));
+    }
+    let sims = start(&opts, args.host, args.port_base, args.cohort.days).await?;
+    println!(
+        "crossdex sim: {} people, seed {}, simulated day {}",
+        opts.subjects, opts.seed, args.cohort.days
+    );
+    sims.with_world(|w| {
+        for s in System::ALL {
+            println!(
+                "  {:<10} {:<28} {}",
+                s.display(),
+                sims.url(s),
+                contents(w, s)
+            );
+            println!("  {:<10} {:<28} {}", "", "", login_hint(&sims, s));
+        }
+    });
+    if let Some(path) = &args.write_config {
+        write_file(path, &sims.config_toml(None, |_| true))?;
+        println!("Configuration written to {}", path.display());
+    }
+    if let Some(path) = &args.truth {
+        write_file(path, &sims.truth_csv())?;
+        println!("Ground truth written to {}", path.display());
+    }
+    println!(
+        "Time travel: curl -X POST {}/_sim/advance  (every system moves one day on)\nServing until Ctrl-C.",
+        sims.url(System::Xnat)
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")
+        .map_err(CliError::Runtime)?;
+    sims.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
+    let opts = options(&args.cohort, &[])?;
+    let sims = start(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, args.cohort.days).await?;
+
+    // The bundled exports sit beside the generated configuration, which names them by
+    // relative path.
+    let root = std::env::temp_dir().join("crossdex-demo");
+    let samples = root.join("samples");
+    for (rel, text) in SAMPLES {
+        let path = samples.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let sample_config = SAMPLES
+        .iter()
+        .find(|(rel, _)| *rel == "crossdex.toml")
+        .map(|(_, t)| *t)
+        .unwrap_or_default();
+    let has_connector = |s: System| registry::factory(s.name()).is_some();
+    let config_file = samples.join("crossdex-demo.toml");
+    write_file(
+        &config_file,
+        &format!("{sample_config}\n{}", sims.config_toml(None, has_connector)),
+    )?;
+    let config = Config::load(&config_file)?;
+    let dir = match &g.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            // The demo's own folder: start from scratch so every run shows the same thing.
+            let d = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
+            if d.exists() {
+                std::fs::remove_dir_all(&d)
+                    .with_context(|| format!("cannot clear {}", d.display()))?;
+            }
+            d
+        }
+    };
+
+    println!(
+        "crossdex demo: five simulated research systems over one synthetic cohort ({} people, seed {})\n",
+        opts.subjects, opts.seed
+    );
+    sims.with_world(|w| {
+        for s in System::ALL {
+            let note = if has_connector(s) {
+                "synced below"
+            } else {
+                "no connector in this build yet: not synced"
+            };
+            println!(
+                "  {:<10} {:<24} {}  [{note}]",
+                s.display(),
+                sims.url(s),
+                contents(w, s)
+            );
+        }
+    });
+    println!(
+        "\nIndexing into {} the simulated systems that have a connector, and the bundled exports\n\
+         of the same memory clinic (clinic, imaging, biobank):\n",
+        dir.display()
+    );
+    let names = config.source_names();
+    let runs = sync_all(&config, &dir, &names, false).await?;
+    let engine = QueryEngine::open(&dir)?;
+    let queries = saved_queries(None)?;
+
+    println!("\nSubject keys per source (each system spells them its own way):");
+    let keys = engine
+        .sql(
+            "SELECT source, system, count(DISTINCT subject_key) AS subject_keys, \
+             min(subject_key) AS first_key FROM records WHERE subject_key IS NOT NULL \
+             GROUP BY source, system ORDER BY source",
+            Default::default(),
+        )
+        .await?;
+    print(
+        &keys
+            .render(OutputFormat::Table)
+            .map_err(anyhow::Error::from)?,
+    )?;
+    println!();
+
+    for (name, params) in [
+        ("records-per-source", vec![]),
+        ("low-moca", vec![("threshold".to_owned(), "16".to_owned())]),
+    ] {
+        let q = SavedQuery::find(&queries, name)?;
+        let shown: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!(" --param {k}={v}"))
+            .collect();
+        println!(
+            "\n$ crossdex sql --saved {name}{}\n-- {}",
+            shown.concat(),
+            q.description
+        );
+        let out = engine.saved(q, &params).await?;
+        print(
+            &out.render(OutputFormat::Table)
+                .map_err(anyhow::Error::from)?,
+        )?;
+        println!();
+    }
+    let hits = engine.search("csf amyloid", 3)?;
+    println!("\n$ crossdex search 'csf amyloid'");
+    for h in &hits {
+        println!(
+            "{:>6.2}  {}  [{}]\n        {}",
+            h.score, h.title, h.source, h.snippet
+        );
+    }
+    let cfg = config_file.display();
+    println!(
+        "\nExplore further (the index stays; the simulators stop with the demo, `crossdex sim` keeps them serving):\n  \
+         crossdex --config {cfg} sql \"SELECT * FROM search('donepezil') s JOIN records r ON r.id = s.id\"\n  \
+         crossdex --config {cfg} sql --list\n  crossdex --config {cfg} status"
+    );
+    if g.data_dir.is_some() {
+        println!("  (add --data-dir {} to each)", dir.display());
+    }
+    if !args.no_ui {
+        tracing::debug!("no terminal UI in this build; the summary above stands in for it");
+    }
+    sims.shutdown().await;
+    let failed = runs.iter().any(|r| r.status == RunStatus::Failed);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,329 @@
+//! Simulators of XNAT, REDCap, OMERO, tranSMART and eLabFTW over one synthetic cohort.
+//!
+//! This crate owns the simulated world (a seeded cohort of people spread over five
+//! systems, each spelling subject codes its own way), one axum server per system that
+//! reproduces the real API from `reference/` (paths, auth, JSON shapes and value
+//! types, paging, error bodies), fault injection, a request log per server, the
+//! `/_sim` admin endpoints (advance the clock, read the truth, set faults) and the
+//! ground truth of who is who.
+//!
+//! It must not depend on crossdex's connectors, store or query engine: the simulators
+//! stand in for the outside world, and the connectors are tested against them only
+//! through HTTP. The same seed always gives byte-identical responses.
+
+// Handler helpers return the ready error `Response` as their `Err`: it is built once per
+// refused request, and boxing it would only add noise to every early return.
+#![allow(clippy::result_large_err)]
+
+mod cohort;
+mod elabftw;
+mod omero;
+mod redcap;
+mod rng;
+mod server;
+#[cfg(test)]
+mod tests;
+mod transmart;
+mod world;
+mod xnat;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use cohort::{Diagnosis, Person, Sex, System};
+pub use server::{Credentials, Faults, RequestRecord, SimState};
+pub use transmart::REALM as TRANSMART_REALM;
+pub use world::World;
+
+/// The seed `crossdex sim` and `crossdex demo` use unless told otherwise.
+pub const DEFAULT_SEED: u64 = 42;
+/// The cohort size `crossdex sim` uses unless told otherwise.
+pub const DEFAULT_SUBJECTS: u32 = 200;
+/// The first port `crossdex sim` listens on unless told otherwise.
+pub const DEFAULT_PORT_BASE: u16 = 18000;
+/// The client id the tranSMART token endpoint expects.
+pub const TRANSMART_CLIENT_ID: &str = "transmart-client";
+
+/// Why the simulators could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr} for the {system} simulator: {source}")]
+    Bind {
+        system: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid fault {spec:?}: {reason}")]
+    Fault { spec: String, reason: String },
+    #[error("--subjects must be from 1 to 100000, got {0}")]
+    Subjects(u32),
+}
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub subjects: u32,
+    pub seed: u64,
+    /// Faults per system, in `System::ALL` order.
+    pub faults: [Faults; 5],
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            subjects: DEFAULT_SUBJECTS,
+            seed: DEFAULT_SEED,
+            faults: Default::default(),
+        }
+    }
+}
+
+impl SimOptions {
+    /// Applies a fault given as `[system:]name=value`, e.g. `redcap:error_rate=0.2` or
+    /// `latency_ms=50` (every system).
+    pub fn add_fault(&mut self, spec: &str) -> Result<(), SimError> {
+        let err = |reason: String| SimError::Fault {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let (target, setting) = match spec.split_once(':') {
+            Some((sys, rest)) if !sys.contains('=') => {
+                let s = System::from_name(sys).ok_or_else(|| {
+                    err(format!(
+                        "unknown system {sys:?}; one of: xnat, redcap, omero, transmart, elabftw"
+                    ))
+                })?;
+                (Some(s), rest)
+            }
+            _ => (None, spec),
+        };
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| err("expected NAME=VALUE".to_owned()))?;
+        for s in System::ALL {
+            if target.is_none_or(|t| t == s) {
+                self.faults[s.index()]
+                    .set(key.trim(), value.trim())
+                    .map_err(&err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    system: System,
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// The five simulators, serving on loopback until shut down or dropped.
+pub struct Simulators {
+    world: Arc<RwLock<World>>,
+    running: Vec<Running>,
+}
+
+impl Simulators {
+    /// Generates the world and starts one server per system on `host`, at ports
+    /// `port_base` to `port_base + 4` in `System::ALL` order (any free ports when
+    /// `port_base` is 0).
+    pub async fn start(
+        opts: &SimOptions,
+        host: IpAddr,
+        port_base: u16,
+    ) -> Result<Simulators, SimError> {
+        if opts.subjects == 0 || opts.subjects > 100_000 {
+            return Err(SimError::Subjects(opts.subjects));
+        }
+        let world = Arc::new(RwLock::new(World::generate(opts.seed, opts.subjects)));
+        let mut running = Vec::new();
+        for (i, system) in System::ALL.into_iter().enumerate() {
+            let port = if port_base == 0 {
+                0
+            } else {
+                port_base + i as u16
+            };
+            let addr = SocketAddr::new(host, port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind {
+                    system: system.display(),
+                    addr,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| SimError::Bind {
+                system: system.display(),
+                addr,
+                source,
+            })?;
+            let state = Arc::new(SimState::new(system, world.clone(), opts.faults[i].clone()));
+            let app = match system {
+                System::Xnat => xnat::router(state.clone()),
+                System::Redcap => redcap::router(state.clone()),
+                System::Omero => omero::router(state.clone()),
+                System::Transmart => transmart::router(state.clone()),
+                System::Elabftw => elabftw::router(state.clone()),
+            };
+            let (tx, rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let _ = rx.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("{} simulator stopped: {e}", system.display());
+                }
+            });
+            running.push(Running {
+                system,
+                addr,
+                state,
+                task,
+                stop: Some(tx),
+            });
+        }
+        Ok(Simulators { world, running })
+    }
+
+    fn get(&self, s: System) -> &Running {
+        &self.running[s.index()]
+    }
+
+    pub fn addr(&self, s: System) -> SocketAddr {
+        self.get(s).addr
+    }
+
+    /// `http://host:port` of a simulator.
+    pub fn url(&self, s: System) -> String {
+        format!("http://{}", self.addr(s))
+    }
+
+    pub fn credentials(&self, s: System) -> Credentials {
+        self.get(s).state.credentials.clone()
+    }
+
+    /// The requests a simulator served so far, oldest first.
+    pub fn requests(&self, s: System) -> Vec<RequestRecord> {
+        self.get(s).state.requests()
+    }
+
+    pub fn clear_requests(&self, s: System) {
+        self.get(s).state.clear_requests();
+    }
+
+    pub fn set_faults(&self, s: System, faults: Faults) {
+        self.get(s).state.set_faults(faults);
+    }
+
+    /// Moves the simulated world `days` days on (all five systems together).
+    pub fn advance(&self, days: u32) {
+        let mut w = self.world.write().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..days {
+            w.advance();
+        }
+    }
+
+    /// Reads the world (for tests that compare what was served with what exists).
+    pub fn with_world<T>(&self, f: impl FnOnce(&World) -> T) -> T {
+        f(&self.world.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The ground truth: `person,system,subject_key`, one row per native subject key.
+    pub fn truth_csv(&self) -> String {
+        self.with_world(World::truth_csv)
+    }
+
+    /// A crossdex configuration with one source per simulator that `include` accepts,
+    /// credentials included.
+    pub fn config_toml(&self, data_dir: Option<&Path>, include: impl Fn(System) -> bool) -> String {
+        let mut out = String::from(
+            "# crossdex configuration for the simulated systems of `crossdex sim`.\n\
+             # Credentials are inline because the servers are simulated; for real systems\n\
+             # put secrets in the environment (CROSSDEX__SOURCES__<NAME>__PASSWORD=...).\n\n",
+        );
+        if let Some(d) = data_dir {
+            let _ = writeln!(out, "data_dir = {}\n", toml_str(&d.display().to_string()));
+        }
+        for r in self.running.iter().filter(|r| include(r.system)) {
+            let c = &r.state.credentials;
+            let url = format!("http://{}", r.addr);
+            let _ = writeln!(out, "[sources.{}]", r.system.name());
+            let _ = writeln!(out, "type = {}", toml_str(r.system.name()));
+            match r.system {
+                System::Xnat | System::Omero => {
+                    let _ = writeln!(out, "url = {}", toml_str(&url));
+                    let _ = writeln!(out, "username = {}", toml_str(&c.username));
+                    let _ = writeln!(out, "password = {}", toml_str(&c.password));
+                }
+                System::Redcap => {
+                    let _ = writeln!(out, "url = {}", toml_str(&format!("{url}/api/")));
+                    let _ = writeln!(out, "token = {}", toml_str(&c.token));
+                }
+                System::Transmart => {
+                    let _ = writeln!(out, "url = {}", toml_str(&url));
+                    let _ = writeln!(
+                        out,
+                        "token_url = {}",
+                        toml_str(&format!(
+                            "{url}/auth/realms/{}/protocol/openid-connect/token",
+                            transmart::REALM
+                        ))
+                    );
+                    let _ = writeln!(out, "client_id = {}", toml_str(TRANSMART_CLIENT_ID));
+                    let _ = writeln!(out, "username = {}", toml_str(&c.username));
+                    let _ = writeln!(out, "password = {}", toml_str(&c.password));
+                }
+                System::Elabftw => {
+                    let _ = writeln!(out, "url = {}", toml_str(&url));
+                    let _ = writeln!(out, "api_key = {}", toml_str(&c.token));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Stops every server and waits for them to finish.
+    pub async fn shutdown(mut self) {
+        for r in &mut self.running {
+            if let Some(tx) = r.stop.take() {
+                let _ = tx.send(());
+            }
+        }
+        for r in std::mem::take(&mut self.running) {
+            let _ = r.task.await;
+        }
+    }
+}
+
+impl Drop for Simulators {
+    fn drop(&mut self) {
+        for r in &mut self.running {
+            if let Some(tx) = r.stop.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,238 @@
+//! `crossdex sim` as a user meets it: five servers on consecutive ports, a written
+//! config whose credentials work, a truth file, and a clean stop on Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::Sandbox;
+
+/// Stops the simulators even when an assertion fails first.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `key = "value"` of a `[sources.<name>]` table of the written config.
+fn setting(config: &str, source: &str, key: &str) -> String {
+    let header = format!("[sources.{source}]");
+    let table = config.split(&header).nth(1).expect("table present");
+    let table = table.split("\n[").next().unwrap_or(table);
+    table
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| panic!("{source}.{key} missing"))
+}
+
+/// A port base unlikely to be taken by another test run on this machine.
+fn port_base() -> u16 {
+    20_000 + (std::process::id() % 4_000) as u16 * 5
+}
+
+#[tokio::test]
+async fn sim_serves_the_five_systems_as_they_answer() {
+    let s = Sandbox::new();
+    let base = port_base();
+    let mut child = s
+        .command()
+        .args(["sim", "--subjects", "60", "--port-base", &base.to_string()])
+        .args(["--write-config", "c.toml", "--truth", "t.csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("crossdex sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Serving until Ctrl-C") {
+            break;
+        }
+    }
+    for (i, name) in ["XNAT", "REDCap", "OMERO", "tranSMART", "eLabFTW"]
+        .iter()
+        .enumerate()
+    {
+        let url = format!("http://127.0.0.1:{}", base + i as u16);
+        assert!(
+            banner.lines().any(|l| l.contains(name) && l.contains(&url)),
+            "{name} at {url}:\n{banner}"
+        );
+    }
+    let config = std::fs::read_to_string(s.path().join("c.toml")).expect("config written");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+
+    // XNAT: a ResultSet whose totalRecords is a string.
+    let xnat = setting(&config, "xnat", "url");
+    let v: Value = http
+        .get(format!("{xnat}/data/projects?format=json"))
+        .basic_auth(
+            setting(&config, "xnat", "username"),
+            Some(setting(&config, "xnat", "password")),
+        )
+        .send()
+        .await
+        .expect("xnat")
+        .json()
+        .await
+        .expect("json");
+    assert!(v["ResultSet"]["totalRecords"].is_string(), "{v}");
+
+    // REDCap: a bad token gets 403 and REDCap's error body.
+    let r = http
+        .post(setting(&config, "redcap", "url"))
+        .form(&[("token", "BAD"), ("content", "record"), ("format", "json")])
+        .send()
+        .await
+        .expect("redcap");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "You do not have permissions to use the API"
+    );
+    let r = http
+        .post(setting(&config, "redcap", "url"))
+        .form(&[
+            ("token", setting(&config, "redcap", "token").as_str()),
+            ("content", "record"),
+            ("format", "json"),
+        ])
+        .send()
+        .await
+        .expect("redcap");
+    assert_eq!(r.status(), 200, "the written token works");
+
+    // OMERO: CSRF token, login, then projects with data and meta.
+    let omero = setting(&config, "omero", "url");
+    let r = http
+        .get(format!("{omero}/api/v0/token/"))
+        .send()
+        .await
+        .expect("token");
+    let csrf_cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let token = r.json::<Value>().await.expect("json")["data"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let r = http
+        .post(format!("{omero}/api/v0/login/"))
+        .header("cookie", &csrf_cookie)
+        .header("X-CSRFToken", &token)
+        .form(&[
+            ("server", "1"),
+            ("username", setting(&config, "omero", "username").as_str()),
+            ("password", setting(&config, "omero", "password").as_str()),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let v: Value = http
+        .get(format!("{omero}/api/v0/m/projects/"))
+        .header("cookie", format!("{csrf_cookie}; {session}"))
+        .send()
+        .await
+        .expect("projects")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        v["data"].is_array() && v["meta"]["totalCount"].is_u64(),
+        "{v}"
+    );
+
+    // tranSMART: 401 without a token.
+    let r = http
+        .get(format!(
+            "{}/v2/studies",
+            setting(&config, "transmart", "url")
+        ))
+        .send()
+        .await
+        .expect("transmart");
+    assert_eq!(r.status(), 401);
+
+    // eLabFTW: the key from the config, raw in Authorization, lists experiments.
+    let v: Value = http
+        .get(format!(
+            "{}/api/v2/experiments",
+            setting(&config, "elabftw", "url")
+        ))
+        .header("Authorization", setting(&config, "elabftw", "api_key"))
+        .send()
+        .await
+        .expect("elabftw")
+        .json()
+        .await
+        .expect("json");
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{v}");
+
+    // The truth file is what the servers hold.
+    let truth = std::fs::read_to_string(s.path().join("t.csv")).expect("truth written");
+    assert!(truth.starts_with("person,system,subject_key\n"));
+    let served = http
+        .get(format!("{xnat}/_sim/truth"))
+        .send()
+        .await
+        .expect("truth")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(truth, served);
+    for sys in ["xnat", "redcap", "omero", "transmart", "elabftw"] {
+        assert!(
+            truth.lines().any(|l| l.split(',').nth(1) == Some(sys)),
+            "{sys} in the truth"
+        );
+    }
+
+    // Ctrl-C stops it cleanly.
+    let pid = running.0.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let code = running.0.wait().expect("exit");
+    assert_eq!(code.code(), Some(0), "exit status after Ctrl-C");
+}
+
+#[test]
+fn sim_refuses_bad_flags_with_a_reason() {
+    let s = Sandbox::new();
+    let run = s.run(&["sim", "--fault", "redcap:error_rate=3"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("error_rate") && run.stderr.contains("0 to 1"),
+        "{run:?}"
+    );
+    let run = s.run(&["sim", "--subjects", "0"]);
+    assert_eq!(run.code, 2, "{run:?}");
+}
