@@ -5,7 +5,11 @@ use crossdex_model::ConnectorFactory;
 
 /// Every connector this build knows, by the `type` that selects it.
 pub fn factories() -> Vec<Box<dyn ConnectorFactory>> {
-    vec![Box::new(crossdex_connector_files::FilesFactory)]
+    vec![
+        Box::new(crossdex_connector_files::FilesFactory),
+        Box::new(crossdex_connector_xnat::XnatFactory),
+        Box::new(crossdex_connector_redcap::RedcapFactory),
+    ]
 }
 
 /// The factory for `system`, if registered.

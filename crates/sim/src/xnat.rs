@@ -548,9 +548,25 @@ fn single(
             out.push_str(&format!("</{tag}>\n"));
             ([(header::CONTENT_TYPE, "text/xml;charset=UTF-8")], out).into_response()
         }
+        "html" => {
+            // The report page the web UI shows for this object.
+            let mut out =
+                format!("<html><head><title>XNAT - {xsi_type}</title></head><body><table>\n");
+            if let Value::Object(m) = &data_fields {
+                for (k, v) in m {
+                    out.push_str(&format!(
+                        "<tr><th>{}</th><td>{}</td></tr>\n",
+                        xml_escape(k),
+                        xml_escape(&plain(v))
+                    ));
+                }
+            }
+            out.push_str("</table></body></html>\n");
+            ([(header::CONTENT_TYPE, "text/html;charset=UTF-8")], out).into_response()
+        }
         other => (
             StatusCode::BAD_REQUEST,
-            format!("Unsupported format {other:?} for a single object; use json or xml.\n"),
+            format!("Unsupported format {other:?} for a single object; use json, xml or html.\n"),
         )
             .into_response(),
     }
