@@ -393,11 +393,27 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
         );
     }
     assert!(run.stdout.contains("Subject keys per source"), "{run:?}");
+    // records-per-source: what the simulators serve, exactly (their counts are printed
+    // at the top), and the bundled exports.
+    let row = |cells: &[&str]| {
+        run.stdout.lines().any(|l| {
+            let parts: Vec<&str> = l.split('|').map(str::trim).collect();
+            cells.iter().all(|c| parts.contains(c))
+        })
+    };
     assert!(
-        run.stdout
-            .contains("| clinic  | files  | row    | 110     |"),
+        run.stdout.contains("83 subjects, 192 sessions, 908 scans"),
         "{run:?}"
     );
+    for cells in [
+        ["xnat", "subject", "83"],
+        ["xnat", "session", "192"],
+        ["xnat", "scan", "908"],
+        ["redcap", "record", "95"],
+        ["clinic", "row", "110"],
+    ] {
+        assert!(row(&cells), "{cells:?} in {run:?}");
+    }
     assert!(
         run.stdout.contains("crossdex search 'csf amyloid'") && run.stdout.contains("**CSF**"),
         "{run:?}"

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod compliance;
 mod crash;
 mod sim;
 mod slt;

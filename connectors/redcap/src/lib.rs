@@ -217,10 +217,10 @@ impl RedcapConnector {
                 newest = Some(ts.to_owned());
             }
             let action = r.get("action").and_then(Value::as_str).unwrap_or("");
-            if action.to_lowercase().starts_with("delete") {
-                if let Some(id) = deleted_record(action, r.get("details").and_then(Value::as_str)) {
-                    deleted.push(id);
-                }
+            if action.to_lowercase().starts_with("delete")
+                && let Some(id) = deleted_record(action, r.get("details").and_then(Value::as_str))
+            {
+                deleted.push(id);
             }
         }
         Ok(Some((newest, deleted)))

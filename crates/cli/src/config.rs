@@ -197,8 +197,16 @@ pub fn example() -> String {
          # queries_dir = \"queries\"\n\n\
          # One [sources.<name>] table per source; `type` selects the connector.\n\n",
     );
-    for f in registry::factories() {
-        out.push_str(f.example_config());
+    // The first example is live so the file loads as written; the others need
+    // servers and secrets, so they start commented out.
+    for (i, f) in registry::factories().iter().enumerate() {
+        for line in f.example_config().lines() {
+            if i > 0 && !line.starts_with('#') && !line.is_empty() {
+                out.push_str("# ");
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
         out.push('\n');
     }
     out

@@ -122,7 +122,8 @@ pub async fn sim(args: &SimArgs) -> Result<ExitCode> {
         }
     });
     if let Some(path) = &args.write_config {
-        write_file(path, &sims.config_toml(None, |_| true))?;
+        let has_connector = |s: System| registry::factory(s.name()).is_some();
+        write_file(path, &sims.config_toml(None, has_connector))?;
         println!("Configuration written to {}", path.display());
     }
     if let Some(path) = &args.truth {

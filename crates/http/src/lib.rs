@@ -242,7 +242,7 @@ impl HttpClient {
                 } else {
                     HttpError::Connect {
                         url: url.clone(),
-                        message: root_cause(&e),
+                        message: root_cause(&e.without_url()),
                     }
                 }
             })?;
@@ -257,7 +257,7 @@ impl HttpClient {
                 } else {
                     HttpError::Body {
                         url: url.clone(),
-                        message: root_cause(&e),
+                        message: root_cause(&e.without_url()),
                     }
                 }
             })?;
@@ -328,6 +328,56 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     msg
+}
+
+/// A secret from the config: inline (for tests and simulators), or the first line of a
+/// file (`<key>_file`, relative to the config file). The environment reaches the inline
+/// form through `CROSSDEX__SOURCES__<NAME>__<KEY>`.
+pub fn secret(
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&std::path::Path>,
+    base_dir: &std::path::Path,
+) -> Result<String, ConnectorError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConnectorError::Config {
+            key: key.to_owned(),
+            reason: format!("give `{key}` or `{key}_file`, not both"),
+        }),
+        (Some(s), None) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        (None, Some(f)) => {
+            let path = if f.is_relative() {
+                base_dir.join(f)
+            } else {
+                f.to_owned()
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| ConnectorError::Config {
+                key: format!("{key}_file"),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let line = text.lines().next().unwrap_or("").trim().to_owned();
+            if line.is_empty() {
+                return Err(ConnectorError::Config {
+                    key: format!("{key}_file"),
+                    reason: format!("{} is empty", path.display()),
+                });
+            }
+            Ok(line)
+        }
+        _ => Err(ConnectorError::Config {
+            key: key.to_owned(),
+            reason: format!(
+                "missing; set `{key}_file` to a file holding it, or the environment variable \
+                 CROSSDEX__SOURCES__<NAME>__{}",
+                key.to_uppercase()
+            ),
+        }),
+    }
+}
+
+/// The field named in a serde error ("unknown field `pth`"), for config errors.
+pub fn serde_field(msg: &str) -> String {
+    msg.split('`').nth(1).unwrap_or("").to_owned()
 }
 
 #[cfg(test)]
@@ -460,54 +510,4 @@ mod tests {
         );
         assert!(matches!(e.into_connector(), ConnectorError::Unreachable(_)));
     }
-}
-
-/// A secret from the config: inline (for tests and simulators), or the first line of a
-/// file (`<key>_file`, relative to the config file). The environment reaches the inline
-/// form through `CROSSDEX__SOURCES__<NAME>__<KEY>`.
-pub fn secret(
-    key: &str,
-    inline: Option<&str>,
-    file: Option<&std::path::Path>,
-    base_dir: &std::path::Path,
-) -> Result<String, ConnectorError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(ConnectorError::Config {
-            key: key.to_owned(),
-            reason: format!("give `{key}` or `{key}_file`, not both"),
-        }),
-        (Some(s), None) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        (None, Some(f)) => {
-            let path = if f.is_relative() {
-                base_dir.join(f)
-            } else {
-                f.to_owned()
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| ConnectorError::Config {
-                key: format!("{key}_file"),
-                reason: format!("cannot read {}: {e}", path.display()),
-            })?;
-            let line = text.lines().next().unwrap_or("").trim().to_owned();
-            if line.is_empty() {
-                return Err(ConnectorError::Config {
-                    key: format!("{key}_file"),
-                    reason: format!("{} is empty", path.display()),
-                });
-            }
-            Ok(line)
-        }
-        _ => Err(ConnectorError::Config {
-            key: key.to_owned(),
-            reason: format!(
-                "missing; set `{key}_file` to a file holding it, or the environment variable \
-                 CROSSDEX__SOURCES__<NAME>__{}",
-                key.to_uppercase()
-            ),
-        }),
-    }
-}
-
-/// The field named in a serde error ("unknown field `pth`"), for config errors.
-pub fn serde_field(msg: &str) -> String {
-    msg.split('`').nth(1).unwrap_or("").to_owned()
 }

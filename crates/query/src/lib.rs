@@ -18,6 +18,7 @@ mod guard;
 mod output;
 mod saved;
 mod search;
+mod views;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 pub struct QueryEngine {
     snapshot: Arc<Snapshot>,
     ctx: SessionContext,
+    views: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -82,7 +84,32 @@ impl QueryEngine {
             "search",
             Arc::new(search::SearchFunction::new(snapshot.clone())),
         );
-        Ok(QueryEngine { snapshot, ctx })
+        Ok(QueryEngine {
+            snapshot,
+            ctx,
+            views: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Registers the per-system views, once, before the first query.
+    async fn views(&self) -> Result<(), QueryError> {
+        self.views
+            .get_or_try_init(|| async {
+                for (name, body) in views::VIEWS {
+                    let plan = self
+                        .ctx
+                        .state()
+                        .create_logical_plan(body)
+                        .await
+                        .map_err(QueryError::from_datafusion)?;
+                    let view =
+                        datafusion::datasource::ViewTable::new(plan, Some((*body).to_owned()));
+                    self.ctx.register_table(*name, Arc::new(view))?;
+                }
+                Ok::<(), QueryError>(())
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The snapshot this engine reads.
@@ -99,6 +126,7 @@ impl QueryEngine {
     ) -> Result<QueryOutput, QueryError> {
         let mut statement = guard::parse_read_only(sql)?;
         guard::bind(&mut statement, &params)?;
+        self.views().await?;
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(statement)

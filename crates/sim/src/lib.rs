@@ -239,49 +239,63 @@ impl Simulators {
         self.with_world(World::truth_csv)
     }
 
-    /// A crossdex configuration with one source per simulator that `include` accepts,
-    /// credentials included.
-    pub fn config_toml(&self, data_dir: Option<&Path>, include: impl Fn(System) -> bool) -> String {
+    /// A crossdex configuration with one source per simulator, credentials included.
+    /// Systems for which `active` is false are written commented out, so the file loads
+    /// in a build without their connector.
+    pub fn config_toml(&self, data_dir: Option<&Path>, active: impl Fn(System) -> bool) -> String {
         let mut out = String::from(
             "# crossdex configuration for the simulated systems of `crossdex sim`.\n\
              # Credentials are inline because the servers are simulated; for real systems\n\
-             # put secrets in the environment (CROSSDEX__SOURCES__<NAME>__PASSWORD=...).\n\n",
+             # put secrets in a file (`password_file`, `token_file`) or the environment.\n\n",
         );
         if let Some(d) = data_dir {
             let _ = writeln!(out, "data_dir = {}\n", toml_str(&d.display().to_string()));
         }
-        for r in self.running.iter().filter(|r| include(r.system)) {
+        for r in &self.running {
             let c = &r.state.credentials;
             let url = format!("http://{}", r.addr);
-            let _ = writeln!(out, "[sources.{}]", r.system.name());
-            let _ = writeln!(out, "type = {}", toml_str(r.system.name()));
+            let mut lines = vec![format!("[sources.{}]", r.system.name())];
+            lines.push(format!("type = {}", toml_str(r.system.name())));
             match r.system {
                 System::Xnat | System::Omero => {
-                    let _ = writeln!(out, "url = {}", toml_str(&url));
-                    let _ = writeln!(out, "username = {}", toml_str(&c.username));
-                    let _ = writeln!(out, "password = {}", toml_str(&c.password));
+                    lines.push(format!("url = {}", toml_str(&url)));
+                    lines.push(format!("username = {}", toml_str(&c.username)));
+                    lines.push(format!("password = {}", toml_str(&c.password)));
                 }
                 System::Redcap => {
-                    let _ = writeln!(out, "url = {}", toml_str(&format!("{url}/api/")));
-                    let _ = writeln!(out, "token = {}", toml_str(&c.token));
+                    lines.push(format!("url = {}", toml_str(&format!("{url}/api/"))));
+                    lines.push(format!("token = {}", toml_str(&c.token)));
                 }
                 System::Transmart => {
-                    let _ = writeln!(out, "url = {}", toml_str(&url));
-                    let _ = writeln!(
-                        out,
+                    lines.push(format!("url = {}", toml_str(&url)));
+                    lines.push(format!(
                         "token_url = {}",
                         toml_str(&format!(
                             "{url}/auth/realms/{}/protocol/openid-connect/token",
                             transmart::REALM
                         ))
-                    );
-                    let _ = writeln!(out, "client_id = {}", toml_str(TRANSMART_CLIENT_ID));
-                    let _ = writeln!(out, "username = {}", toml_str(&c.username));
-                    let _ = writeln!(out, "password = {}", toml_str(&c.password));
+                    ));
+                    lines.push(format!("client_id = {}", toml_str(TRANSMART_CLIENT_ID)));
+                    lines.push(format!("username = {}", toml_str(&c.username)));
+                    lines.push(format!("password = {}", toml_str(&c.password)));
                 }
                 System::Elabftw => {
-                    let _ = writeln!(out, "url = {}", toml_str(&url));
-                    let _ = writeln!(out, "api_key = {}", toml_str(&c.token));
+                    lines.push(format!("url = {}", toml_str(&url)));
+                    lines.push(format!("api_key = {}", toml_str(&c.token)));
+                }
+            }
+            if active(r.system) {
+                for l in lines {
+                    let _ = writeln!(out, "{l}");
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# No {} connector in this build yet; the simulator serves it at {url}.",
+                    r.system.display()
+                );
+                for l in lines {
+                    let _ = writeln!(out, "# {l}");
                 }
             }
             out.push('\n');

@@ -386,13 +386,26 @@ async fn observe(State(st): State<Arc<SimState>>, req: Request, next: Next) -> R
         }
         Decision::Truncate => {
             let r = next.run(req).await;
-            let (mut parts, body) = r.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .unwrap_or_default();
-            let cut: Bytes = bytes.slice(..bytes.len() / 2);
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(cut))
+            let is_json = r
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("json"));
+            if is_json {
+                let (mut parts, body) = r.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let cut: Bytes = bytes.slice(..bytes.len() / 2);
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Response::from_parts(parts, Body::from(cut))
+            } else {
+                // Only JSON bodies are cut; a plain-text session id stays whole.
+                if let Some(rec) = lock(&st.log).get_mut(index) {
+                    rec.fault = None;
+                }
+                r
+            }
         }
         Decision::Hang(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -441,6 +441,8 @@ impl World {
                 w.transmart.add_patient(p, &mut rt);
             }
         }
+        // The log is chronological, as REDCap keeps it.
+        w.redcap.log.sort_by_key(|e| e.timestamp);
         w.omero.populate(&persons, &mut ro);
         let mut re = Rng::new(seed, "elabftw");
         w.elab.populate(&persons, &mut re);
@@ -920,6 +922,16 @@ impl Redcap {
             record: id.clone(),
             details: format!("record_id = '{id}'"),
         });
+        if modified > created {
+            // Every change is in REDCap's log, follow-up visits included.
+            self.log.push(RedcapLog {
+                timestamp: modified,
+                username: "coordinator2",
+                kind: RedcapLogKind::Edit,
+                record: id.clone(),
+                details: "assessment_date, moca_total, mmse_total, cdr_global".to_owned(),
+            });
+        }
         self.records.push(RedcapRecord {
             id,
             modified,

@@ -1,0 +1,340 @@
+//! The compliance suite: one set of checks every HTTP connector passes against its
+//! simulator, over loopback. A connector joins by adding a `Target`.
+//!
+//! Full sync matches what the simulator serves; a re-sync changes nothing; an
+//! incremental sync after one simulated day fetches only what changed and applies
+//! adds, updates and deletes; paging boundaries hold; wrong credentials, 429/5xx and
+//! cut-off bodies behave.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use crossdex_model::{ConnectorFactory, SourceContext};
+use crossdex_query::QueryEngine;
+use crossdex_sim::{Faults, RequestRecord, SimOptions, Simulators, System, World};
+use crossdex_store::{RunStatus, SyncRun, Writer};
+use crossdex_sync::SyncOptions;
+use serde_json::{Value, json};
+
+type Counts = BTreeMap<String, usize>;
+
+struct Target {
+    system: System,
+    factory: fn() -> Box<dyn ConnectorFactory>,
+    config: fn(&Simulators) -> Value,
+    /// Records per kind the simulator serves.
+    expected: fn(&World) -> Counts,
+    /// The config key giving the page size, and the listing size a page is measured
+    /// against.
+    paging_key: &'static str,
+    page_unit: fn(&World) -> usize,
+    /// The config key of the secret to spoil.
+    secret_key: &'static str,
+    /// Entities read one by one in these requests (details, record batches).
+    detail_reads: fn(&[RequestRecord]) -> usize,
+}
+
+fn counts(pairs: &[(&str, usize)]) -> Counts {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+fn xnat() -> Target {
+    Target {
+        system: System::Xnat,
+        factory: || Box::new(crossdex_connector_xnat::XnatFactory),
+        config: |s| {
+            let c = s.credentials(System::Xnat);
+            json!({"type": "xnat", "url": s.url(System::Xnat), "username": c.username,
+                   "password": c.password, "timeout_s": 5})
+        },
+        expected: |w| {
+            counts(&[
+                ("subject", w.xnat.subjects.len()),
+                ("session", w.xnat.experiments.len()),
+                (
+                    "scan",
+                    w.xnat.experiments.iter().map(|e| e.scans.len()).sum(),
+                ),
+            ])
+        },
+        paging_key: "page_size",
+        page_unit: |w| {
+            w.xnat
+                .subjects
+                .iter()
+                .filter(|s| s.project == "MEMCLIN")
+                .count()
+        },
+        secret_key: "password",
+        detail_reads: |reqs| {
+            reqs.iter()
+                .filter(|r| {
+                    r.path.starts_with("/data/experiments/") && r.path.matches('/').count() == 3
+                })
+                .count()
+        },
+    }
+}
+
+fn redcap() -> Target {
+    Target {
+        system: System::Redcap,
+        factory: || Box::new(crossdex_connector_redcap::RedcapFactory),
+        config: |s| {
+            json!({"type": "redcap", "url": format!("{}/api/", s.url(System::Redcap)),
+                   "token": s.credentials(System::Redcap).token, "timeout_s": 5})
+        },
+        expected: |w| counts(&[("record", w.redcap.records.len())]),
+        paging_key: "batch_size",
+        page_unit: |w| w.redcap.records.len(),
+        secret_key: "token",
+        detail_reads: |reqs| {
+            reqs.iter()
+                .filter(|r| r.param("content").as_deref() == Some("record"))
+                .map(|r| {
+                    r.form
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("records["))
+                        .count()
+                })
+                .sum()
+        },
+    }
+}
+
+async fn sims(subjects: u32) -> Simulators {
+    let opts = SimOptions {
+        subjects,
+        seed: 5,
+        ..SimOptions::default()
+    };
+    Simulators::start(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+        .await
+        .expect("simulators start")
+}
+
+async fn sync(t: &Target, config: Value, dir: &Path, full: bool) -> SyncRun {
+    let connector = (t.factory)()
+        .build(SourceContext {
+            name: t.system.name().to_owned(),
+            config,
+            base_dir: dir.to_owned(),
+        })
+        .expect("connector builds");
+    let mut writer = Writer::open(dir.join("data")).expect("writer");
+    crossdex_sync::sync_source(&mut writer, connector.as_ref(), SyncOptions { full }, &())
+        .await
+        .expect("the store works")
+}
+
+async fn indexed(dir: &Path) -> Counts {
+    let engine = QueryEngine::open(dir.join("data")).expect("engine");
+    let out = engine
+        .sql(
+            "SELECT kind, CAST(count(*) AS BIGINT) AS n FROM records GROUP BY kind ORDER BY kind",
+            vec![],
+        )
+        .await
+        .expect("query");
+    let csv = out
+        .render(crossdex_query::OutputFormat::Csv)
+        .expect("render");
+    csv.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(','))
+        .map(|(k, n)| (k.to_owned(), n.parse().expect("count")))
+        .collect()
+}
+
+fn ok(run: &SyncRun) {
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+}
+
+async fn full_sync_matches_and_resync_changes_nothing(t: Target) {
+    let s = sims(30).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = sync(&t, (t.config)(&s), dir.path(), true).await;
+    ok(&run);
+    let expected = s.with_world(t.expected);
+    assert_eq!(indexed(dir.path()).await, expected);
+    assert_eq!(run.counts.added as usize, expected.values().sum::<usize>());
+
+    for full in [false, true] {
+        let again = sync(&t, (t.config)(&s), dir.path(), full).await;
+        ok(&again);
+        assert_eq!(
+            (
+                again.counts.added,
+                again.counts.updated,
+                again.counts.deleted
+            ),
+            (0, 0, 0),
+            "re-sync (full: {full}) changed something: {again:?}"
+        );
+    }
+    assert_eq!(indexed(dir.path()).await, expected);
+}
+
+async fn incremental_fetches_only_what_changed(t: Target) {
+    let s = sims(60).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    let total_reads = (t.detail_reads)(&s.requests(t.system));
+    s.clear_requests(t.system);
+    s.advance(1);
+    let run = sync(&t, (t.config)(&s), dir.path(), false).await;
+    ok(&run);
+    assert_eq!(run.mode.as_str(), "incremental", "{run:?}");
+    assert_eq!(
+        indexed(dir.path()).await,
+        s.with_world(t.expected),
+        "adds, updates and deletes applied"
+    );
+    assert!(run.counts.added > 0 && run.counts.deleted > 0, "{run:?}");
+    let reads = (t.detail_reads)(&s.requests(t.system));
+    assert!(
+        reads > 0 && reads * 4 < total_reads,
+        "incremental read {reads} entities one by one, the full sync {total_reads}"
+    );
+}
+
+async fn paging_boundaries_hold(t: Target) {
+    let s = sims(12).await;
+    let unit = s.with_world(t.page_unit);
+    let expected = s.with_world(t.expected);
+    for size in [1, unit, unit + 1] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = (t.config)(&s);
+        config[t.paging_key] = json!(size);
+        let run = sync(&t, config, dir.path(), true).await;
+        ok(&run);
+        assert_eq!(
+            indexed(dir.path()).await,
+            expected,
+            "{} = {size}",
+            t.paging_key
+        );
+    }
+}
+
+async fn wrong_credentials_fail_clearly_and_change_nothing(t: Target) {
+    let s = sims(10).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    let before = indexed(dir.path()).await;
+    let mut config = (t.config)(&s);
+    config[t.secret_key] = json!("not-the-secret");
+    let run = sync(&t, config, dir.path(), true).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("refused") || error.contains("authentication"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("not-the-secret"),
+        "the secret leaked: {error}"
+    );
+    assert_eq!(indexed(dir.path()).await, before);
+}
+
+async fn transient_errors_are_retried(t: Target) {
+    let s = sims(10).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    s.set_faults(
+        t.system,
+        Faults {
+            fail_next: 2,
+            fail_status: 503,
+            ..Faults::default()
+        },
+    );
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    s.set_faults(
+        t.system,
+        Faults {
+            fail_next: 1,
+            fail_status: 429,
+            retry_after_s: 1,
+            ..Faults::default()
+        },
+    );
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    let faults: Vec<&str> = s
+        .requests(t.system)
+        .iter()
+        .filter_map(|r| r.fault)
+        .collect();
+    assert_eq!(faults, ["error", "error", "rate_limit"]);
+    assert_eq!(indexed(dir.path()).await, s.with_world(t.expected));
+}
+
+async fn a_cut_off_body_fails_the_sync_only(t: Target) {
+    let s = sims(10).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    let before = indexed(dir.path()).await;
+    s.advance(1);
+    s.set_faults(
+        t.system,
+        Faults {
+            truncate_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    let run = sync(&t, (t.config)(&s), dir.path(), true).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("invalid JSON"),
+        "{run:?}"
+    );
+    assert_eq!(
+        indexed(dir.path()).await,
+        before,
+        "the index keeps the last good state"
+    );
+    s.set_faults(t.system, Faults::default());
+    ok(&sync(&t, (t.config)(&s), dir.path(), false).await);
+    assert_eq!(
+        indexed(dir.path()).await,
+        s.with_world(t.expected),
+        "the next sync catches up"
+    );
+}
+
+macro_rules! compliance {
+    ($module:ident, $target:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn full_sync_matches_and_resync_changes_nothing() {
+                super::full_sync_matches_and_resync_changes_nothing($target).await;
+            }
+            #[tokio::test]
+            async fn incremental_fetches_only_what_changed() {
+                super::incremental_fetches_only_what_changed($target).await;
+            }
+            #[tokio::test]
+            async fn paging_boundaries_hold() {
+                super::paging_boundaries_hold($target).await;
+            }
+            #[tokio::test]
+            async fn wrong_credentials_fail_clearly_and_change_nothing() {
+                super::wrong_credentials_fail_clearly_and_change_nothing($target).await;
+            }
+            #[tokio::test]
+            async fn transient_errors_are_retried() {
+                super::transient_errors_are_retried($target).await;
+            }
+            #[tokio::test]
+            async fn a_cut_off_body_fails_the_sync_only() {
+                super::a_cut_off_body_fails_the_sync_only($target).await;
+            }
+        }
+    };
+}
+
+compliance!(xnat_connector, xnat());
+compliance!(redcap_connector, redcap());
