@@ -338,3 +338,46 @@ macro_rules! compliance {
 
 compliance!(xnat_connector, xnat());
 compliance!(redcap_connector, redcap());
+
+/// XNAT: a session that expired since the last call (401 on the cookie) is renewed
+/// with one new login, and the sync completes.
+#[tokio::test]
+async fn xnat_logs_in_again_when_its_session_expires() {
+    let t = xnat();
+    let s = sims(10).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let logins = |s: &Simulators| {
+        s.requests(System::Xnat)
+            .iter()
+            .filter(|r| r.path == "/data/JSESSION")
+            .count()
+    };
+    let connector = (t.factory)()
+        .build(SourceContext {
+            name: "xnat".into(),
+            config: (t.config)(&s),
+            base_dir: dir.path().to_owned(),
+        })
+        .expect("connector");
+    connector.check().await.expect("credentials work");
+    assert_eq!(logins(&s), 1);
+    s.expire_sessions(System::Xnat);
+    let mut writer = Writer::open(dir.path().join("data")).expect("writer");
+    let run = crossdex_sync::sync_source(
+        &mut writer,
+        connector.as_ref(),
+        SyncOptions { full: true },
+        &(),
+    )
+    .await
+    .expect("store works");
+    ok(&run);
+    assert_eq!(logins(&s), 2, "one new login after the expiry");
+    let refused = s
+        .requests(System::Xnat)
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(refused, 1, "one refused request, then the new session");
+    assert_eq!(indexed(dir.path()).await, s.with_world(t.expected));
+}

@@ -355,7 +355,11 @@ impl Connector for RedcapConnector {
         let mut page = Page::default();
         for batch in ids.chunks(self.config.batch_size) {
             let keys: Vec<String> = (0..batch.len()).map(|i| format!("records[{i}]")).collect();
-            let mut params: Vec<(&str, &str)> = vec![("content", "record"), ("type", "flat")];
+            let mut params: Vec<(&str, &str)> = vec![
+                ("content", "record"),
+                ("type", "flat"),
+                ("exportDataAccessGroups", "true"),
+            ];
             for (k, id) in keys.iter().zip(batch) {
                 params.push((k.as_str(), id.as_str()));
             }
@@ -529,6 +533,60 @@ pub fn parse_log_time(s: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connector() -> RedcapConnector {
+        RedcapConnector {
+            name: "clinic".into(),
+            url: reqwest::Url::parse("http://127.0.0.1:9/api/").expect("url"),
+            token: "T".into(),
+            config: serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9/api/"}))
+                .expect("config"),
+            http: HttpClient::new("clinic", HttpSettings::default()).expect("client"),
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_rejected_with_its_reason() {
+        let rows: Vec<Map<String, Value>> = [serde_json::json!({"record_id": "record_id", "field_name": "record_id", "field_type": "text"})]
+            .into_iter()
+            .map(|v| v.as_object().cloned().expect("object"))
+            .collect();
+        let dict = Dictionary::new(&rows).expect("dictionary");
+        let row = serde_json::json!({"record_id": "7", "redcap_event_name": "baseline_arm_1",
+                                      "redcap_repeat_instrument": "meds", "redcap_repeat_instance": "two"});
+        let err = connector()
+            .entity(
+                &dict,
+                "7",
+                &[row.as_object().cloned().expect("object")],
+                "P",
+                "1",
+                "",
+                "http://x",
+            )
+            .expect_err("rejected");
+        assert!(
+            err.contains("redcap_repeat_instance") && err.contains("two"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_token_is_never_required_inline() {
+        let e = RedcapFactory
+            .build(SourceContext {
+                name: "clinic".into(),
+                config: serde_json::json!({"type": "redcap", "url": "http://127.0.0.1:9/api/"}),
+                base_dir: PathBuf::from("."),
+            })
+            .err()
+            .expect("no token");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("token_file") && msg.contains("CROSSDEX__SOURCES__"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn deletions_are_read_from_details_or_action() {

@@ -579,7 +579,8 @@ impl Connector for XnatConnector {
         } else {
             SyncMode::Full
         };
-        self.login().await?;
+        // A session from an earlier call is reused; `get` logs in again if it expired.
+        self.session().await?;
         let projects = self.projects().await?;
         let mut subject_lists = Vec::new();
         let mut session_lists = Vec::new();

@@ -217,6 +217,11 @@ impl Simulators {
         self.get(s).state.clear_requests();
     }
 
+    /// Forgets a simulator's sessions and tokens: clients must log in again.
+    pub fn expire_sessions(&self, s: System) {
+        self.get(s).state.expire_sessions();
+    }
+
     pub fn set_faults(&self, s: System, faults: Faults) {
         self.get(s).state.set_faults(faults);
     }

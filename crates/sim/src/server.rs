@@ -239,6 +239,12 @@ impl SimState {
         lock(&self.log).clear();
     }
 
+    /// Forgets every session and token handed out, as a server restart or a session
+    /// timeout would.
+    pub fn expire_sessions(&self) {
+        self.sessions().live.clear();
+    }
+
     pub fn faults(&self) -> Faults {
         lock(&self.faults).faults.clone()
     }
@@ -466,6 +472,11 @@ async fn admin_clear_requests(State(st): State<Arc<SimState>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+async fn admin_expire_sessions(State(st): State<Arc<SimState>>) -> StatusCode {
+    st.expire_sessions();
+    StatusCode::NO_CONTENT
+}
+
 async fn admin_faults(State(st): State<Arc<SimState>>) -> Response {
     Json(st.faults()).into_response()
 }
@@ -500,7 +511,8 @@ pub(crate) fn finish(router: Router<Arc<SimState>>, st: Arc<SimState>) -> Router
             get(admin_requests).delete(admin_clear_requests),
         )
         .route("/_sim/faults", get(admin_faults).put(admin_set_faults))
-        .route("/_sim/truth", get(admin_truth));
+        .route("/_sim/truth", get(admin_truth))
+        .route("/_sim/expire-sessions", post(admin_expire_sessions));
     router
         .merge(admin)
         .layer(middleware::from_fn_with_state(st.clone(), observe))
