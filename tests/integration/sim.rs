@@ -33,35 +33,50 @@ fn setting(config: &str, source: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("{source}.{key} missing"))
 }
 
-/// A port base unlikely to be taken by another test run on this machine.
-fn port_base() -> u16 {
-    20_000 + (std::process::id() % 4_000) as u16 * 5
+/// Starts `crossdex sim` on five consecutive free ports below the ephemeral range,
+/// trying another base when one of them is taken. Returns the process, the base and the
+/// banner it printed.
+fn start_sim(s: &Sandbox) -> (Running, u16, String) {
+    let mut last = String::new();
+    for attempt in 0..8u32 {
+        let base = 20_000 + ((std::process::id() + attempt * 977) % 2_400) as u16 * 5;
+        let mut child = s
+            .command()
+            .args(["sim", "--subjects", "60", "--port-base", &base.to_string()])
+            .args(["--write-config", "c.toml", "--truth", "t.csv"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("crossdex sim starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut banner = String::new();
+        let mut serving = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("Serving until Ctrl-C") {
+                serving = true;
+                break;
+            }
+        }
+        if serving {
+            return (Running(child), base, banner);
+        }
+        let out = child.wait_with_output().expect("exit");
+        last = format!("{banner}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            last.contains("cannot listen"),
+            "crossdex sim failed:\n{last}"
+        );
+    }
+    panic!("no free ports for the simulators:\n{last}");
 }
 
 #[tokio::test]
 async fn sim_serves_the_five_systems_as_they_answer() {
     let s = Sandbox::new();
-    let base = port_base();
-    let mut child = s
-        .command()
-        .args(["sim", "--subjects", "60", "--port-base", &base.to_string()])
-        .args(["--write-config", "c.toml", "--truth", "t.csv"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("crossdex sim starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.contains("Serving until Ctrl-C") {
-            break;
-        }
-    }
+    let (mut running, base, banner) = start_sim(&s);
     for (i, name) in ["XNAT", "REDCap", "OMERO", "tranSMART", "eLabFTW"]
         .iter()
         .enumerate()
