@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use crossdex_http::{HttpClient, HttpSettings, secret, serde_field};
+use crossdex_http::{HttpClient, HttpSettings, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -87,19 +87,8 @@ token_file = "secrets/redcap-clinic.token"
     }
 
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
-        let mut table = context.config.clone();
-        if let Some(map) = table.as_object_mut() {
-            map.remove("type");
-        }
-        let config: RedcapConfig =
-            serde_json::from_value(table).map_err(|e| ConnectorError::Config {
-                key: serde_field(&e.to_string()),
-                reason: e.to_string(),
-            })?;
-        let url = reqwest::Url::parse(&config.url).map_err(|e| ConnectorError::Config {
-            key: "url".into(),
-            reason: format!("{:?} is not a URL: {e}", config.url),
-        })?;
+        let config: RedcapConfig = source_config(&context.config)?;
+        let url = parse_url("url", &config.url)?;
         if config.batch_size == 0 {
             return Err(ConnectorError::Config {
                 key: "batch_size".into(),

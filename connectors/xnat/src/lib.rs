@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, HttpSettings, secret, serde_field};
+use crossdex_http::{HttpClient, HttpError, HttpSettings, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -90,21 +90,8 @@ password_file = "secrets/xnat.password"
     }
 
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
-        let mut table = context.config.clone();
-        if let Some(map) = table.as_object_mut() {
-            map.remove("type");
-        }
-        let config: XnatConfig =
-            serde_json::from_value(table).map_err(|e| ConnectorError::Config {
-                key: serde_field(&e.to_string()),
-                reason: e.to_string(),
-            })?;
-        let url = reqwest::Url::parse(config.url.trim_end_matches('/')).map_err(|e| {
-            ConnectorError::Config {
-                key: "url".into(),
-                reason: format!("{:?} is not a URL: {e}", config.url),
-            }
-        })?;
+        let config: XnatConfig = source_config(&context.config)?;
+        let url = parse_url("url", config.url.trim_end_matches('/'))?;
         if config.page_size == Some(0) {
             return Err(ConnectorError::Config {
                 key: "page_size".into(),

@@ -233,34 +233,17 @@ impl HttpClient {
                     message: "client closed".into(),
                 })?;
             let started = Instant::now();
-            let response = self.client.execute(request).await.map_err(|e| {
-                if e.is_timeout() {
-                    HttpError::Timeout {
-                        url: url.clone(),
-                        seconds: self.settings.timeout_s,
-                    }
-                } else {
-                    HttpError::Connect {
-                        url: url.clone(),
-                        message: root_cause(&e.without_url()),
-                    }
-                }
-            })?;
+            let response = self
+                .client
+                .execute(request)
+                .await
+                .map_err(|e| self.transport_error(&url, e, false))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|e| {
-                if e.is_timeout() {
-                    HttpError::Timeout {
-                        url: url.clone(),
-                        seconds: self.settings.timeout_s,
-                    }
-                } else {
-                    HttpError::Body {
-                        url: url.clone(),
-                        message: root_cause(&e.without_url()),
-                    }
-                }
-            })?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&url, e, true))?;
             tracing::debug!(
                 source = %self.source,
                 "{method} {url} -> {} in {} ms, {} bytes",
@@ -305,6 +288,25 @@ impl HttpClient {
                 tracing::warn!(source = %source, "{e}; retrying in {} ms", wait.as_millis());
             })
             .await
+    }
+
+    /// A failure below HTTP: a timeout, or a connection lost before (`Connect`) or while
+    /// (`Body`) reading the answer. reqwest's message names the URL with its secrets; the
+    /// redacted one is used instead.
+    fn transport_error(&self, url: &str, e: reqwest::Error, reading: bool) -> HttpError {
+        let url = url.to_owned();
+        if e.is_timeout() {
+            return HttpError::Timeout {
+                url,
+                seconds: self.settings.timeout_s,
+            };
+        }
+        let message = root_cause(&e.without_url());
+        if reading {
+            HttpError::Body { url, message }
+        } else {
+            HttpError::Connect { url, message }
+        }
     }
 
     /// `send`, then the body as JSON.
@@ -378,6 +380,29 @@ pub fn secret(
 /// The field named in a serde error ("unknown field `pth`"), for config errors.
 pub fn serde_field(msg: &str) -> String {
     msg.split('`').nth(1).unwrap_or("").to_owned()
+}
+
+/// A connector's table of the configuration, typed: `type` removed, errors naming the
+/// offending key.
+pub fn source_config<T: serde::de::DeserializeOwned>(
+    table: &serde_json::Value,
+) -> Result<T, ConnectorError> {
+    let mut table = table.clone();
+    if let Some(map) = table.as_object_mut() {
+        map.remove("type");
+    }
+    serde_json::from_value(table).map_err(|e| ConnectorError::Config {
+        key: serde_field(&e.to_string()),
+        reason: e.to_string(),
+    })
+}
+
+/// `value` as a URL, or a config error naming `key`.
+pub fn parse_url(key: &str, value: &str) -> Result<reqwest::Url, ConnectorError> {
+    reqwest::Url::parse(value.trim()).map_err(|e| ConnectorError::Config {
+        key: key.to_owned(),
+        reason: format!("{value:?} is not a URL: {e}"),
+    })
 }
 
 #[cfg(test)]

@@ -1246,11 +1246,9 @@ async fn the_truth_matches_what_is_served() {
     assert_eq!(served_keys(&s).await, truth, "after two days");
 }
 
-#[tokio::test]
-async fn advancing_a_day_adds_edits_and_deletes() {
-    let s = start(21, 100).await;
-    let before: Value = redcap(
-        &s,
+async fn record_ids(s: &Simulators) -> BTreeSet<String> {
+    let rows: Value = redcap(
+        s,
         &[
             ("content", "record"),
             ("format", "json"),
@@ -1261,12 +1259,17 @@ async fn advancing_a_day_adds_edits_and_deletes() {
     .json()
     .await
     .expect("json");
-    let ids_before: BTreeSet<String> = before
-        .as_array()
+    rows.as_array()
         .expect("rows")
         .iter()
         .map(|r| r["record_id"].as_str().expect("id").to_owned())
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn advancing_a_day_adds_edits_and_deletes() {
+    let s = start(21, 100).await;
+    let ids_before = record_ids(&s).await;
     let now = s.with_world(|w| w.now());
     let r = client()
         .post(format!("{}/_sim/advance", s.url(System::Omero)))
@@ -1276,24 +1279,7 @@ async fn advancing_a_day_adds_edits_and_deletes() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.expect("json")["day"], 1);
 
-    let after: Value = redcap(
-        &s,
-        &[
-            ("content", "record"),
-            ("format", "json"),
-            ("fields", "record_id"),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
-    let ids_after: BTreeSet<String> = after
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| r["record_id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids_after = record_ids(&s).await;
     let added: Vec<_> = ids_after.difference(&ids_before).collect();
     let removed: Vec<_> = ids_before.difference(&ids_after).cloned().collect();
     assert!(!added.is_empty(), "new enrolments");
