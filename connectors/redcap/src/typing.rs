@@ -34,17 +34,7 @@ fn parse_choices(s: &str) -> Vec<(String, String)> {
 }
 
 fn strip_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_owned()
+    crossdex_http::html_to_text(s).replace('\n', " ")
 }
 
 fn date(s: &str) -> Option<chrono::DateTime<Utc>> {

@@ -9,6 +9,9 @@ pub fn factories() -> Vec<Box<dyn ConnectorFactory>> {
         Box::new(crossdex_connector_files::FilesFactory),
         Box::new(crossdex_connector_xnat::XnatFactory),
         Box::new(crossdex_connector_redcap::RedcapFactory),
+        Box::new(crossdex_connector_omero::OmeroFactory),
+        Box::new(crossdex_connector_transmart::TransmartFactory),
+        Box::new(crossdex_connector_elabftw::ElabFactory),
     ]
 }
 

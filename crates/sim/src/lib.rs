@@ -46,6 +46,8 @@ pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_SUBJECTS: u32 = 200;
 /// The first port `crossdex sim` listens on unless told otherwise.
 pub const DEFAULT_PORT_BASE: u16 = 18000;
+/// Concepts of the simulated tranSMART study.
+pub const TRANSMART_CONCEPTS: usize = world::TM_CONCEPTS.len();
 /// The client id the tranSMART token endpoint expects.
 pub const TRANSMART_CLIENT_ID: &str = "transmart-client";
 

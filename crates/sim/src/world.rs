@@ -526,7 +526,20 @@ impl World {
         let ts = now_ms(&mut r);
         self.omero.advance(&self.persons, &mut r, ts);
 
-        // tranSMART: month-12 results arrive; a value is re-measured; one is withdrawn.
+        // tranSMART: the first new enrolment is loaded, one patient withdraws consent,
+        // month-12 results arrive, a value is re-measured and one is withdrawn.
+        let withdrawn = (!self.transmart.patients.is_empty())
+            .then(|| self.transmart.patients[r.below(self.transmart.patients.len())].id);
+        if let Some(id) = withdrawn {
+            self.transmart.patients.retain(|p| p.id != id);
+            self.transmart.observations.retain(|o| o.patient != id);
+            self.transmart.visits.retain(|v| v.patient != id);
+        }
+        if let Some(p) = self.persons.iter_mut().find(|p| p.enrolled == today) {
+            p.present[System::Transmart.index()] = true;
+            let p = p.clone();
+            self.transmart.add_patient(&p, &mut r);
+        }
         self.transmart.advance(k, &mut r, today);
 
         // eLabFTW: a new assay run, an item edited, an experiment deleted (state 3).
