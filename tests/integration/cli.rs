@@ -405,11 +405,23 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
         run.stdout.contains("83 subjects, 192 sessions, 908 scans"),
         "{run:?}"
     );
+    assert!(
+        run.stdout.contains("2 projects, 7 datasets, 104 images"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("60 patients"), "{run:?}");
+    assert!(run.stdout.contains("9 experiments, 38 items"), "{run:?}");
     for cells in [
         ["xnat", "subject", "83"],
         ["xnat", "session", "192"],
         ["xnat", "scan", "908"],
         ["redcap", "record", "95"],
+        ["omero", "image", "104"],
+        ["omero", "dataset", "7"],
+        ["transmart", "patient", "60"],
+        ["transmart", "observation set", "60"],
+        ["elabftw", "experiment", "9"],
+        ["elabftw", "item", "38"],
         ["clinic", "row", "110"],
     ] {
         assert!(row(&cells), "{cells:?} in {run:?}");

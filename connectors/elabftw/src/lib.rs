@@ -290,14 +290,14 @@ impl ElabConnector {
             r.attributes.insert("links".into(), Value::from(linked));
         }
         let mut obs = Vec::new();
-        for (k, label) in [
-            ("status_title", "Status"),
-            ("category_title", "Category"),
-            ("fullname", "Author"),
+        for (k, var, label) in [
+            ("status_title", "status", "Status"),
+            ("category_title", "category", "Category"),
+            ("fullname", "author", "Author"),
         ] {
             let v = s(e, k);
             if !v.is_empty() {
-                obs.push(Observation::text(k.trim_end_matches("_title"), v).with_label(label));
+                obs.push(Observation::text(var, v).with_label(label));
             }
         }
         if let Some(d) = ts(&s(e, "date")) {

@@ -140,7 +140,8 @@ Searchable fields: title, body (descriptions and values), subject_key, and exact
 source:, system:, kind:, project:, subject_id:.";
 
 const SQL_HELP: &str = "\
-Tables: records, observations, sync_runs; views xnat_sessions, xnat_scans, redcap_records;
+Tables: records, observations, sync_runs; views xnat_sessions, xnat_scans, redcap_records,
+omero_images, transmart_observations, elabftw_experiments, elabftw_items;
 table function search(query [, limit]).
 Only queries are accepted: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE.
 

@@ -405,6 +405,50 @@ pub fn parse_url(key: &str, value: &str) -> Result<reqwest::Url, ConnectorError>
     })
 }
 
+/// Text of an HTML fragment for the full-text index: tags dropped, block ends as line
+/// breaks, the common entities decoded, whitespace collapsed.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut tag = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
+                if ["p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4"]
+                    .contains(&name.to_ascii_lowercase().as_str())
+                {
+                    out.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) => out.push(c),
+        }
+    }
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
@@ -535,48 +579,12 @@ mod tests {
         );
         assert!(matches!(e.into_connector(), ConnectorError::Unreachable(_)));
     }
-}
 
-/// Text of an HTML fragment for the full-text index: tags dropped, block ends as line
-/// breaks, the common entities decoded, whitespace collapsed.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut tag = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match (in_tag, c) {
-            (false, '<') => {
-                in_tag = true;
-                tag.clear();
-            }
-            (true, '>') => {
-                in_tag = false;
-                let name = tag
-                    .trim_start_matches('/')
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                if ["p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4"]
-                    .contains(&name.to_ascii_lowercase().as_str())
-                {
-                    out.push('\n');
-                }
-            }
-            (true, c) => tag.push(c),
-            (false, c) => out.push(c),
-        }
+    #[test]
+    fn html_becomes_searchable_text() {
+        assert_eq!(
+            html_to_text("<h1>NfL run</h1><p>12 samples &amp; 2 <b>controls</b></p>"),
+            "NfL run\n12 samples & 2 controls"
+        );
     }
-    let decoded = out
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    decoded
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
 }

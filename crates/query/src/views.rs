@@ -55,4 +55,58 @@ pub(crate) const VIEWS: &[(&str, &str)] = &[
          WHERE r.system = 'redcap' AND r.kind = 'record'
          GROUP BY r.id, r.source, r.project, r.native_id, r.subject_key, r.subject_id, r.url",
     ),
+    (
+        "omero_images",
+        "SELECT r.id, r.source, r.project, r.subject_key, r.subject_id,
+                r.native_id AS image_id, r.title AS name, r.parent_id AS dataset_record_id,
+                max(CASE WHEN o.variable = 'acquisition_date' THEN o.value_date END) AS acquired_at,
+                max(CASE WHEN o.variable = 'size_x' THEN o.value_num END) AS size_x,
+                max(CASE WHEN o.variable = 'size_y' THEN o.value_num END) AS size_y,
+                max(CASE WHEN o.variable = 'size_z' THEN o.value_num END) AS size_z,
+                max(CASE WHEN o.variable = 'size_c' THEN o.value_num END) AS size_c,
+                max(CASE WHEN o.variable = 'size_t' THEN o.value_num END) AS size_t,
+                max(CASE WHEN o.variable = 'pixel_size_x' THEN o.value_num END) AS pixel_size_x,
+                max(CASE WHEN o.variable = 'pixel_size_z' THEN o.value_num END) AS pixel_size_z,
+                max(CASE WHEN o.variable = 'pixel_size_x' THEN o.unit END) AS pixel_unit,
+                max(CASE WHEN o.variable = 'pixel_type' THEN o.value_text END) AS pixel_type,
+                string_agg(CASE WHEN o.variable = 'channel' THEN o.value_text END, ', ') AS channels,
+                r.url
+         FROM records r LEFT JOIN observations o ON o.record_id = r.id
+         WHERE r.system = 'omero' AND r.kind = 'image'
+         GROUP BY r.id, r.source, r.project, r.subject_key, r.subject_id, r.native_id, r.title,
+                  r.parent_id, r.url",
+    ),
+    (
+        "transmart_observations",
+        "SELECT o.record_id, o.source, r.project AS study, o.subject_key, o.subject_id,
+                o.variable AS concept_code, o.label AS concept, o.value_num, o.value_text,
+                o.unit, o.event AS visit, o.observed_at
+         FROM observations o JOIN records r ON r.id = o.record_id
+         WHERE o.system = 'transmart' AND r.kind = 'observation set'",
+    ),
+    (
+        "elabftw_experiments",
+        "SELECT r.id, r.source, r.native_id AS experiment_id, r.title, r.project AS category,
+                max(CASE WHEN o.variable = 'status' THEN o.value_text END) AS status,
+                max(CASE WHEN o.variable = 'author' THEN o.value_text END) AS author,
+                max(CASE WHEN o.variable = 'date' THEN o.value_date END) AS date,
+                string_agg(CASE WHEN o.variable = 'tag' THEN o.value_text END, ', ') AS tags,
+                r.created_at, r.modified_at, r.url
+         FROM records r LEFT JOIN observations o ON o.record_id = r.id
+         WHERE r.system = 'elabftw' AND r.kind = 'experiment'
+         GROUP BY r.id, r.source, r.native_id, r.title, r.project, r.created_at, r.modified_at, r.url",
+    ),
+    (
+        "elabftw_items",
+        "SELECT r.id, r.source, r.native_id AS item_id, r.title, r.project AS category,
+                r.subject_key, r.subject_id,
+                max(CASE WHEN o.variable = 'author' THEN o.value_text END) AS author,
+                max(CASE WHEN o.variable = 'date' THEN o.value_date END) AS date,
+                string_agg(CASE WHEN o.variable = 'tag' THEN o.value_text END, ', ') AS tags,
+                r.created_at, r.modified_at, r.url
+         FROM records r LEFT JOIN observations o ON o.record_id = r.id
+         WHERE r.system = 'elabftw' AND r.kind = 'item'
+         GROUP BY r.id, r.source, r.native_id, r.title, r.project, r.subject_key, r.subject_id,
+                  r.created_at, r.modified_at, r.url",
+    ),
 ];
