@@ -440,29 +440,27 @@ compliance!(omero_connector, omero());
 compliance!(transmart_connector, transmart());
 compliance!(elabftw_connector, elabftw());
 
-/// XNAT: a session that expired since the last call (401 on the cookie) is renewed
-/// with one new login, and the sync completes.
-#[tokio::test]
-async fn xnat_logs_in_again_when_its_session_expires() {
-    let t = xnat();
+/// A session or token that expired since the last call (the server refuses it) is
+/// renewed with one new login, and the sync completes.
+async fn an_expired_session_is_renewed(t: Target, login_path: &str) {
     let s = sims(10).await;
     let dir = tempfile::tempdir().expect("tmp");
     let logins = |s: &Simulators| {
-        s.requests(System::Xnat)
+        s.requests(t.system)
             .iter()
-            .filter(|r| r.path == "/data/JSESSION")
+            .filter(|r| r.path == login_path)
             .count()
     };
     let connector = (t.factory)()
         .build(SourceContext {
-            name: "xnat".into(),
+            name: t.system.name().into(),
             config: (t.config)(&s),
             base_dir: dir.path().to_owned(),
         })
         .expect("connector");
     connector.check().await.expect("credentials work");
     assert_eq!(logins(&s), 1);
-    s.expire_sessions(System::Xnat);
+    s.expire_sessions(t.system);
     let mut writer = Writer::open(dir.path().join("data")).expect("writer");
     let run = crossdex_sync::sync_source(
         &mut writer,
@@ -475,10 +473,29 @@ async fn xnat_logs_in_again_when_its_session_expires() {
     ok(&run);
     assert_eq!(logins(&s), 2, "one new login after the expiry");
     let refused = s
-        .requests(System::Xnat)
+        .requests(t.system)
         .iter()
-        .filter(|r| r.status == 401)
+        .filter(|r| r.status == 401 || r.status == 403)
         .count();
     assert_eq!(refused, 1, "one refused request, then the new session");
     assert_eq!(indexed(dir.path()).await, s.with_world(t.expected));
+}
+
+#[tokio::test]
+async fn xnat_logs_in_again_when_its_session_expires() {
+    an_expired_session_is_renewed(xnat(), "/data/JSESSION").await;
+}
+
+#[tokio::test]
+async fn omero_logs_in_again_when_its_session_expires() {
+    an_expired_session_is_renewed(omero(), "/api/v0/login/").await;
+}
+
+#[tokio::test]
+async fn transmart_fetches_a_new_token_when_one_is_refused() {
+    an_expired_session_is_renewed(
+        transmart(),
+        "/auth/realms/transmart/protocol/openid-connect/token",
+    )
+    .await;
 }

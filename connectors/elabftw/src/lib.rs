@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpSettings, html_to_text, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, at_least_one, html_to_text, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
@@ -40,13 +40,13 @@ pub struct ElabConfig {
     #[serde(default = "default_subject_fields")]
     pub subject_fields: Vec<String>,
     /// Seconds to wait for one answer [default 60].
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crossdex_http::default_timeout_s")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "default_retries")]
+    #[serde(default = "crossdex_http::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 4].
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "crossdex_http::default_max_concurrency")]
     pub max_concurrency: usize,
 }
 
@@ -57,15 +57,6 @@ fn default_subject_fields() -> Vec<String> {
     ["Subject ID", "Subject", "Participant", "Patient ID"]
         .map(String::from)
         .to_vec()
-}
-fn default_timeout() -> u64 {
-    60
-}
-fn default_retries() -> usize {
-    4
-}
-fn default_concurrency() -> usize {
-    4
 }
 
 /// Builds `elabftw` connectors.
@@ -92,26 +83,18 @@ api_key_file = "secrets/elabftw.key"
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
         let config: ElabConfig = source_config(&context.config)?;
         let url = parse_url("url", config.url.trim_end_matches('/'))?;
-        if config.page_size == 0 {
-            return Err(ConnectorError::Config {
-                key: "page_size".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        at_least_one("page_size", config.page_size)?;
         let key = secret(
             "api_key",
             config.api_key.as_deref(),
             config.api_key_file.as_deref(),
             &context.base_dir,
         )?;
-        let http = HttpClient::new(
+        let http = HttpClient::for_source(
             &context.name,
-            HttpSettings {
-                timeout_s: config.timeout_s,
-                retries: config.retries,
-                max_concurrency: config.max_concurrency,
-                ..HttpSettings::default()
-            },
+            config.timeout_s,
+            config.retries,
+            config.max_concurrency,
         )?;
         Ok(Box::new(ElabConnector {
             name: context.name,
@@ -410,13 +393,7 @@ impl Connector for ElabConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = match request.mode {
-            SyncMode::Incremental => request
-                .checkpoint
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
-            SyncMode::Full => None,
-        };
+        let previous: Option<State> = crossdex_http::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {
@@ -506,7 +483,7 @@ mod tests {
             name: "lab".into(),
             base: "http://x".into(),
             key: "k".into(),
-            http: HttpClient::new("lab", HttpSettings::default()).expect("client"),
+            http: HttpClient::new("lab", crossdex_http::HttpSettings::default()).expect("client"),
             config,
         }
     }

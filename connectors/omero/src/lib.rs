@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use crossdex_http::{
-    Answer, HttpClient, HttpError, HttpSettings, parse_url, secret, source_config,
+    Answer, HttpClient, HttpError, at_least_one, parse_url, secret, source_config,
 };
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
@@ -48,11 +48,11 @@ pub struct OmeroConfig {
     /// Map-annotation keys naming the subject an image is about, first match wins.
     #[serde(default = "default_subject_keys")]
     pub subject_keys: Vec<String>,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crossdex_http::default_timeout_s")]
     pub timeout_s: u64,
-    #[serde(default = "default_retries")]
+    #[serde(default = "crossdex_http::default_retries")]
     pub retries: usize,
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "crossdex_http::default_max_concurrency")]
     pub max_concurrency: usize,
 }
 
@@ -66,15 +66,6 @@ fn default_subject_keys() -> Vec<String> {
     ["Subject", "Subject ID", "Patient", "Donor"]
         .map(String::from)
         .to_vec()
-}
-fn default_timeout() -> u64 {
-    60
-}
-fn default_retries() -> usize {
-    4
-}
-fn default_concurrency() -> usize {
-    4
 }
 
 /// Builds `omero` connectors.
@@ -102,26 +93,18 @@ password_file = "secrets/omero.password"
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
         let config: OmeroConfig = source_config(&context.config)?;
         let url = parse_url("url", config.url.trim_end_matches('/'))?;
-        if config.page_size == 0 {
-            return Err(ConnectorError::Config {
-                key: "page_size".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        at_least_one("page_size", config.page_size)?;
         let password = secret(
             "password",
             config.password.as_deref(),
             config.password_file.as_deref(),
             &context.base_dir,
         )?;
-        let http = HttpClient::new(
+        let http = HttpClient::for_source(
             &context.name,
-            HttpSettings {
-                timeout_s: config.timeout_s,
-                retries: config.retries,
-                max_concurrency: config.max_concurrency,
-                ..HttpSettings::default()
-            },
+            config.timeout_s,
+            config.retries,
+            config.max_concurrency,
         )?;
         Ok(Box::new(OmeroConnector {
             name: context.name,
@@ -514,13 +497,7 @@ impl Connector for OmeroConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = match request.mode {
-            SyncMode::Incremental => request
-                .checkpoint
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
-            SyncMode::Full => None,
-        };
+        let previous: Option<State> = crossdex_http::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use crossdex_http::{HttpClient, HttpSettings, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -45,7 +45,7 @@ pub struct RedcapConfig {
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "default_retries")]
+    #[serde(default = "crossdex_http::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 2].
     #[serde(default = "default_concurrency")]
@@ -57,9 +57,6 @@ fn default_batch() -> usize {
 }
 fn default_timeout() -> u64 {
     120
-}
-fn default_retries() -> usize {
-    4
 }
 fn default_concurrency() -> usize {
     2
@@ -89,26 +86,18 @@ token_file = "secrets/redcap-clinic.token"
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
         let config: RedcapConfig = source_config(&context.config)?;
         let url = parse_url("url", &config.url)?;
-        if config.batch_size == 0 {
-            return Err(ConnectorError::Config {
-                key: "batch_size".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        at_least_one("batch_size", config.batch_size)?;
         let token = secret(
             "token",
             config.token.as_deref(),
             config.token_file.as_deref(),
             &context.base_dir,
         )?;
-        let http = HttpClient::new(
+        let http = HttpClient::for_source(
             &context.name,
-            HttpSettings {
-                timeout_s: config.timeout_s,
-                retries: config.retries,
-                max_concurrency: config.max_concurrency,
-                ..HttpSettings::default()
-            },
+            config.timeout_s,
+            config.retries,
+            config.max_concurrency,
         )?;
         Ok(Box::new(RedcapConnector {
             name: context.name,
@@ -530,7 +519,8 @@ mod tests {
             token: "T".into(),
             config: serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9/api/"}))
                 .expect("config"),
-            http: HttpClient::new("clinic", HttpSettings::default()).expect("client"),
+            http: HttpClient::new("clinic", crossdex_http::HttpSettings::default())
+                .expect("client"),
         }
     }
 

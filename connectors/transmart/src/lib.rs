@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, HttpSettings, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, HttpError, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
@@ -51,7 +51,7 @@ pub struct TransmartConfig {
     pub subject_id_key: String,
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
-    #[serde(default = "default_retries")]
+    #[serde(default = "crossdex_http::default_retries")]
     pub retries: usize,
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -62,9 +62,6 @@ fn default_subject_id() -> String {
 }
 fn default_timeout() -> u64 {
     300
-}
-fn default_retries() -> usize {
-    4
 }
 fn default_concurrency() -> usize {
     2
@@ -127,14 +124,11 @@ password_file = "secrets/transmart.password"
                 });
             }
         }
-        let http = HttpClient::new(
+        let http = HttpClient::for_source(
             &context.name,
-            HttpSettings {
-                timeout_s: config.timeout_s,
-                retries: config.retries,
-                max_concurrency: config.max_concurrency,
-                ..HttpSettings::default()
-            },
+            config.timeout_s,
+            config.retries,
+            config.max_concurrency,
         )?;
         Ok(Box::new(TransmartConnector {
             name: context.name,
@@ -544,13 +538,7 @@ impl Connector for TransmartConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = match request.mode {
-            SyncMode::Incremental => request
-                .checkpoint
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
-            SyncMode::Full => None,
-        };
+        let previous: Option<State> = crossdex_http::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, HttpSettings, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -44,24 +44,14 @@ pub struct XnatConfig {
     /// Rows per listing request; none reads each listing in one request.
     pub page_size: Option<usize>,
     /// Seconds to wait for one answer [default 60].
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crossdex_http::default_timeout_s")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "default_retries")]
+    #[serde(default = "crossdex_http::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 4].
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "crossdex_http::default_max_concurrency")]
     pub max_concurrency: usize,
-}
-
-fn default_timeout() -> u64 {
-    60
-}
-fn default_retries() -> usize {
-    4
-}
-fn default_concurrency() -> usize {
-    4
 }
 
 /// Builds `xnat` connectors.
@@ -92,11 +82,8 @@ password_file = "secrets/xnat.password"
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
         let config: XnatConfig = source_config(&context.config)?;
         let url = parse_url("url", config.url.trim_end_matches('/'))?;
-        if config.page_size == Some(0) {
-            return Err(ConnectorError::Config {
-                key: "page_size".into(),
-                reason: "must be at least 1".into(),
-            });
+        if let Some(n) = config.page_size {
+            at_least_one("page_size", n)?;
         }
         let password = secret(
             "password",
@@ -104,14 +91,11 @@ password_file = "secrets/xnat.password"
             config.password_file.as_deref(),
             &context.base_dir,
         )?;
-        let http = HttpClient::new(
+        let http = HttpClient::for_source(
             &context.name,
-            HttpSettings {
-                timeout_s: config.timeout_s,
-                retries: config.retries,
-                max_concurrency: config.max_concurrency,
-                ..HttpSettings::default()
-            },
+            config.timeout_s,
+            config.retries,
+            config.max_concurrency,
         )?;
         Ok(Box::new(XnatConnector {
             name: context.name,
@@ -554,13 +538,7 @@ impl Connector for XnatConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = match request.mode {
-            SyncMode::Incremental => request
-                .checkpoint
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
-            SyncMode::Full => None,
-        };
+        let previous: Option<State> = crossdex_http::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

@@ -205,6 +205,24 @@ impl HttpClient {
         })
     }
 
+    /// A client from a connector config's `timeout_s`, `retries` and `max_concurrency`.
+    pub fn for_source(
+        source: &str,
+        timeout_s: u64,
+        retries: usize,
+        max_concurrency: usize,
+    ) -> Result<HttpClient, ConnectorError> {
+        HttpClient::new(
+            source,
+            HttpSettings {
+                timeout_s,
+                retries,
+                max_concurrency,
+                ..HttpSettings::default()
+            },
+        )
+    }
+
     pub fn settings(&self) -> &HttpSettings {
         &self.settings
     }
@@ -395,6 +413,40 @@ pub fn source_config<T: serde::de::DeserializeOwned>(
         key: serde_field(&e.to_string()),
         reason: e.to_string(),
     })
+}
+
+/// Defaults shared by the connectors' configs (`#[serde(default = "...")]`).
+pub fn default_timeout_s() -> u64 {
+    60
+}
+pub fn default_retries() -> usize {
+    4
+}
+pub fn default_max_concurrency() -> usize {
+    4
+}
+
+/// A config error unless `value` is at least 1.
+pub fn at_least_one(key: &str, value: usize) -> Result<(), ConnectorError> {
+    if value == 0 {
+        return Err(ConnectorError::Config {
+            key: key.to_owned(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The checkpoint state an incremental sync resumes from; `None` for a full sync or a
+/// checkpoint of another shape (which then runs as a full sync).
+pub fn resume<T: serde::de::DeserializeOwned>(request: &crossdex_model::SyncRequest) -> Option<T> {
+    match request.mode {
+        crossdex_model::SyncMode::Incremental => request
+            .checkpoint
+            .as_ref()
+            .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
+        crossdex_model::SyncMode::Full => None,
+    }
 }
 
 /// `value` as a URL, or a config error naming `key`.
