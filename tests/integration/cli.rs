@@ -430,4 +430,65 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
         run.stdout.contains("crossdex search 'csf amyloid'") && run.stdout.contains("**CSF**"),
         "{run:?}"
     );
+    // Values arrive typed from every system.
+    let d = d.to_str().unwrap();
+    let count = |sql: &str| -> u64 {
+        let out = s.ok(&["--data-dir", d, "sql", "--format", "csv", sql]);
+        out.stdout
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    };
+    for (what, sql) in [
+        (
+            "REDCap numbers",
+            "SELECT count(*) FROM observations WHERE system = 'redcap' AND value_num IS NOT NULL",
+        ),
+        (
+            "REDCap dates",
+            "SELECT count(*) FROM observations WHERE system = 'redcap' AND value_date IS NOT NULL",
+        ),
+        (
+            "REDCap checkbox codes",
+            "SELECT count(DISTINCT variable) FROM observations WHERE system = 'redcap' AND variable LIKE 'comorbid___%'",
+        ),
+        (
+            "REDCap events",
+            "SELECT count(*) FROM observations WHERE system = 'redcap' AND event = 'baseline_arm_1'",
+        ),
+        (
+            "REDCap repeat instances",
+            "SELECT count(*) FROM observations WHERE system = 'redcap' AND instance = 2",
+        ),
+        (
+            "OMERO map-annotation keys",
+            "SELECT count(*) FROM observations WHERE system = 'omero' AND variable = 'Subject'",
+        ),
+        (
+            "tranSMART numbers",
+            "SELECT count(*) FROM observations WHERE system = 'transmart' AND value_num IS NOT NULL",
+        ),
+        (
+            "eLabFTW numbers",
+            "SELECT count(*) FROM observations WHERE system = 'elabftw' AND variable = 'Volume' AND value_num IS NOT NULL",
+        ),
+        (
+            "eLabFTW dates",
+            "SELECT count(*) FROM observations WHERE system = 'elabftw' AND variable = 'Collection date' AND value_date IS NOT NULL",
+        ),
+        (
+            "XNAT sessions view",
+            "SELECT count(*) FROM xnat_sessions WHERE field_strength_t = 3.0",
+        ),
+    ] {
+        assert!(count(sql) > 0, "{what}: {sql}");
+    }
+    assert_eq!(
+        count(
+            "SELECT count(DISTINCT variable) FROM observations WHERE system = 'redcap' AND variable LIKE 'comorbid___%'"
+        ),
+        5,
+        "one variable per checkbox code"
+    );
 }

@@ -290,6 +290,13 @@ async fn incremental_fetches_only_what_changed(t: Target) {
         "adds, updates and deletes applied"
     );
     assert!(run.counts.added > 0 && run.counts.deleted > 0, "{run:?}");
+    // ... and nothing else: what did not change is not written again.
+    let total: usize = s.with_world(t.expected).values().sum();
+    let touched = (run.counts.added + run.counts.updated + run.counts.deleted) as usize;
+    assert!(
+        touched * 4 < total,
+        "{touched} of {total} entities touched: {run:?}"
+    );
     if let (Some(f), Some(total)) = (t.detail_reads, total_reads) {
         let reads = f(&s.requests(t.system));
         assert!(
