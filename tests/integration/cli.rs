@@ -402,7 +402,7 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
         })
     };
     assert!(
-        run.stdout.contains("83 subjects, 192 sessions, 908 scans"),
+        run.stdout.contains("83 subjects, 186 sessions, 861 scans"),
         "{run:?}"
     );
     assert!(
@@ -413,8 +413,8 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
     assert!(run.stdout.contains("9 experiments, 38 items"), "{run:?}");
     for cells in [
         ["xnat", "subject", "83"],
-        ["xnat", "session", "192"],
-        ["xnat", "scan", "908"],
+        ["xnat", "session", "186"],
+        ["xnat", "scan", "861"],
         ["redcap", "record", "95"],
         ["omero", "image", "104"],
         ["omero", "dataset", "7"],

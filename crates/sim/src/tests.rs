@@ -1482,3 +1482,39 @@ fn fault_specs_name_what_is_wrong() {
         .to_string();
     assert!(e.contains("latency_ms"), "{e}");
 }
+
+#[test]
+fn nothing_is_dated_after_the_simulated_now() {
+    // A session dated in the future would hold back every incremental sync that
+    // resumes from the newest `last_modified` seen.
+    let mut w = crate::World::generate(42, 300);
+    for day in 0..3 {
+        let now = w.now();
+        assert!(
+            w.xnat
+                .experiments
+                .iter()
+                .all(|e| e.last_modified <= now + chrono::TimeDelta::days(1)),
+            "day {day}"
+        );
+        assert!(
+            w.xnat.experiments.iter().all(|e| e.date <= now.date()),
+            "day {day}"
+        );
+        let now_ms = now.and_utc().timestamp_millis() + 86_400_000;
+        assert!(
+            w.omero
+                .images
+                .iter()
+                .filter_map(|i| i.acquisition_date)
+                .all(|t| t <= now_ms)
+        );
+        assert!(
+            w.redcap
+                .records
+                .iter()
+                .all(|r| r.modified <= now + chrono::TimeDelta::days(1))
+        );
+        w.advance();
+    }
+}

@@ -667,7 +667,14 @@ impl Xnat {
         let i = self.subjects.len() - 1;
         let visits = if today.is_some() { 1 } else { r.range(1, 3) };
         for v in 0..visits {
-            let date = plus_days(today.unwrap_or(p.enrolled), v * 365 + r.range(0, 20));
+            let date = match today {
+                Some(t) => t,
+                None => plus_days(p.enrolled, v * 365 + r.range(0, 20)),
+            };
+            // Nothing is acquired after the simulated "now".
+            if today.is_none() && date >= epoch().date() {
+                break;
+            }
             let ts = at(date, r);
             self.add_mr_session(i, r, date, ts);
         }
@@ -1120,7 +1127,7 @@ impl Omero {
         let id = self.next_image;
         self.next_image += 1;
         let histology = self.projects[0].datasets.contains(&dataset);
-        let acquired = plus_days(p.enrolled, r.range(30, 900));
+        let acquired = plus_days(p.enrolled, r.range(30, 900)).min(plus_days(epoch().date(), -1));
         let acq_ms = acquired
             .and_hms_opt(r.range(8, 18) as u32, r.range(0, 59) as u32, 0)
             .expect("valid time")
