@@ -133,6 +133,9 @@ struct State {
     hashes: BTreeMap<String, String>,
 }
 
+/// The pseudo-key under which tags travel with the map-annotation pairs.
+const TAG: &str = "\u{0}tag";
+
 fn cookie_of(a: &Answer, name: &str) -> Option<String> {
     a.headers
         .get_all(reqwest::header::SET_COOKIE)
@@ -288,7 +291,8 @@ impl OmeroConnector {
         Ok(out)
     }
 
-    /// Map annotations of these images, by image id, key order and repeats kept.
+    /// Map annotations (key order and repeats kept) and tags (as `TAG` pairs) of these
+    /// images, by image id.
     async fn annotations(
         &self,
         images: &[i64],
@@ -301,7 +305,8 @@ impl OmeroConnector {
             loop {
                 let v = self
                     .get(&format!(
-                        "/webclient/api/annotations/?type=map{ids}&page={page}&limit={limit}"
+                        "/webclient/api/annotations/?{}&page={page}&limit={limit}",
+                        &ids[1..]
                     ))
                     .await?;
                 let anns = v
@@ -322,6 +327,14 @@ impl OmeroConnector {
                     let (Some(pid), true) = (parent, class == "ImageI") else {
                         continue;
                     };
+                    if a.get("class").and_then(Value::as_str) == Some("TagAnnotationI") {
+                        if let Some(t) = a.get("textValue").and_then(Value::as_str) {
+                            out.entry(pid)
+                                .or_default()
+                                .push((TAG.to_owned(), t.to_owned()));
+                        }
+                        continue;
+                    }
                     let pairs = a
                         .get("values")
                         .and_then(Value::as_array)
@@ -430,6 +443,10 @@ impl OmeroConnector {
             obs.push(Observation::text("instrument", i).with_label("Microscope"));
         }
         for (k, val) in ann {
+            if k == TAG {
+                obs.push(Observation::text("tag", val.clone()).with_label("Tag"));
+                continue;
+            }
             if r.subject_key.is_none() && self.config.subject_keys.iter().any(|sk| sk == k) {
                 r.subject_key = Some(val.clone());
             }
@@ -448,7 +465,13 @@ impl OmeroConnector {
         if !ann.is_empty() {
             text.push(
                 ann.iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
+                    .map(|(k, v)| {
+                        if k == TAG {
+                            format!("tag: {v}")
+                        } else {
+                            format!("{k}: {v}")
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             );

@@ -704,6 +704,30 @@ async fn annotations(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: U
             }));
         }
     }
+    if typ.is_none_or(|t| t == "tag") && ns.is_none() {
+        for img in w.omero.images.iter().filter(|i| image_ids.contains(&i.id)) {
+            for (tag_id, text) in &img.tags {
+                let perms = json!({"canDelete": true, "canAnnotate": true, "canLink": true, "canEdit": true});
+                out.push(json!({
+                    "id": tag_id,
+                    "ns": null,
+                    "description": null,
+                    "owner": {"id": 2},
+                    "date": "2024-01-15T10:00:00Z",
+                    "permissions": perms,
+                    "link": {
+                        "id": 80_000 + img.id,
+                        "owner": {"id": 2},
+                        "parent": {"id": img.id, "class": "ImageI", "name": img.name},
+                        "date": "2024-01-15T10:00:00Z",
+                        "permissions": perms,
+                    },
+                    "class": "TagAnnotationI",
+                    "textValue": text,
+                }));
+            }
+        }
+    }
     let start = (page - 1).saturating_mul(limit);
     let page_items: Vec<Value> = out.into_iter().skip(start).take(limit).collect();
     let experimenters = if page_items.is_empty() {
