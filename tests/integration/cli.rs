@@ -466,6 +466,10 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
             "SELECT count(*) FROM observations WHERE system = 'omero' AND variable = 'Subject'",
         ),
         (
+            "OMERO tags",
+            "SELECT count(*) FROM observations WHERE system = 'omero' AND variable = 'tag'",
+        ),
+        (
             "tranSMART numbers",
             "SELECT count(*) FROM observations WHERE system = 'transmart' AND value_num IS NOT NULL",
         ),
