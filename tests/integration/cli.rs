@@ -422,14 +422,19 @@ fn demo_runs_on_the_simulators_and_the_embedded_samples() {
         ["transmart", "observation set", "60"],
         ["elabftw", "experiment", "9"],
         ["elabftw", "item", "38"],
-        ["clinic", "row", "110"],
     ] {
         assert!(row(&cells), "{cells:?} in {run:?}");
     }
     assert!(
-        run.stdout.contains("crossdex search 'csf amyloid'") && run.stdout.contains("**CSF**"),
+        run.stdout.contains("crossdex search 'plasma nfl'") && run.stdout.contains("**NfL**"),
         "{run:?}"
     );
+    // Linking: five spellings, one subject each; the seeded conflicts are reported.
+    assert!(
+        run.stdout.contains("keys linked into 100 subjects"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("Conflicts (kept apart"), "{run:?}");
     // Values arrive typed from every system.
     let d = d.to_str().unwrap();
     let count = |sql: &str| -> u64 {

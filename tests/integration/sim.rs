@@ -224,6 +224,41 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     );
     let run = s.run(&["-c", cfg, "--data-dir", data, "sync", "--all"]);
     assert_eq!(run.code, 0, "{run:?}");
+    // Linking with the written rules: the seeded conflicts fail a strict nightly check.
+    let run = s.run(&[
+        "-c",
+        cfg,
+        "--data-dir",
+        data,
+        "link",
+        "report",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).expect("json report");
+    assert!(
+        report["conflicts"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{report}"
+    );
+    assert_eq!(
+        report["unlinked"],
+        serde_json::json!([]),
+        "every spelling is read by a rule"
+    );
+    let run = s.run(&[
+        "-c",
+        cfg,
+        "--data-dir",
+        data,
+        "link",
+        "report",
+        "--fail-on",
+        "conflicts",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
     let run = s.run(&[
         "-c",
         cfg,

@@ -97,6 +97,9 @@ pub enum Command {
     /// crossdex finds.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+    /// Subject linking across sources: what links, what conflicts, what stays apart.
+    #[command(subcommand)]
+    Link(LinkCommand),
     /// Serve simulated XNAT, REDCap, OMERO, tranSMART and eLabFTW on loopback until
     /// interrupted.
     #[command(after_help = SIM_HELP)]
@@ -152,6 +155,31 @@ Examples:
   echo 'SELECT count(*) FROM records' | crossdex sql --file -
   crossdex sql --list
   crossdex sql --saved low-moca --param threshold=24";
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Unlinked keys per source, conflicts of hard identifiers, ambiguous crosswalk
+    /// entries, and subjects present in one system only.
+    #[command(
+        after_help = "Examples:\n  crossdex link report\n  crossdex link report --format json\n  crossdex link report --fail-on conflicts    exit 1 when a conflict exists (nightly jobs)"
+    )]
+    Report {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Exit 1 when the report holds this kind of finding
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Keys kept apart because a hard identifier disagrees
+    Conflicts,
+    /// Conflicts, ambiguous crosswalk entries or unlinked keys
+    Any,
+}
 
 /// What to simulate: shared by `demo` and `sim`.
 #[derive(Debug, Args)]

@@ -33,6 +33,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo(args) => crate::simulate::demo(g, &args).await,
         Command::Sim(args) => crate::simulate::sim(&args).await,
+        Command::Link(crate::args::LinkCommand::Report { format, fail_on }) => {
+            crate::link::report(g, format, fail_on).await
+        }
     }
 }
 
@@ -42,7 +45,7 @@ fn config_path(g: &GlobalArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
-fn load_config(g: &GlobalArgs) -> Result<Config> {
+pub(crate) fn load_config(g: &GlobalArgs) -> Result<Config> {
     Ok(Config::load(&config_path(g))?)
 }
 
@@ -56,7 +59,7 @@ fn optional_config(g: &GlobalArgs) -> Result<Option<Config>> {
     Ok(Some(Config::load(&path)?))
 }
 
-fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
+pub(crate) fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
     g.data_dir
         .clone()
         .or_else(|| config.and_then(|c| c.data_dir.clone()))
@@ -414,23 +417,3 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
 fn text_param(v: &str) -> crossdex_query::ScalarValue {
     crossdex_query::ScalarValue::Utf8(Some(v.to_owned()))
 }
-
-/// The sample exports, compiled in so the demo runs from anywhere.
-pub(crate) const SAMPLES: &[(&str, &str)] = &[
-    (
-        "crossdex.toml",
-        include_str!("../../../samples/crossdex.toml"),
-    ),
-    (
-        "clinic/redcap_memory_clinic.csv",
-        include_str!("../../../samples/clinic/redcap_memory_clinic.csv"),
-    ),
-    (
-        "imaging/participants.tsv",
-        include_str!("../../../samples/imaging/participants.tsv"),
-    ),
-    (
-        "biobank/biobank_samples.jsonl",
-        include_str!("../../../samples/biobank/biobank_samples.jsonl"),
-    ),
-];

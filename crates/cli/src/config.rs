@@ -36,6 +36,22 @@ struct RawConfig {
     /// One table per source, keyed by the source's name.
     #[serde(default)]
     sources: BTreeMap<String, serde_json::Value>,
+    /// Subject linking across sources.
+    #[serde(default)]
+    linking: LinkingSettings,
+}
+
+/// `[linking]`: what applies across sources; each source's own rule is its `link` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkingSettings {
+    /// A CSV `source,subject_key,subject_id` whose entries override the rules
+    /// (relative to the config file).
+    pub crosswalk: Option<PathBuf>,
+    /// Sources whose hard identifiers (sex, year of birth) are the reference, first
+    /// first [default: the order of the sources].
+    #[serde(default)]
+    pub priority: Vec<String>,
 }
 
 /// A loaded, validated configuration.
@@ -45,6 +61,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub queries_dir: Option<PathBuf>,
     pub sources: BTreeMap<String, serde_json::Value>,
+    pub linking: LinkingSettings,
 }
 
 impl Config {
@@ -78,7 +95,12 @@ impl Config {
             data_dir: raw.data_dir.map(resolve),
             queries_dir: raw.queries_dir.map(resolve),
             sources: raw.sources,
+            linking: LinkingSettings {
+                crosswalk: raw.linking.crosswalk.map(resolve),
+                priority: raw.linking.priority,
+            },
         };
+        cfg.link_rules()?;
         for name in cfg.sources.keys() {
             cfg.connector(name)?;
         }
@@ -125,16 +147,50 @@ impl Config {
                 ),
             ));
         };
+        // The `link` table is the linker's, not the connector's.
+        let mut table = table.clone();
+        if let Some(map) = table.as_object_mut() {
+            map.remove("link");
+        }
         factory
             .build(SourceContext {
                 name: name.to_owned(),
-                config: table.clone(),
+                config: table,
                 base_dir: self.base_dir(),
             })
             .map_err(|e| match e {
                 crossdex_model::ConnectorError::Config { key, reason } => err(&key, reason),
                 other => err("", other.to_string()),
             })
+    }
+
+    /// Each source's linking rule, from its `link` table; sources without one use their
+    /// subject keys as they are (case-folded).
+    pub fn link_rules(&self) -> Result<BTreeMap<String, crossdex_linking::Rule>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, table) in &self.sources {
+            let err = |key: &str, reason: String| ConfigError::Source {
+                path: self.path.clone(),
+                source_name: name.clone(),
+                key: format!(".link{key}"),
+                reason,
+            };
+            let rule: crossdex_linking::RuleConfig = match table.get("link") {
+                None => Default::default(),
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                    let field = e
+                        .to_string()
+                        .split('`')
+                        .nth(1)
+                        .map(|f| format!(".{f}"))
+                        .unwrap_or_default();
+                    err(&field, e.to_string())
+                })?,
+            };
+            let compiled = crossdex_linking::Rule::new(rule).map_err(|e| err("", e.to_string()))?;
+            out.insert(name.clone(), compiled);
+        }
+        Ok(out)
     }
 
     /// The names of the configured sources, sorted.

@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod config;
+mod link;
 mod registry;
 mod saved;
 mod simulate;

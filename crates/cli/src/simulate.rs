@@ -12,7 +12,7 @@ use crossdex_store::RunStatus;
 
 use crate::CliError;
 use crate::args::{CohortArgs, DemoArgs, GlobalArgs, SimArgs};
-use crate::commands::{SAMPLES, print, saved_queries, sync_all};
+use crate::commands::{print, saved_queries, sync_all};
 use crate::config::Config;
 use crate::registry;
 
@@ -146,28 +146,13 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     let opts = options(&args.cohort, &[])?;
     let sims = start(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, args.cohort.days).await?;
 
-    // The bundled exports sit beside the generated configuration, which names them by
-    // relative path.
     let root = std::env::temp_dir().join("crossdex-demo");
-    let samples = root.join("samples");
-    for (rel, text) in SAMPLES {
-        let path = samples.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    let sample_config = SAMPLES
-        .iter()
-        .find(|(rel, _)| *rel == "crossdex.toml")
-        .map(|(_, t)| *t)
-        .unwrap_or_default();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let has_connector = |s: System| registry::factory(s.name()).is_some();
-    let config_file = samples.join("crossdex-demo.toml");
+    let config_file = root.join("crossdex-demo.toml");
     write_file(
         &config_file,
-        &format!("{sample_config}\n{}", sims.config_toml(None, has_connector)),
+        &sims.config_toml(Some(Path::new("data")), has_connector),
     )?;
     let config = Config::load(&config_file)?;
     let dir = match &g.data_dir {
@@ -202,15 +187,21 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             );
         }
     });
-    println!(
-        "\nIndexing into {} the simulated systems that have a connector, and the bundled exports\n\
-         of the same memory clinic (clinic, imaging, biobank):\n",
-        dir.display()
-    );
+    println!("\nIndexing them into {}:\n", dir.display());
     let names = config.source_names();
     let runs = sync_all(&config, &dir, &names, false).await?;
     let engine = QueryEngine::open(&dir)?;
     let queries = saved_queries(None)?;
+
+    println!(
+        "\n$ crossdex link report   (one person, five spellings: the config's rules link them)"
+    );
+    let linking = GlobalArgs {
+        config: Some(config_file.clone()),
+        data_dir: Some(dir.clone()),
+        verbose: g.verbose,
+    };
+    crate::link::report(&linking, crate::args::Format::Table, None).await?;
 
     println!("\nSubject keys per source (each system spells them its own way):");
     let keys = engine
@@ -249,8 +240,8 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         )?;
         println!();
     }
-    let hits = engine.search("csf amyloid", 3)?;
-    println!("\n$ crossdex search 'csf amyloid'");
+    let hits = engine.search("plasma nfl", 3)?;
+    println!("\n$ crossdex search 'plasma nfl'");
     for h in &hits {
         println!(
             "{:>6.2}  {}  [{}]\n        {}",

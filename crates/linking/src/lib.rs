@@ -35,6 +35,18 @@ pub struct RuleConfig {
     /// Hard identifiers: canonical name (`sex`, `birth_year`) → the source's variable.
     #[serde(default)]
     pub hard: BTreeMap<String, String>,
+    /// Where the key is read: the record's `subject_key` (default), or its `title`, in
+    /// which `pattern` is searched (for notebooks that name subjects only in titles).
+    #[serde(default)]
+    pub key_from: KeyFrom,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFrom {
+    #[default]
+    SubjectKey,
+    Title,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -89,6 +101,10 @@ impl Rule {
 
     pub fn hard(&self) -> &BTreeMap<String, String> {
         &self.config.hard
+    }
+
+    pub fn key_from(&self) -> KeyFrom {
+        self.config.key_from
     }
 
     /// The canonical key for `key`, or `None` when the key does not fit the rule.
@@ -296,7 +312,9 @@ pub fn link(
     for i in order {
         let (k, sid, rule, confidence) = &candidates[i];
         let subject = reference.entry(sid.clone()).or_default();
-        let clash = k.hard.iter().find_map(|(name, v)| {
+        // A crosswalk entry is a person's decision: it is not second-guessed.
+        let checked = rule != "crosswalk";
+        let clash = k.hard.iter().filter(|_| checked).find_map(|(name, v)| {
             subject
                 .get(name)
                 .filter(|sv| !same(sv, v))

@@ -286,3 +286,30 @@ fn the_demo_cohort_links_with_full_precision_and_high_recall() {
         w.advance();
     }
 }
+
+#[test]
+fn a_crosswalk_entry_settles_a_conflict() {
+    let rules: BTreeMap<String, Rule> = [
+        ("redcap".to_owned(), rule(r"^0*(\d+)$", "INT_{1:04}")),
+        ("xnat".to_owned(), rule(r"^INT[_-]?(\d+)$", "INT_{1:04}")),
+    ]
+    .into();
+    let keys = vec![
+        key("redcap", "4", &[("birth_year", "1945")]),
+        key("xnat", "INT_0004", &[("birth_year", "1946")]),
+    ];
+    let priority = vec!["redcap".to_owned()];
+    let (_, report) = link(&keys, &rules, &Crosswalk::new(), &priority);
+    assert_eq!(report.conflicts.len(), 1);
+    let cw = read_crosswalk("source,subject_key,subject_id\nxnat,INT_0004,subj:INT_0004\n")
+        .expect("crosswalk");
+    let (links, report) = link(&keys, &rules, &cw, &priority);
+    assert!(report.conflicts.is_empty());
+    assert_eq!(
+        links
+            .iter()
+            .filter(|l| l.subject_id == "subj:INT_0004")
+            .count(),
+        2
+    );
+}

@@ -291,6 +291,10 @@ impl Simulators {
                     lines.push(format!("api_key = {}", toml_str(&c.token)));
                 }
             }
+            // How this system spells subjects, for `crossdex link`.
+            lines.push(String::new());
+            lines.push(format!("[sources.{}.link]", r.system.name()));
+            lines.extend(link_rule(r.system).iter().map(|l| (*l).to_owned()));
             if active(r.system) {
                 for l in lines {
                     let _ = writeln!(out, "{l}");
@@ -307,6 +311,10 @@ impl Simulators {
             }
             out.push('\n');
         }
+        out.push_str(
+            "# Whose sex and year of birth are the reference when sources disagree.\n\
+             [linking]\npriority = [\"redcap\", \"xnat\", \"transmart\", \"omero\", \"elabftw\"]\n",
+        );
         out
     }
 
@@ -330,6 +338,39 @@ impl Drop for Simulators {
                 let _ = tx.send(());
             }
         }
+    }
+}
+
+/// The linking rule of each system, as `crossdex link` reads it.
+fn link_rule(s: System) -> &'static [&'static str] {
+    match s {
+        System::Xnat => &[
+            r#"pattern = '^INT[_-]?(\d+)$'"#,
+            r#"template = "INT_{1:04}""#,
+            "# A letter O typed for a zero is a known slip in this archive.",
+            r#"replace = { O = "0" }"#,
+            r#"hard = { sex = "gender", birth_year = "yob" }"#,
+        ],
+        System::Redcap => &[
+            r#"pattern = '^0*(\d+)$'"#,
+            r#"template = "INT_{1:04}""#,
+            r#"hard = { sex = "sex", birth_year = "birth_year" }"#,
+        ],
+        System::Omero => &[
+            r#"pattern = '^INT[_-]?(\d+)$'"#,
+            r#"template = "INT_{1:04}""#,
+        ],
+        System::Transmart => &[
+            r#"pattern = '^INT[_-]?(\d+)$'"#,
+            r#"template = "INT_{1:04}""#,
+            r#"hard = { sex = "sex" }"#,
+        ],
+        System::Elabftw => &[
+            "# Samples name their subject in a field, or only in their title.",
+            r#"key_from = "title""#,
+            r#"pattern = 'INT[_-]?(\d+)'"#,
+            r#"template = "INT_{1:04}""#,
+        ],
     }
 }
 

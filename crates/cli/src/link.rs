@@ -1,0 +1,238 @@
+//! `crossdex link report`: the linking rules of the config applied to the subject keys
+//! in the index, and what they leave apart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use crossdex_linking::{Crosswalk, Key, KeyFrom, link, read_crosswalk};
+use crossdex_query::{OutputFormat, QueryEngine, ScalarValue};
+use serde_json::{Value, json};
+
+use crate::CliError;
+use crate::args::{FailOn, Format, GlobalArgs};
+use crate::commands::{data_dir, load_config, print};
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+async fn rows(engine: &QueryEngine, sql: &str, params: &[(&str, &str)]) -> Result<Vec<Value>> {
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
+        .collect();
+    let out = engine.sql(sql, params).await?;
+    let text = out
+        .render(OutputFormat::Json)
+        .map_err(anyhow::Error::from)?;
+    Ok(serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default())
+}
+
+fn text(v: &Value, k: &str) -> Option<String> {
+    match v.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    let rules = config.link_rules()?;
+    let crosswalk: Crosswalk = match &config.linking.crosswalk {
+        None => Crosswalk::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the crosswalk {}", path.display()))
+                .map_err(CliError::Usage)?;
+            read_crosswalk(&text)
+                .map_err(|e| CliError::usage(format!("crosswalk {}: {e}", path.display())))?
+        }
+    };
+    let engine = QueryEngine::open(data_dir(g, Some(&config)))?;
+    let mut keys = Vec::new();
+    for (source, rule) in &rules {
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        for r in rows(
+            &engine,
+            "SELECT DISTINCT subject_key FROM records WHERE source = $s AND subject_key IS NOT NULL",
+            &[("s", source)],
+        )
+        .await?
+        {
+            if let Some(k) = text(&r, "subject_key") {
+                found.insert(k);
+            }
+        }
+        if rule.key_from() == KeyFrom::Title {
+            // Titles name a subject only where the rule's pattern finds one.
+            for r in rows(
+                &engine,
+                "SELECT DISTINCT title FROM records WHERE source = $s AND subject_key IS NULL",
+                &[("s", source)],
+            )
+            .await?
+            {
+                if let Some(t) = text(&r, "title")
+                    && rule.canonical(&t).is_some()
+                {
+                    found.insert(t);
+                }
+            }
+        }
+        let mut hard: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, variable) in rule.hard() {
+            for r in rows(
+                &engine,
+                "SELECT subject_key, min(coalesce(value_text, CAST(value_num AS VARCHAR))) AS v \
+                 FROM observations WHERE source = $s AND variable = $v AND subject_key IS NOT NULL \
+                 GROUP BY subject_key",
+                &[("s", source), ("v", variable)],
+            )
+            .await?
+            {
+                if let (Some(k), Some(v)) = (text(&r, "subject_key"), text(&r, "v")) {
+                    hard.entry(k).or_default().insert(name.clone(), v);
+                }
+            }
+        }
+        for k in found {
+            keys.push(Key {
+                hard: hard.get(&k).cloned().unwrap_or_default(),
+                source: source.clone(),
+                subject_key: k,
+            });
+        }
+    }
+    let priority = if config.linking.priority.is_empty() {
+        config.source_names()
+    } else {
+        config.linking.priority.clone()
+    };
+    let (links, report) = link(&keys, &rules, &crosswalk, &priority);
+
+    let system_of = |source: &str| {
+        config
+            .sources
+            .get(source)
+            .and_then(|t| t.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut systems: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for l in &links {
+        systems
+            .entry(&l.subject_id)
+            .or_default()
+            .insert(system_of(&l.source));
+    }
+    let single: Vec<(&str, String)> = systems
+        .iter()
+        .filter(|(_, s)| s.len() == 1)
+        .map(|(id, s)| (*id, s.iter().next().cloned().unwrap_or_default()))
+        .collect();
+    let per_source: Vec<Value> = rules
+        .keys()
+        .map(|s| {
+            let n_keys = keys.iter().filter(|k| &k.source == s).count();
+            let linked = links.iter().filter(|l| &l.source == s).count();
+            let unlinked = report.unlinked.iter().filter(|(src, _)| src == s).count();
+            let conflicts = report.conflicts.iter().filter(|c| &c.source == s).count();
+            json!({"source": s, "keys": n_keys, "linked": linked, "unlinked": unlinked, "conflicts": conflicts})
+        })
+        .collect();
+
+    match format {
+        Format::Json => {
+            let v = json!({
+                "subjects": systems.len(),
+                "links": links.len(),
+                "per_source": per_source,
+                "conflicts": report.conflicts,
+                "ambiguous": report.ambiguous.iter().map(|(s, k, ids)| json!({"source": s, "subject_key": k, "subject_ids": ids})).collect::<Vec<_>>(),
+                "unlinked": report.unlinked.iter().map(|(s, k)| json!({"source": s, "subject_key": k})).collect::<Vec<_>>(),
+                "single_system_subjects": single.iter().map(|(id, sys)| json!({"subject_id": id, "system": sys})).collect::<Vec<_>>(),
+            });
+            print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ))?;
+        }
+        Format::Table | Format::Csv => {
+            let mut out = format!(
+                "{} keys linked into {} subjects; {} conflicts, {} ambiguous, {} unlinked\n\n",
+                links.len(),
+                systems.len(),
+                report.conflicts.len(),
+                report.ambiguous.len(),
+                report.unlinked.len()
+            );
+            out.push_str("source       keys  linked  unlinked  conflicts\n");
+            for p in &per_source {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                out.push_str(&format!(
+                    "{:<12} {:>4}  {:>6}  {:>8}  {:>9}\n",
+                    p["source"].as_str().unwrap_or(""),
+                    n("keys"),
+                    n("linked"),
+                    n("unlinked"),
+                    n("conflicts")
+                ));
+            }
+            if !report.conflicts.is_empty() {
+                out.push_str("\nConflicts (kept apart; add a crosswalk entry once resolved):\n");
+                for c in &report.conflicts {
+                    out.push_str(&format!(
+                        "  {} {:?} → {}: {} is {:?}, the subject's is {:?}\n",
+                        c.source,
+                        c.subject_key,
+                        c.subject_id,
+                        c.identifier,
+                        c.value,
+                        c.subject_value
+                    ));
+                }
+            }
+            if !report.ambiguous.is_empty() {
+                out.push_str("\nAmbiguous crosswalk entries (not linked):\n");
+                for (s, k, ids) in &report.ambiguous {
+                    out.push_str(&format!("  {s} {k:?} → {}\n", ids.join(", ")));
+                }
+            }
+            if !report.unlinked.is_empty() {
+                out.push_str("\nUnlinked keys (no rule reads them):\n");
+                for (s, k) in report.unlinked.iter().take(50) {
+                    out.push_str(&format!("  {s} {k:?}\n"));
+                }
+                if report.unlinked.len() > 50 {
+                    out.push_str(&format!(
+                        "  ... {} more (--format json lists all)\n",
+                        report.unlinked.len() - 50
+                    ));
+                }
+            }
+            out.push_str(&format!(
+                "\nSubjects in one system only: {}\n",
+                single.len()
+            ));
+            print(&out)?;
+        }
+    }
+    let fail = match fail_on {
+        None => false,
+        Some(FailOn::Conflicts) => !report.conflicts.is_empty(),
+        Some(FailOn::Any) => {
+            !report.conflicts.is_empty()
+                || !report.ambiguous.is_empty()
+                || !report.unlinked.is_empty()
+        }
+    };
+    Ok(if fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
