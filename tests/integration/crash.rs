@@ -37,12 +37,22 @@ fn killing_a_sync_while_it_applies_keeps_the_previous_state() {
     s.ok(&["sync", "--all"]);
     write_rows(&csv, 150_000, "new");
 
+    let records_dir = s.data_dir().join("tables/records");
+    let committed: Vec<std::path::PathBuf> = std::fs::read_dir(&records_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let mut child = s.command().args(["sync", "--all"]).spawn().unwrap();
-    // Generation 2's table file appears when the sync starts writing; let it get well
-    // into the apply before killing it.
+    // The next generation's table file appears when the sync starts writing; let it get
+    // well into the apply before killing it.
     let started = Instant::now();
-    let partial = s.data_dir().join("tables/records/big.2.parquet");
-    while !partial.exists() {
+    let new_file = || {
+        std::fs::read_dir(&records_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .any(|p| !committed.contains(&p))
+    };
+    while !new_file() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the sync never started writing"

@@ -259,6 +259,7 @@ async fn sim_serves_the_five_systems_as_they_answer() {
         "conflicts",
     ]);
     assert_eq!(run.code, 1, "{run:?}");
+
     let run = s.run(&[
         "-c",
         cfg,
@@ -298,6 +299,59 @@ async fn sim_serves_the_five_systems_as_they_answer() {
             truth.lines().any(|l| l.split(',').nth(1) == Some(sys)),
             "{sys} in the truth"
         );
+    }
+
+    // Sync resolves subject ids; a day later, every key keeps its subject.
+    let links = |s: &Sandbox| -> std::collections::BTreeMap<(String, String), String> {
+        let run = s.run(&[
+            "-c",
+            cfg,
+            "--data-dir",
+            data,
+            "sql",
+            "--format",
+            "csv",
+            "SELECT source, subject_key, subject_id FROM subject_links",
+        ]);
+        run.stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let p: Vec<&str> = l.splitn(3, ',').collect();
+                (p.len() == 3).then(|| ((p[0].to_owned(), p[1].to_owned()), p[2].to_owned()))
+            })
+            .collect()
+    };
+    let before = links(&s);
+    assert!(before.len() > 100, "{} links", before.len());
+    let run = s.run(&[
+        "-c", cfg, "--data-dir", data, "sql", "--format", "csv",
+        "SELECT count(*) FROM records WHERE system = 'xnat' AND kind = 'session' AND subject_id IS NULL",
+    ]);
+    let orphans: u64 = run
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(999);
+    assert!(
+        orphans < 20,
+        "only sessions of conflicting subjects lack a subject_id: {orphans}"
+    );
+    let r = http
+        .post(format!("{xnat}/_sim/advance"))
+        .send()
+        .await
+        .expect("advance");
+    assert_eq!(r.status(), 200);
+    let run = s.run(&["-c", cfg, "--data-dir", data, "sync", "--all"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let after = links(&s);
+    assert!(after.len() > before.len(), "new enrolments were linked");
+    for (key, id) in &before {
+        if let Some(now) = after.get(key) {
+            assert_eq!(now, id, "{key:?} changed subject");
+        }
     }
 
     // Ctrl-C stops it cleanly.

@@ -246,7 +246,10 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
         )));
     }
     let names = selected_sources(&config, &args.sources, args.all)?;
-    let runs = sync_all(&config, &data_dir(g, Some(&config)), &names, args.full).await?;
+    let dir = data_dir(g, Some(&config));
+    let runs = sync_all(&config, &dir, &names, args.full).await?;
+    let linking = crate::link::update(&config, &dir).await?;
+    eprintln!("{}", crate::link::summary(&linking));
     let failed = runs
         .iter()
         .filter(|r| r.status == RunStatus::Failed)

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::CliError;
 use crate::args::{FailOn, Format, GlobalArgs};
 use crate::commands::{data_dir, load_config, print};
+use crate::config::Config;
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
@@ -38,8 +39,50 @@ fn text(v: &Value, k: &str) -> Option<String> {
     }
 }
 
-pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> Result<ExitCode> {
-    let config = load_config(g)?;
+/// The keys in the index, linked by the config's rules.
+pub(crate) struct Linking {
+    pub keys: Vec<Key>,
+    pub links: Vec<crossdex_linking::Link>,
+    pub report: crossdex_linking::Report,
+}
+
+/// Links the subject keys of the index at `dir` and stores the links, so `records`,
+/// `observations` and `subjects` show `subject_id`. Runs after every sync.
+pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Linking> {
+    let linking = compute(config, dir).await?;
+    let rows: Vec<crossdex_store::SubjectLink> = linking
+        .links
+        .iter()
+        .map(|l| crossdex_store::SubjectLink {
+            subject_id: l.subject_id.clone(),
+            source: l.source.clone(),
+            subject_key: l.subject_key.clone(),
+            rule: l.rule.clone(),
+            confidence: l.confidence,
+        })
+        .collect();
+    let mut writer = crossdex_store::Writer::open(dir).map_err(|e| CliError::Runtime(e.into()))?;
+    writer
+        .set_subject_links(&rows)
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    Ok(linking)
+}
+
+/// One line for sync output.
+pub(crate) fn summary(l: &Linking) -> String {
+    let subjects: BTreeSet<&str> = l.links.iter().map(|k| k.subject_id.as_str()).collect();
+    format!(
+        "linking: {} of {} keys linked into {} subjects; {} conflicts, {} ambiguous, {} unlinked (crossdex link report)",
+        l.links.len(),
+        l.keys.len(),
+        subjects.len(),
+        l.report.conflicts.len(),
+        l.report.ambiguous.len(),
+        l.report.unlinked.len()
+    )
+}
+
+pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Linking> {
     let rules = config.link_rules()?;
     let crosswalk: Crosswalk = match &config.linking.crosswalk {
         None => Crosswalk::new(),
@@ -51,7 +94,7 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
                 .map_err(|e| CliError::usage(format!("crosswalk {}: {e}", path.display())))?
         }
     };
-    let engine = QueryEngine::open(data_dir(g, Some(&config)))?;
+    let engine = QueryEngine::open(dir)?;
     let mut keys = Vec::new();
     for (source, rule) in &rules {
         let mut found: BTreeSet<String> = BTreeSet::new();
@@ -112,6 +155,21 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
         config.linking.priority.clone()
     };
     let (links, report) = link(&keys, &rules, &crosswalk, &priority);
+    Ok(Linking {
+        keys,
+        links,
+        report,
+    })
+}
+
+pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    let rules = config.link_rules()?;
+    let Linking {
+        keys,
+        links,
+        report,
+    } = compute(&config, &data_dir(g, Some(&config))).await?;
 
     let system_of = |source: &str| {
         config

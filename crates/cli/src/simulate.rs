@@ -190,6 +190,8 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     println!("\nIndexing them into {}:\n", dir.display());
     let names = config.source_names();
     let runs = sync_all(&config, &dir, &names, false).await?;
+    let linking = crate::link::update(&config, &dir).await?;
+    eprintln!("{}", crate::link::summary(&linking));
     let engine = QueryEngine::open(&dir)?;
     let queries = saved_queries(None)?;
 

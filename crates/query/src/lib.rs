@@ -34,7 +34,10 @@ use datafusion::datasource::listing::{
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crossdex_store::{Hit, OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot, Table};
+use crossdex_store::{
+    Hit, OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot,
+    Table,
+};
 
 pub use datafusion::common::ScalarValue;
 pub use error::QueryError;
@@ -72,10 +75,23 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_default_catalog_and_schema("crossdex", "public");
         let ctx = SessionContext::new_with_config(config);
+        // `records` and `observations` are views over these, with `subject_id` resolved
+        // through `subject_links` (see views.rs).
+        if let Some(catalog) = ctx.catalog("crossdex") {
+            catalog.register_schema(
+                "internal",
+                Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            )?;
+        }
         for (table, name, schema) in [
-            (Table::Records, "records", &*RECORDS_SCHEMA),
-            (Table::Observations, "observations", &*OBSERVATIONS_SCHEMA),
+            (Table::Records, "internal.records", &*RECORDS_SCHEMA),
+            (
+                Table::Observations,
+                "internal.observations",
+                &*OBSERVATIONS_SCHEMA,
+            ),
             (Table::SyncRuns, "sync_runs", &*SYNC_RUNS_SCHEMA),
+            (Table::SubjectLinks, "subject_links", &*SUBJECT_LINKS_SCHEMA),
         ] {
             let provider = parquet_table(&snapshot.files(table), schema.clone())?;
             ctx.register_table(name, provider)?;
@@ -95,16 +111,19 @@ impl QueryEngine {
     async fn views(&self) -> Result<(), QueryError> {
         self.views
             .get_or_try_init(|| async {
-                for (name, body) in views::VIEWS {
+                for (name, body) in views::core_views()
+                    .iter()
+                    .map(|(n, b)| (*n, b.as_str()))
+                    .chain(views::VIEWS.iter().copied())
+                {
                     let plan = self
                         .ctx
                         .state()
                         .create_logical_plan(body)
                         .await
                         .map_err(QueryError::from_datafusion)?;
-                    let view =
-                        datafusion::datasource::ViewTable::new(plan, Some((*body).to_owned()));
-                    self.ctx.register_table(*name, Arc::new(view))?;
+                    let view = datafusion::datasource::ViewTable::new(plan, Some(body.to_owned()));
+                    self.ctx.register_table(name, Arc::new(view))?;
                 }
                 Ok::<(), QueryError>(())
             })

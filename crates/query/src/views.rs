@@ -4,6 +4,54 @@
 //! They are plain SQL over the two tables, so they see exactly what the tables hold
 //! and need no storage of their own.
 
+use crossdex_store::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA};
+
+/// `records` and `observations` as the stored rows with `subject_id` resolved through
+/// `subject_links`, and `subjects`: they come first, the per-system views use them.
+pub(crate) fn core_views() -> Vec<(&'static str, String)> {
+    let resolved = |schema: &arrow::datatypes::Schema, table: &str| {
+        let cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "subject_id" => "coalesce(l.subject_id, t.subject_id) AS subject_id".to_owned(),
+                name => format!("t.\"{name}\""),
+            })
+            .collect();
+        // Records of sources linked by title (a notebook naming subjects only in titles)
+        // carry no subject key; their title is the key the link was made on.
+        let key = if table == "records" {
+            "coalesce(t.subject_key, t.title)"
+        } else {
+            "t.subject_key"
+        };
+        format!(
+            "SELECT {} FROM internal.{table} t \
+             LEFT JOIN subject_links l ON l.source = t.source AND l.subject_key = {key}",
+            cols.join(", ")
+        )
+    };
+    vec![
+        ("records", resolved(&RECORDS_SCHEMA, "records")),
+        (
+            "observations",
+            resolved(&OBSERVATIONS_SCHEMA, "observations"),
+        ),
+        (
+            "subjects",
+            "SELECT l.subject_id, replace(l.subject_id, 'subj:', '') AS label,
+                    array_agg(DISTINCT l.source) AS sources,
+                    count(DISTINCT l.source) AS n_sources,
+                    count(r.id) AS n_records
+             FROM subject_links l
+             LEFT JOIN internal.records r
+               ON r.source = l.source AND coalesce(r.subject_key, r.title) = l.subject_key
+             GROUP BY l.subject_id"
+                .to_owned(),
+        ),
+    ]
+}
+
 pub(crate) const VIEWS: &[(&str, &str)] = &[
     (
         "xnat_sessions",

@@ -40,7 +40,9 @@ pub use error::{Result, StoreError};
 pub use index::Hit;
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
-pub use tables::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SYNC_RUNS_SCHEMA};
+pub use tables::{
+    OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, SubjectLink,
+};
 pub use writer::{SyncTxn, Writer};
 
 /// The tables the store holds.
@@ -52,6 +54,8 @@ pub enum Table {
     Observations,
     /// `sync_runs`
     SyncRuns,
+    /// `subject_links`
+    SubjectLinks,
 }
 
 /// Paths inside a data directory.
@@ -250,6 +254,7 @@ impl Snapshot {
                 .map(|s| s.observations.as_str())
                 .collect(),
             Table::SyncRuns => m.sync_runs.iter().map(String::as_str).collect(),
+            Table::SubjectLinks => m.subject_links.iter().map(String::as_str).collect(),
         };
         rel.into_iter().map(|r| self.dir.tables.join(r)).collect()
     }

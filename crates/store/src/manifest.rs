@@ -20,6 +20,9 @@ pub struct Manifest {
     pub sources: BTreeMap<String, SourceState>,
     /// The `sync_runs` table file, relative to the tables folder.
     pub sync_runs: Option<String>,
+    /// The `subject_links` table file, relative to the tables folder.
+    #[serde(default)]
+    pub subject_links: Option<String>,
 }
 
 /// What the store holds of one source.
@@ -48,5 +51,6 @@ impl Manifest {
             .values()
             .flat_map(|s| [s.records.as_str(), s.observations.as_str()])
             .chain(self.sync_runs.as_deref())
+            .chain(self.subject_links.as_deref())
     }
 }

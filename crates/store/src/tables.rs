@@ -77,6 +77,60 @@ pub static SYNC_RUNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Schema of the `subject_links` table.
+pub static SUBJECT_LINKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("subject_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("subject_key", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("confidence", DataType::Float64, false),
+    ]))
+});
+
+/// One row of `subject_links`: how a source's subject key is tied to a subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectLink {
+    /// The resolved subject.
+    pub subject_id: String,
+    /// The source holding the key.
+    pub source: String,
+    /// The key as that source spells it.
+    pub subject_key: String,
+    /// The rule that made the link (`rule:<source>`, `crosswalk`).
+    pub rule: String,
+    /// How sure the rule is, from 0 to 1.
+    pub confidence: f64,
+}
+
+pub(crate) fn subject_links_batch(
+    links: &[SubjectLink],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let col = |f: &dyn Fn(&SubjectLink) -> &str| -> ArrayRef {
+        Arc::new(
+            links
+                .iter()
+                .map(|l| Some(f(l)))
+                .collect::<arrow::array::StringArray>(),
+        )
+    };
+    RecordBatch::try_new(
+        SUBJECT_LINKS_SCHEMA.clone(),
+        vec![
+            col(&|l| l.subject_id.as_str()),
+            col(&|l| l.source.as_str()),
+            col(&|l| l.subject_key.as_str()),
+            col(&|l| l.rule.as_str()),
+            Arc::new(
+                links
+                    .iter()
+                    .map(|l| Some(l.confidence))
+                    .collect::<arrow::array::Float64Array>(),
+            ),
+        ],
+    )
+}
+
 fn micros(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
 }

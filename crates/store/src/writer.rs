@@ -307,6 +307,39 @@ impl Writer {
         Ok(run)
     }
 
+    /// Replaces the `subject_links` table, in one commit of its own: readers see the old
+    /// links or the new ones, never a mix.
+    pub fn set_subject_links(&mut self, links: &[crate::SubjectLink]) -> Result<()> {
+        let mut manifest = self.manifest.clone();
+        manifest.generation += 1;
+        let rel = format!("subject_links.{}.parquet", manifest.generation);
+        let path = self.dir.tables.join(&rel);
+        let mut out = create_parquet(&path, &crate::SUBJECT_LINKS_SCHEMA)?;
+        let batch = crate::tables::subject_links_batch(links).map_err(|e| StoreError::Parquet {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        out.write(&batch).map_err(|source| StoreError::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        close_parquet(out, &path)?;
+        manifest.subject_links = Some(rel);
+        self.dir.sync_tables_dirs();
+        self.switch(manifest)
+    }
+
+    /// Commits tantivy with `manifest` as payload: the atomic switch to the new state.
+    fn switch(&mut self, manifest: Manifest) -> Result<()> {
+        let payload = serde_json::to_string(&manifest).map_err(|e| self.dir.corrupt(e))?;
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        let previous = std::mem::replace(&mut self.manifest, manifest);
+        self.collect_garbage(Some(&previous))?;
+        Ok(())
+    }
+
     /// Writes the new `sync_runs` file with `run` appended, then commits tantivy with
     /// `manifest` as payload: the atomic switch to the new state.
     fn commit_manifest(&mut self, mut manifest: Manifest, run: &SyncRun) -> Result<()> {
@@ -327,14 +360,7 @@ impl Writer {
         close_parquet(out, &path)?;
         manifest.sync_runs = Some(rel);
         self.dir.sync_tables_dirs();
-
-        let payload = serde_json::to_string(&manifest).map_err(|e| self.dir.corrupt(e))?;
-        let mut prepared = self.writer.prepare_commit()?;
-        prepared.set_payload(&payload);
-        prepared.commit()?;
-        let previous = std::mem::replace(&mut self.manifest, manifest);
-        self.collect_garbage(Some(&previous))?;
-        Ok(())
+        self.switch(manifest)
     }
 
     /// Deletes table files that neither the committed state nor `previous` names.
