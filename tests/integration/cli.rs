@@ -363,7 +363,7 @@ fn init_writes_a_config_that_loads() {
 fn every_command_has_help_with_an_example() {
     let s = Sandbox::new();
     for cmd in [
-        "init", "doctor", "sync", "status", "search", "sql", "demo", "sim",
+        "init", "doctor", "sync", "status", "search", "sql", "demo", "sim", "subject",
     ] {
         let run = s.ok(&[cmd, "--help"]);
         assert!(run.stdout.contains("Example"), "{cmd} --help:\n{run:?}");

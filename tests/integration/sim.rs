@@ -301,6 +301,23 @@ async fn sim_serves_the_five_systems_as_they_answer() {
         );
     }
 
+    // One subject, every source side by side, found by any spelling of its key.
+    let run = s.run(&["-c", cfg, "--data-dir", data, "subject", "INT-003"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("Subject subj:INT_0003"), "{run:?}");
+    for part in [
+        "Keys",
+        "Records",
+        "Timeline",
+        "xnat",
+        "redcap",
+        "Session date",
+    ] {
+        assert!(run.stdout.contains(part), "{part}: {run:?}");
+    }
+    let run = s.run(&["-c", cfg, "--data-dir", data, "subject", "NOBODY"]);
+    assert_eq!(run.code, 2, "{run:?}");
+
     // Sync resolves subject ids; a day later, every key keeps its subject.
     let links = |s: &Sandbox| -> std::collections::BTreeMap<(String, String), String> {
         let run = s.run(&[

@@ -97,6 +97,17 @@ pub enum Command {
     /// crossdex finds.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+    /// Everything every source holds on one subject, side by side, with a timeline.
+    #[command(
+        after_help = "Examples:\n  crossdex subject subj:INT_0042\n  crossdex subject INT-042          any source's spelling finds the subject\n  crossdex subject 42 --format json"
+    )]
+    Subject {
+        /// A subject id (subj:...), its label, or a source's key
+        id: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Subject linking across sources: what links, what conflicts, what stays apart.
     #[command(subcommand)]
     Link(LinkCommand),

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo(args) => crate::simulate::demo(g, &args).await,
         Command::Sim(args) => crate::simulate::sim(&args).await,
+        Command::Subject { id, format } => crate::link::subject(g, &id, format).await,
         Command::Link(crate::args::LinkCommand::Report { format, fail_on }) => {
             crate::link::report(g, format, fail_on).await
         }

@@ -294,3 +294,97 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
         ExitCode::SUCCESS
     })
 }
+
+/// `crossdex subject ID`: the links, records and dated events of one subject, found by
+/// its id, its label or any source's spelling of its key.
+pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    let engine = QueryEngine::open(data_dir(g, Some(&config)))?;
+    let matches = rows(
+        &engine,
+        "SELECT DISTINCT subject_id FROM subject_links \
+         WHERE subject_id = $id OR subject_id = concat('subj:', upper($id)) OR subject_key = $id \
+         ORDER BY subject_id",
+        &[("id", id)],
+    )
+    .await?;
+    let ids: Vec<String> = matches
+        .iter()
+        .filter_map(|r| text(r, "subject_id"))
+        .collect();
+    let subject_id = match ids.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(CliError::usage(format!(
+                "no subject {id:?}: give a subject id (subj:...), its label, or a source's key; \
+                 `crossdex link report` lists what is linked"
+            )));
+        }
+        many => {
+            return Err(CliError::usage(format!(
+                "{id:?} names {} subjects ({}): give the subject id",
+                many.len(),
+                many.join(", ")
+            )));
+        }
+    };
+    let param = [("id", subject_id.as_str())];
+    let sections = [
+        (
+            "Keys",
+            "SELECT source, subject_key, rule, confidence FROM subject_links WHERE subject_id = $id ORDER BY source",
+        ),
+        (
+            "Records",
+            "SELECT source, kind, count(*) AS n, min(title) AS example FROM records \
+             WHERE subject_id = $id GROUP BY source, kind ORDER BY source, kind",
+        ),
+        (
+            "Timeline",
+            "SELECT at, source, what FROM ( \
+               SELECT coalesce(created_at, modified_at) AS at, source, concat(kind, ': ', title) AS what \
+               FROM records WHERE subject_id = $id AND kind <> 'scan' \
+               UNION ALL \
+               SELECT value_date AS at, source, concat(coalesce(event, ''), ' ', coalesce(label, variable)) AS what \
+               FROM observations WHERE subject_id = $id AND value_date IS NOT NULL \
+             ) WHERE at IS NOT NULL ORDER BY at, source, what",
+        ),
+    ];
+    let params = |p: &[(&str, &str)]| -> Vec<(String, ScalarValue)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
+            .collect()
+    };
+    match format {
+        Format::Json => {
+            let mut out = serde_json::Map::new();
+            out.insert("subject_id".into(), Value::from(subject_id.clone()));
+            for (name, sql) in sections {
+                out.insert(
+                    name.to_lowercase(),
+                    Value::from(rows(&engine, sql, &param).await?),
+                );
+            }
+            print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
+            ))?;
+        }
+        Format::Table | Format::Csv => {
+            print(&format!("Subject {subject_id}\n"))?;
+            for (name, sql) in sections {
+                let out = engine.sql(sql, params(&param)).await?;
+                let fmt = if format == Format::Csv {
+                    OutputFormat::Csv
+                } else {
+                    OutputFormat::Table
+                };
+                print(&format!(
+                    "\n{name}\n{}\n",
+                    out.render(fmt).map_err(anyhow::Error::from)?
+                ))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
