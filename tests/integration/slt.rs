@@ -71,13 +71,11 @@ impl sqllogictest::AsyncDB for Db {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_logic_tests() {
-    let s = Sandbox::new();
-    s.ok(&["sync", "--all"]);
-    let engine = Arc::new(QueryEngine::open(s.data_dir()).unwrap());
+/// Runs every `.slt` file of `dir` against the index at `data`.
+async fn run_suite(data: &std::path::Path, dir: &std::path::Path) {
+    let engine = Arc::new(QueryEngine::open(data).unwrap());
     let saved = Arc::new(SavedQuery::load_dir(&repo().join("queries")).unwrap());
-    let mut files: Vec<_> = std::fs::read_dir(repo().join("tests/slt"))
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
@@ -111,4 +109,29 @@ async fn sql_logic_tests() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `tests/slt/*.slt`, on the bundled sample exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_logic_tests() {
+    let s = Sandbox::new();
+    s.ok(&["sync", "--all"]);
+    run_suite(&s.data_dir(), &repo().join("tests/slt")).await;
+}
+
+/// `tests/slt/cohort/*.slt`, on the demo cohort: the five simulators (seed 42, 100
+/// people) synced and linked by `crossdex demo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_sql_logic_tests() {
+    let s = Sandbox::new();
+    let data = s.path().join("cohort");
+    s.ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "demo",
+        "--no-ui",
+        "--subjects",
+        "100",
+    ]);
+    run_suite(&data, &repo().join("tests/slt/cohort")).await;
 }

@@ -19,6 +19,14 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "subject-overview.sql",
     "sync-history.sql",
     "variable-summary.sql",
+    "mr-and-low-moca.sql",
+    "missing-modality.sql",
+    "subject-timeline.sql",
+    "sessions-without-visit.sql",
+    "images-by-diagnosis.sql",
+    "nfl-vs-imaging.sql",
+    "experiments-per-subject.sql",
+    "completeness-matrix.sql",
 ];
 
 /// The shipped queries, overridden by same-named ones from `dir`.

@@ -146,20 +146,11 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     let opts = options(&args.cohort, &[])?;
     let sims = start(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, args.cohort.days).await?;
 
-    let root = std::env::temp_dir().join("crossdex-demo");
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    let has_connector = |s: System| registry::factory(s.name()).is_some();
-    let config_file = root.join("crossdex-demo.toml");
-    write_file(
-        &config_file,
-        &sims.config_toml(Some(Path::new("data")), has_connector),
-    )?;
-    let config = Config::load(&config_file)?;
     let dir = match &g.data_dir {
-        Some(d) => d.clone(),
+        Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
         None => {
             // The demo's own folder: start from scratch so every run shows the same thing.
-            let d = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
+            let d = std::env::temp_dir().join("crossdex-demo").join("data");
             if d.exists() {
                 std::fs::remove_dir_all(&d)
                     .with_context(|| format!("cannot clear {}", d.display()))?;
@@ -167,6 +158,16 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             d
         }
     };
+    // The configuration sits beside the data directory, so two demos never share one.
+    let root = dir
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let has_connector = |s: System| registry::factory(s.name()).is_some();
+    let config_file = root.join("crossdex-demo.toml");
+    write_file(&config_file, &sims.config_toml(Some(&dir), has_connector))?;
+    let config = Config::load(&config_file)?;
 
     println!(
         "crossdex demo: five simulated research systems over one synthetic cohort ({} people, seed {})\n",
