@@ -341,6 +341,52 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     };
     let before = links(&s);
     assert!(before.len() > 100, "{} links", before.len());
+
+    // Against the truth file: no two people merged, and every same-person pair linked
+    // but for the keys the report names (the cohort's seeded conflicts).
+    let truth_rows: Vec<(String, String, String)> = std::fs::read_to_string(s.path().join("t.csv"))
+        .expect("truth")
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let p: Vec<&str> = l.splitn(3, ',').collect();
+            (p.len() == 3).then(|| (p[0].to_owned(), p[1].to_owned(), p[2].to_owned()))
+        })
+        .collect();
+    let as_links: Vec<crossdex_linking::Link> = before
+        .iter()
+        .map(|((source, key), id)| crossdex_linking::Link {
+            subject_id: id.clone(),
+            source: source.clone(),
+            subject_key: key.clone(),
+            matched: key.clone(),
+            rule: String::new(),
+            confidence: 1.0,
+        })
+        .collect();
+    let reported: std::collections::BTreeSet<(String, String)> = report["conflicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(report["unlinked"].as_array().into_iter().flatten())
+        .map(|c| {
+            (
+                c["source"].as_str().unwrap_or("").to_owned(),
+                c["subject_key"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for ((a, b), (precision, _)) in crossdex_linking::pair_scores(&as_links, &truth_rows) {
+        assert_eq!(precision, 1.0, "{a} × {b}: two people merged");
+    }
+    let kept: Vec<_> = truth_rows
+        .iter()
+        .filter(|t| !reported.contains(&(t.1.clone(), t.2.clone())))
+        .cloned()
+        .collect();
+    for ((a, b), (_, recall)) in crossdex_linking::pair_scores(&as_links, &kept) {
+        assert!(recall >= 0.99, "{a} × {b}: recall {recall}");
+    }
     let run = s.run(&[
         "-c", cfg, "--data-dir", data, "sql", "--format", "csv",
         "SELECT count(*) FROM records WHERE system = 'xnat' AND kind = 'session' AND subject_id IS NULL",

@@ -57,6 +57,7 @@ pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Lin
             subject_id: l.subject_id.clone(),
             source: l.source.clone(),
             subject_key: l.subject_key.clone(),
+            matched: l.matched.clone(),
             rule: l.rule.clone(),
             confidence: l.confidence,
         })
@@ -97,7 +98,8 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
     let engine = QueryEngine::open(dir)?;
     let mut keys = Vec::new();
     for (source, rule) in &rules {
-        let mut found: BTreeSet<String> = BTreeSet::new();
+        // (key, what records carry when it is not the key itself)
+        let mut found: BTreeSet<(String, Option<String>)> = BTreeSet::new();
         for r in rows(
             &engine,
             "SELECT DISTINCT subject_key FROM records WHERE source = $s AND subject_key IS NOT NULL",
@@ -106,7 +108,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
         .await?
         {
             if let Some(k) = text(&r, "subject_key") {
-                found.insert(k);
+                found.insert((k, None));
             }
         }
         if rule.key_from() == KeyFrom::Title {
@@ -119,9 +121,10 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             .await?
             {
                 if let Some(t) = text(&r, "title")
-                    && rule.canonical(&t).is_some()
+                    && let Some(code) = rule.find(&t)
+                    && rule.canonical(&code).is_some()
                 {
-                    found.insert(t);
+                    found.insert((code, Some(t)));
                 }
             }
         }
@@ -141,11 +144,12 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
                 }
             }
         }
-        for k in found {
+        for (k, matched) in found {
             keys.push(Key {
                 hard: hard.get(&k).cloned().unwrap_or_default(),
                 source: source.clone(),
                 subject_key: k,
+                matched,
             });
         }
     }

@@ -107,17 +107,31 @@ impl Rule {
         self.config.key_from
     }
 
-    /// The canonical key for `key`, or `None` when the key does not fit the rule.
-    pub fn canonical(&self, key: &str) -> Option<String> {
+    /// The part of `text` the pattern matches (folded as keys are), for keys read from
+    /// titles: `Plasma aliquot INT_0042-A` → `INT_0042`.
+    pub fn find(&self, text: &str) -> Option<String> {
+        let folded = self.fold(text);
+        match &self.pattern {
+            Some(re) => re.find(&folded).map(|m| m.as_str().to_owned()),
+            None => Some(folded),
+        }
+    }
+
+    fn fold(&self, key: &str) -> String {
         let mut k = key.trim().to_owned();
         for (from, to) in &self.config.replace {
             k = k.replace(from.as_str(), to);
         }
-        k = match self.config.case {
+        match self.config.case {
             CaseFold::Upper => k.to_uppercase(),
             CaseFold::Lower => k.to_lowercase(),
             CaseFold::None => k,
-        };
+        }
+    }
+
+    /// The canonical key for `key`, or `None` when the key does not fit the rule.
+    pub fn canonical(&self, key: &str) -> Option<String> {
+        let k = self.fold(key);
         if k.is_empty() {
             return None;
         }
@@ -185,6 +199,9 @@ pub struct Key {
     pub source: String,
     pub subject_key: String,
     pub hard: BTreeMap<String, String>,
+    /// What the source's records carry where it differs from the key: the title a key
+    /// was read from.
+    pub matched: Option<String>,
 }
 
 /// A key's link, with the rule that made it.
@@ -193,6 +210,8 @@ pub struct Link {
     pub subject_id: String,
     pub source: String,
     pub subject_key: String,
+    /// What records are joined on: their subject key, or the title the key was read from.
+    pub matched: String,
     /// `crosswalk`, or `rule:<source>`.
     pub rule: String,
     pub confidence: f64,
@@ -338,6 +357,7 @@ pub fn link(
             subject_id: sid.clone(),
             source: k.source.clone(),
             subject_key: k.subject_key.clone(),
+            matched: k.matched.clone().unwrap_or_else(|| k.subject_key.clone()),
             rule: rule.clone(),
             confidence: *confidence,
         });

@@ -14,6 +14,13 @@ fn rule(pattern: &str, template: &str) -> Rule {
 }
 
 #[test]
+fn keys_are_found_in_titles() {
+    let r = rule(r"INT[_-]?(\d+)", "INT_{1:04}");
+    assert_eq!(r.find("Plasma aliquot INT0042-A").as_deref(), Some("INT0042"));
+    assert_eq!(r.find("NfL Simoa run 3"), None);
+}
+
+#[test]
 fn rules_normalise_each_spelling_to_one_key() {
     let digits = rule(r"^0*(\d+)$", "INT_{1:04}");
     assert_eq!(digits.canonical("42").as_deref(), Some("INT_0042"));
@@ -59,6 +66,7 @@ fn key(source: &str, k: &str, hard: &[(&str, &str)]) -> Key {
             .iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect(),
+        matched: None,
     }
 }
 
@@ -212,6 +220,7 @@ fn served_keys(w: &World) -> Vec<Key> {
                 .unwrap_or_default(),
             source: sys.name().to_owned(),
             subject_key: k,
+            matched: None,
         })
         .collect()
 }

@@ -27,7 +27,7 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         };
         format!(
             "SELECT {} FROM internal.{table} t \
-             LEFT JOIN subject_links l ON l.source = t.source AND l.subject_key = {key}",
+             LEFT JOIN subject_links l ON l.source = t.source AND l.matched = {key}",
             cols.join(", ")
         )
     };
@@ -45,7 +45,7 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
                     count(r.id) AS n_records
              FROM subject_links l
              LEFT JOIN internal.records r
-               ON r.source = l.source AND coalesce(r.subject_key, r.title) = l.subject_key
+               ON r.source = l.source AND coalesce(r.subject_key, r.title) = l.matched
              GROUP BY l.subject_id"
                 .to_owned(),
         ),

@@ -83,6 +83,7 @@ pub static SUBJECT_LINKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("subject_id", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("subject_key", DataType::Utf8, false),
+        Field::new("matched", DataType::Utf8, false),
         Field::new("rule", DataType::Utf8, false),
         Field::new("confidence", DataType::Float64, false),
     ]))
@@ -97,6 +98,8 @@ pub struct SubjectLink {
     pub source: String,
     /// The key as that source spells it.
     pub subject_key: String,
+    /// What the source's records carry: the key, or the title it was read from.
+    pub matched: String,
     /// The rule that made the link (`rule:<source>`, `crosswalk`).
     pub rule: String,
     /// How sure the rule is, from 0 to 1.
@@ -120,6 +123,7 @@ pub(crate) fn subject_links_batch(
             col(&|l| l.subject_id.as_str()),
             col(&|l| l.source.as_str()),
             col(&|l| l.subject_key.as_str()),
+            col(&|l| l.matched.as_str()),
             col(&|l| l.rule.as_str()),
             Arc::new(
                 links
