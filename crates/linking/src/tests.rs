@@ -16,7 +16,10 @@ fn rule(pattern: &str, template: &str) -> Rule {
 #[test]
 fn keys_are_found_in_titles() {
     let r = rule(r"INT[_-]?(\d+)", "INT_{1:04}");
-    assert_eq!(r.find("Plasma aliquot INT0042-A").as_deref(), Some("INT0042"));
+    assert_eq!(
+        r.find("Plasma aliquot INT0042-A").as_deref(),
+        Some("INT0042")
+    );
     assert_eq!(r.find("NfL Simoa run 3"), None);
 }
 
