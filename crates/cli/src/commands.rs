@@ -70,6 +70,9 @@ pub(crate) fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
 fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
     let config = optional_config(g)?;
     let engine = QueryEngine::open(data_dir(g, config.as_ref()))?;
+    if let Some(c) = &config {
+        engine.set_visit_settings(c.visit_settings());
+    }
     Ok((engine, config))
 }
 

@@ -52,6 +52,11 @@ pub struct LinkingSettings {
     /// first [default: the order of the sources].
     #[serde(default)]
     pub priority: Vec<String>,
+    /// The `visits` view ties a session to the clinical visits of its subject at most
+    /// this many days apart [default 90].
+    pub visit_window_days: Option<u32>,
+    /// Observation variables holding a clinical visit's date [default: assessment_date].
+    pub visit_date_variables: Option<Vec<String>>,
 }
 
 /// A loaded, validated configuration.
@@ -96,8 +101,8 @@ impl Config {
             queries_dir: raw.queries_dir.map(resolve),
             sources: raw.sources,
             linking: LinkingSettings {
-                crosswalk: raw.linking.crosswalk.map(resolve),
-                priority: raw.linking.priority,
+                crosswalk: raw.linking.crosswalk.clone().map(resolve),
+                ..raw.linking
             },
         };
         cfg.link_rules()?;
@@ -191,6 +196,19 @@ impl Config {
             out.insert(name.clone(), compiled);
         }
         Ok(out)
+    }
+
+    /// How the `visits` view ties sessions to visits.
+    pub fn visit_settings(&self) -> crossdex_query::VisitSettings {
+        let d = crossdex_query::VisitSettings::default();
+        crossdex_query::VisitSettings {
+            window_days: self.linking.visit_window_days.unwrap_or(d.window_days),
+            date_variables: self
+                .linking
+                .visit_date_variables
+                .clone()
+                .unwrap_or(d.date_variables),
+        }
     }
 
     /// The names of the configured sources, sorted.

@@ -53,6 +53,25 @@ pub struct QueryEngine {
     snapshot: Arc<Snapshot>,
     ctx: SessionContext,
     views: tokio::sync::OnceCell<()>,
+    visits: std::sync::Mutex<VisitSettings>,
+}
+
+/// How the `visits` view ties imaging sessions to clinical visits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitSettings {
+    /// A session and a visit of the same subject at most this many days apart are tied.
+    pub window_days: u32,
+    /// Observation variables holding a clinical visit's date.
+    pub date_variables: Vec<String>,
+}
+
+impl Default for VisitSettings {
+    fn default() -> Self {
+        VisitSettings {
+            window_days: 90,
+            date_variables: vec!["assessment_date".to_owned()],
+        }
+    }
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -104,17 +123,31 @@ impl QueryEngine {
             snapshot,
             ctx,
             views: tokio::sync::OnceCell::new(),
+            visits: std::sync::Mutex::new(VisitSettings::default()),
         })
+    }
+
+    /// Sets how `visits` ties sessions to visits; takes effect if called before the
+    /// first query.
+    pub fn set_visit_settings(&self, settings: VisitSettings) {
+        *self.visits.lock().unwrap_or_else(|e| e.into_inner()) = settings;
     }
 
     /// Registers the per-system views, once, before the first query.
     async fn views(&self) -> Result<(), QueryError> {
         self.views
             .get_or_try_init(|| async {
+                let visits = self
+                    .visits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let visits_view = [("visits", views::visits_view(&visits))];
                 for (name, body) in views::core_views()
                     .iter()
                     .map(|(n, b)| (*n, b.as_str()))
                     .chain(views::VIEWS.iter().copied())
+                    .chain(visits_view.iter().map(|(n, b)| (*n, b.as_str())))
                 {
                     let plan = self
                         .ctx

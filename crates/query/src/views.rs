@@ -52,6 +52,37 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `visits`: each imaging session tied to the clinical visits of its subject within the
+/// window; a session without a visit, or a visit without a session, has the other side
+/// empty.
+pub(crate) fn visits_view(settings: &crate::VisitSettings) -> String {
+    let vars: Vec<String> = settings
+        .date_variables
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect();
+    let vars = if vars.is_empty() {
+        "''".to_owned()
+    } else {
+        vars.join(", ")
+    };
+    format!(
+        "SELECT coalesce(s.subject_id, v.subject_id) AS subject_id,
+                v.source AS clinical_source, v.event AS visit, v.value_date AS visit_date,
+                s.id AS session_record_id, s.label AS session, s.modality, s.date AS session_date,
+                CAST(round(abs(date_part('epoch', s.date) - date_part('epoch', v.value_date)) / 86400) AS BIGINT)
+                  AS days_apart
+         FROM (SELECT subject_id, id, label, modality, date FROM xnat_sessions
+               WHERE subject_id IS NOT NULL AND date IS NOT NULL) s
+         FULL OUTER JOIN
+              (SELECT subject_id, source, event, value_date FROM observations
+               WHERE variable IN ({vars}) AND subject_id IS NOT NULL AND value_date IS NOT NULL) v
+           ON s.subject_id = v.subject_id
+          AND abs(date_part('epoch', s.date) - date_part('epoch', v.value_date)) <= {} * 86400",
+        settings.window_days
+    )
+}
+
 pub(crate) const VIEWS: &[(&str, &str)] = &[
     (
         "xnat_sessions",
