@@ -328,7 +328,7 @@ async fn sim_serves_the_five_systems_as_they_answer() {
             "sql",
             "--format",
             "csv",
-            "SELECT source, subject_key, subject_id FROM subject_links",
+            "SELECT source, subject_key, subject_id FROM subject_links WHERE confidence > 0",
         ]);
         run.stdout
             .lines()

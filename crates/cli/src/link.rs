@@ -50,7 +50,16 @@ pub(crate) struct Linking {
 /// `observations` and `subjects` show `subject_id`. Runs after every sync.
 pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Linking> {
     let linking = compute(config, dir).await?;
-    let rows: Vec<crossdex_store::SubjectLink> = linking
+    let key_of = |source: &str, key: &str| {
+        linking
+            .keys
+            .iter()
+            .find(|k| k.source == source && k.subject_key == key)
+    };
+    let identifier = |source: &str, key: &str, name: &str| {
+        key_of(source, key).and_then(|k| k.hard.get(name).cloned())
+    };
+    let mut rows: Vec<crossdex_store::SubjectLink> = linking
         .links
         .iter()
         .map(|l| crossdex_store::SubjectLink {
@@ -60,8 +69,26 @@ pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Lin
             matched: l.matched.clone(),
             rule: l.rule.clone(),
             confidence: l.confidence,
+            sex: identifier(&l.source, &l.subject_key, "sex"),
+            birth_year: identifier(&l.source, &l.subject_key, "birth_year"),
         })
         .collect();
+    // Keys kept apart stay visible, with confidence 0: `subjects.conflicts` flags them
+    // and the views never resolve their records to the subject.
+    for c in &linking.report.conflicts {
+        rows.push(crossdex_store::SubjectLink {
+            subject_id: c.subject_id.clone(),
+            source: c.source.clone(),
+            subject_key: c.subject_key.clone(),
+            matched: key_of(&c.source, &c.subject_key)
+                .and_then(|k| k.matched.clone())
+                .unwrap_or_else(|| c.subject_key.clone()),
+            rule: format!("conflict:{}", c.identifier),
+            confidence: 0.0,
+            sex: identifier(&c.source, &c.subject_key, "sex"),
+            birth_year: identifier(&c.source, &c.subject_key, "birth_year"),
+        });
+    }
     let mut writer = crossdex_store::Writer::open(dir).map_err(|e| CliError::Runtime(e.into()))?;
     writer
         .set_subject_links(&rows)

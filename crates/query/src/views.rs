@@ -27,7 +27,8 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         };
         format!(
             "SELECT {} FROM internal.{table} t \
-             LEFT JOIN subject_links l ON l.source = t.source AND l.matched = {key}",
+             LEFT JOIN subject_links l
+               ON l.source = t.source AND l.matched = {key} AND l.confidence > 0",
             cols.join(", ")
         )
     };
@@ -40,9 +41,12 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         (
             "subjects",
             "SELECT l.subject_id, replace(l.subject_id, 'subj:', '') AS label,
-                    array_agg(DISTINCT l.source) AS sources,
-                    count(DISTINCT l.source) AS n_sources,
-                    count(r.id) AS n_records
+                    array_sort(array_agg(DISTINCT l.source) FILTER (WHERE l.confidence > 0)) AS sources,
+                    count(DISTINCT l.source) FILTER (WHERE l.confidence > 0) AS n_sources,
+                    count(r.id) FILTER (WHERE l.confidence > 0) AS n_records,
+                    min(lower(l.sex)) FILTER (WHERE l.confidence > 0) AS sex,
+                    min(CAST(CAST(l.birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE l.confidence > 0) AS birth_year,
+                    bool_or(l.confidence = 0) AS conflicts
              FROM subject_links l
              LEFT JOIN internal.records r
                ON r.source = l.source AND coalesce(r.subject_key, r.title) = l.matched

@@ -86,6 +86,8 @@ pub static SUBJECT_LINKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("matched", DataType::Utf8, false),
         Field::new("rule", DataType::Utf8, false),
         Field::new("confidence", DataType::Float64, false),
+        Field::new("sex", DataType::Utf8, true),
+        Field::new("birth_year", DataType::Utf8, true),
     ]))
 });
 
@@ -102,8 +104,13 @@ pub struct SubjectLink {
     pub matched: String,
     /// The rule that made the link (`rule:<source>`, `crosswalk`).
     pub rule: String,
-    /// How sure the rule is, from 0 to 1.
+    /// How sure the rule is, from 0 to 1; 0 for a key kept apart by a conflict
+    /// (`rule` = `conflict:<identifier>`).
     pub confidence: f64,
+    /// The key's sex, where its source declares it as a hard identifier.
+    pub sex: Option<String>,
+    /// The key's year of birth, where its source declares it as a hard identifier.
+    pub birth_year: Option<String>,
 }
 
 pub(crate) fn subject_links_batch(
@@ -130,6 +137,18 @@ pub(crate) fn subject_links_batch(
                     .iter()
                     .map(|l| Some(l.confidence))
                     .collect::<arrow::array::Float64Array>(),
+            ),
+            Arc::new(
+                links
+                    .iter()
+                    .map(|l| l.sex.as_deref())
+                    .collect::<arrow::array::StringArray>(),
+            ),
+            Arc::new(
+                links
+                    .iter()
+                    .map(|l| l.birth_year.as_deref())
+                    .collect::<arrow::array::StringArray>(),
             ),
         ],
     )
