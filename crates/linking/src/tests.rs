@@ -288,6 +288,48 @@ fn the_demo_cohort_links_with_full_precision_and_high_recall() {
                 "{c:?} is not a seeded conflict"
             );
         }
+        // ... and every seeded conflict that two sources can see is reported, unmerged.
+        let conflicting: BTreeSet<(String, String)> = report
+            .conflicts
+            .iter()
+            .map(|c| (c.source.clone(), c.subject_key.clone()))
+            .collect();
+        for p in &w.persons {
+            let held = |sys: &str| {
+                truth
+                    .iter()
+                    .find(|t| t.0 == p.person_id() && t.1 == sys)
+                    .map(|t| t.2.clone())
+            };
+            if p.conflicting_sex
+                && let Some(k) = held("transmart")
+                && (held("redcap").is_some() || held("xnat").is_some())
+            {
+                assert!(
+                    conflicting.contains(&("transmart".into(), k.clone())),
+                    "day {day}: {k}"
+                );
+                assert!(
+                    !links
+                        .iter()
+                        .any(|l| l.source == "transmart" && l.subject_key == k)
+                );
+            }
+            if p.conflicting_birth_year
+                && let Some(k) = held("xnat")
+                && held("redcap").is_some()
+            {
+                assert!(
+                    conflicting.contains(&("xnat".into(), k.clone())),
+                    "day {day}: {k}"
+                );
+                assert!(
+                    !links
+                        .iter()
+                        .any(|l| l.source == "xnat" && l.subject_key == k)
+                );
+            }
+        }
         // Stable ids: a key keeps its subject id from one day to the next.
         for l in &links {
             let id = first
