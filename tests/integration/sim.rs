@@ -216,6 +216,12 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     let cfg = cfg.to_str().expect("utf-8");
     let data = s.path().join("sim-data");
     let data = data.to_str().expect("utf-8");
+    // `crossdex sql --format csv` on the synced data: the rows, header left out.
+    let csv = |sql: &str| -> Vec<String> {
+        let run = s.run(&["-c", cfg, "--data-dir", data, "sql", "--format", "csv", sql]);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout.lines().skip(1).map(str::to_owned).collect()
+    };
     let run = s.run(&["-c", cfg, "--data-dir", data, "doctor"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
@@ -260,17 +266,10 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     ]);
     assert_eq!(run.code, 1, "{run:?}");
 
-    let run = s.run(&[
-        "-c",
-        cfg,
-        "--data-dir",
-        data,
-        "sql",
-        "--format",
-        "csv",
+    let rows = csv(
         "SELECT url FROM records WHERE system = 'xnat' AND kind = 'session' ORDER BY id LIMIT 1",
-    ]);
-    let url = run.stdout.lines().nth(1).expect("a session url").to_owned();
+    );
+    let url = rows.first().expect("a session url").clone();
     let page = http
         .get(&url)
         .basic_auth(
@@ -319,27 +318,16 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     assert_eq!(run.code, 2, "{run:?}");
 
     // Sync resolves subject ids; a day later, every key keeps its subject.
-    let links = |s: &Sandbox| -> std::collections::BTreeMap<(String, String), String> {
-        let run = s.run(&[
-            "-c",
-            cfg,
-            "--data-dir",
-            data,
-            "sql",
-            "--format",
-            "csv",
-            "SELECT source, subject_key, subject_id FROM subject_links WHERE confidence > 0",
-        ]);
-        run.stdout
-            .lines()
-            .skip(1)
+    let links = || -> std::collections::BTreeMap<(String, String), String> {
+        csv("SELECT source, subject_key, subject_id FROM subject_links WHERE confidence > 0")
+            .iter()
             .filter_map(|l| {
                 let p: Vec<&str> = l.splitn(3, ',').collect();
                 (p.len() == 3).then(|| ((p[0].to_owned(), p[1].to_owned()), p[2].to_owned()))
             })
             .collect()
     };
-    let before = links(&s);
+    let before = links();
     assert!(before.len() > 100, "{} links", before.len());
 
     // Against the truth file: no two people merged, and every same-person pair linked
@@ -387,16 +375,19 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     for ((a, b), (_, recall)) in crossdex_linking::pair_scores(&as_links, &kept) {
         assert!(recall >= 0.99, "{a} × {b}: recall {recall}");
     }
-    let run = s.run(&[
-        "-c", cfg, "--data-dir", data, "sql", "--format", "csv",
+    let rows = csv(
         "SELECT count(*) FROM records WHERE system = 'xnat' AND kind = 'session' AND subject_id IS NULL",
-    ]);
-    let orphans: u64 = run
-        .stdout
-        .lines()
-        .nth(1)
+    );
+    let orphans: u64 = rows.first().and_then(|l| l.parse().ok()).unwrap_or(999);
+    let flagged: usize = csv("SELECT count(*) FROM subjects WHERE conflicts")
+        .first()
         .and_then(|l| l.parse().ok())
-        .unwrap_or(999);
+        .unwrap_or(0);
+    assert_eq!(
+        flagged,
+        report["conflicts"].as_array().map_or(0, Vec::len),
+        "every reported conflict flags its subject"
+    );
     assert!(
         orphans < 20,
         "only sessions of conflicting subjects lack a subject_id: {orphans}"
@@ -409,7 +400,7 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     assert_eq!(r.status(), 200);
     let run = s.run(&["-c", cfg, "--data-dir", data, "sync", "--all"]);
     assert_eq!(run.code, 0, "{run:?}");
-    let after = links(&s);
+    let after = links();
     assert!(after.len() > before.len(), "new enrolments were linked");
     for (key, id) in &before {
         if let Some(now) = after.get(key) {
