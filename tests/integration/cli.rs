@@ -373,7 +373,7 @@ fn every_command_has_help_with_an_example() {
 }
 
 #[test]
-fn demo_runs_on_the_simulators_and_the_embedded_samples() {
+fn demo_syncs_links_and_queries_the_simulators() {
     let s = Sandbox::new();
     let d = s.path().join("demo-data");
     let run = s.ok(&[
