@@ -50,12 +50,12 @@ pub(crate) struct Linking {
 /// `observations` and `subjects` show `subject_id`. Runs after every sync.
 pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Linking> {
     let linking = compute(config, dir).await?;
-    let key_of = |source: &str, key: &str| {
-        linking
-            .keys
-            .iter()
-            .find(|k| k.source == source && k.subject_key == key)
-    };
+    let by_key: BTreeMap<(&str, &str), &Key> = linking
+        .keys
+        .iter()
+        .map(|k| ((k.source.as_str(), k.subject_key.as_str()), k))
+        .collect();
+    let key_of = |source: &str, key: &str| by_key.get(&(source, key)).copied();
     let identifier = |source: &str, key: &str, name: &str| {
         key_of(source, key).and_then(|k| k.hard.get(name).cloned())
     };
@@ -129,7 +129,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
         let mut found: BTreeSet<(String, Option<String>)> = BTreeSet::new();
         for r in rows(
             &engine,
-            "SELECT DISTINCT subject_key FROM records WHERE source = $s AND subject_key IS NOT NULL",
+            "SELECT DISTINCT subject_key FROM internal.records WHERE source = $s AND subject_key IS NOT NULL",
             &[("s", source)],
         )
         .await?
@@ -142,7 +142,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             // Titles name a subject only where the rule's pattern finds one.
             for r in rows(
                 &engine,
-                "SELECT DISTINCT title FROM records WHERE source = $s AND subject_key IS NULL",
+                "SELECT DISTINCT title FROM internal.records WHERE source = $s AND subject_key IS NULL",
                 &[("s", source)],
             )
             .await?
@@ -160,7 +160,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             for r in rows(
                 &engine,
                 "SELECT subject_key, min(coalesce(value_text, CAST(value_num AS VARCHAR))) AS v \
-                 FROM observations WHERE source = $s AND variable = $v AND subject_key IS NOT NULL \
+                 FROM internal.observations WHERE source = $s AND variable = $v AND subject_key IS NOT NULL \
                  GROUP BY subject_key",
                 &[("s", source), ("v", variable)],
             )
