@@ -224,7 +224,10 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
 
     for (name, params) in [
         ("records-per-source", vec![]),
-        ("low-moca", vec![("threshold".to_owned(), "16".to_owned())]),
+        (
+            "mr-and-low-moca",
+            vec![("threshold".to_owned(), "14".to_owned())],
+        ),
     ] {
         let q = SavedQuery::find(&queries, name)?;
         let shown: Vec<String> = params
@@ -255,6 +258,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     println!(
         "\nExplore further (the index stays; the simulators stop with the demo, `crossdex sim` keeps them serving):\n  \
          crossdex --config {cfg} sql \"SELECT * FROM search('donepezil') s JOIN records r ON r.id = s.id\"\n  \
+         crossdex --config {cfg} subject INT_0003\n  \
          crossdex --config {cfg} sql --list\n  crossdex --config {cfg} status"
     );
     if g.data_dir.is_some() {
