@@ -431,3 +431,130 @@ fn sim_refuses_bad_flags_with_a_reason() {
     let run = s.run(&["sim", "--subjects", "0"]);
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+/// Simulators in this process, and a config for them in the sandbox.
+async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators, String) {
+    let opts = crossdex_sim::SimOptions {
+        subjects,
+        ..crossdex_sim::SimOptions::default()
+    };
+    let sims = crossdex_sim::Simulators::start(
+        &opts,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        0,
+    )
+    .await
+    .expect("simulators start");
+    let path = s.path().join("sims.toml");
+    std::fs::write(&path, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
+    (sims, path.to_str().expect("utf-8").to_owned())
+}
+
+fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {
+    let run = s.run(&["-c", cfg, "sql", "--format", "csv", sql]);
+    assert_eq!(run.code, 0, "{run:?}");
+    run.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_down_leaves_the_others_synced() {
+    let s = Sandbox::new();
+    let (sims, cfg) = simulators(&s, 30).await;
+    // REDCap answers nothing but errors, as a server that is down behind its proxy.
+    sims.set_faults(
+        crossdex_sim::System::Redcap,
+        crossdex_sim::Faults {
+            error_rate: 1.0,
+            ..crossdex_sim::Faults::default()
+        },
+    );
+    let cfg = cfg.as_str();
+    let run = tokio::task::block_in_place(|| s.run(&["-c", cfg, "sync", "--all"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    let status = tokio::task::block_in_place(|| s.run(&["-c", cfg, "status"]));
+    let redcap = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("| redcap"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        redcap.contains("failed") && ["500", "502", "503"].iter().any(|c| redcap.contains(c)),
+        "the failure is named: {status:?}"
+    );
+    for system in ["xnat", "omero", "transmart", "elabftw"] {
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("| {system}")))
+            .unwrap_or_default();
+        assert!(line.contains("succeeded"), "{system}: {status:?}");
+    }
+    let n = tokio::task::block_in_place(|| {
+        count(
+            &s,
+            cfg,
+            "SELECT count(*) FROM records WHERE system = 'xnat'",
+        )
+    });
+    assert!(n > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_midway_is_completed_by_the_next_one() {
+    let s = Sandbox::new();
+    let (sims, cfg) = simulators(&s, 120).await;
+    // Slow answers make the sync long enough to be killed in the middle.
+    for system in crossdex_sim::System::ALL {
+        sims.set_faults(
+            system,
+            crossdex_sim::Faults {
+                latency_ms: 5,
+                ..crossdex_sim::Faults::default()
+            },
+        );
+    }
+    let mut child = s
+        .command()
+        .args(["-c", &cfg, "sync", "--all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sync starts");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    for system in crossdex_sim::System::ALL {
+        sims.set_faults(system, crossdex_sim::Faults::default());
+    }
+    let cfg = cfg.as_str();
+    let run = tokio::task::block_in_place(|| s.run(&["-c", cfg, "sync", "--all"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let total = tokio::task::block_in_place(|| count(&s, cfg, "SELECT count(*) FROM records"));
+    let distinct =
+        tokio::task::block_in_place(|| count(&s, cfg, "SELECT count(DISTINCT id) FROM records"));
+    assert_eq!(total, distinct, "no duplicates");
+    let expected: u64 = sims.with_world(|w| {
+        (w.xnat.subjects.len()
+            + w.xnat.experiments.len()
+            + w.xnat
+                .experiments
+                .iter()
+                .map(|e| e.scans.len())
+                .sum::<usize>()
+            + w.redcap.records.len()
+            + w.omero.projects.len()
+            + w.omero.datasets.len()
+            + w.omero.images.len()
+            + 1
+            + crossdex_sim::TRANSMART_CONCEPTS
+            + 2 * w.transmart.patients.len()
+            + w.elab.experiments.iter().filter(|e| e.state != 3).count()
+            + w.elab.items.len()) as u64
+    });
+    assert_eq!(total, expected, "every entity the simulators serve, once");
+}
