@@ -418,6 +418,19 @@ fn by_name<T>(items: &mut [&T], name: impl Fn(&T) -> (String, i64)) {
     items.sort_by_key(|x| name(x));
 }
 
+/// `{"data": {...}}` for the object of that id, or OMERO's 404 message.
+fn single<T>(
+    id: &str,
+    what: &str,
+    find: impl FnOnce(i64) -> Option<T>,
+    render: impl FnOnce(T) -> Value,
+) -> Response {
+    match id.parse::<i64>().ok().and_then(find) {
+        Some(x) => ok(json!({ "data": render(x) })),
+        None => message(StatusCode::NOT_FOUND, &format!("{what} {id} not found")),
+    }
+}
+
 macro_rules! guard {
     ($st:expr, $headers:expr) => {
         if !logged_in(&$st, &$headers) {
@@ -460,14 +473,12 @@ async fn project(
     guard!(st, headers);
     let b = base_url(&headers);
     let w = st.world();
-    match id
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| w.omero.projects.iter().find(|p| p.id == id))
-    {
-        Some(p) => ok(json!({"data": project_json(&w, p, &b, false, flag(&uri, "childCount"))})),
-        None => message(StatusCode::NOT_FOUND, &format!("Project {id} not found")),
-    }
+    single(
+        &id,
+        "Project",
+        |id| w.omero.projects.iter().find(|p| p.id == id),
+        |p| project_json(&w, p, &b, false, flag(&uri, "childCount")),
+    )
 }
 
 fn datasets_of(w: &World, project: Option<i64>) -> Option<Vec<&OmeroDataset>> {
@@ -541,14 +552,12 @@ async fn dataset(
     guard!(st, headers);
     let b = base_url(&headers);
     let w = st.world();
-    match id
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| w.omero.datasets.iter().find(|d| d.id == id))
-    {
-        Some(d) => ok(json!({"data": dataset_json(d, &b, false, flag(&uri, "childCount"))})),
-        None => message(StatusCode::NOT_FOUND, &format!("Dataset {id} not found")),
-    }
+    single(
+        &id,
+        "Dataset",
+        |id| w.omero.datasets.iter().find(|d| d.id == id),
+        |d| dataset_json(d, &b, false, flag(&uri, "childCount")),
+    )
 }
 
 fn images_of(w: &World, dataset: Option<i64>) -> Option<Vec<&OmeroImage>> {
@@ -613,14 +622,12 @@ async fn image(
     guard!(st, headers);
     let b = base_url(&headers);
     let w = st.world();
-    match id
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| w.omero.images.iter().find(|i| i.id == id))
-    {
-        Some(i) => ok(json!({"data": image_json(i, &b, true)})),
-        None => message(StatusCode::NOT_FOUND, &format!("Image {id} not found")),
-    }
+    single(
+        &id,
+        "Image",
+        |id| w.omero.images.iter().find(|i| i.id == id),
+        |i| image_json(i, &b, true),
+    )
 }
 
 async fn annotations(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Response {
