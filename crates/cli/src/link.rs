@@ -41,6 +41,8 @@ fn text(v: &Value, k: &str) -> Option<String> {
 
 /// The keys in the index, linked by the config's rules.
 pub(crate) struct Linking {
+    /// The configured sources, each with its rule.
+    pub sources: Vec<String>,
     pub keys: Vec<Key>,
     pub links: Vec<crossdex_linking::Link>,
     pub report: crossdex_linking::Report,
@@ -187,6 +189,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
     };
     let (links, report) = link(&keys, &rules, &crosswalk, &priority);
     Ok(Linking {
+        sources: rules.keys().cloned().collect(),
         keys,
         links,
         report,
@@ -195,12 +198,33 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
 
 pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> Result<ExitCode> {
     let config = load_config(g)?;
-    let rules = config.link_rules()?;
+    let linking = compute(&config, &data_dir(g, Some(&config))).await?;
+    print_report(&config, &linking, format)?;
+    let report = &linking.report;
+    let fail = match fail_on {
+        None => false,
+        Some(FailOn::Conflicts) => !report.conflicts.is_empty(),
+        Some(FailOn::Any) => {
+            !report.conflicts.is_empty()
+                || !report.ambiguous.is_empty()
+                || !report.unlinked.is_empty()
+        }
+    };
+    Ok(if fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints what `linking` linked and left apart.
+pub(crate) fn print_report(config: &Config, linking: &Linking, format: Format) -> Result<()> {
     let Linking {
+        sources,
         keys,
         links,
         report,
-    } = compute(&config, &data_dir(g, Some(&config))).await?;
+    } = linking;
 
     let system_of = |source: &str| {
         config
@@ -212,7 +236,7 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
             .to_owned()
     };
     let mut systems: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for l in &links {
+    for l in links {
         systems
             .entry(&l.subject_id)
             .or_default()
@@ -223,8 +247,8 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
         .filter(|(_, s)| s.len() == 1)
         .map(|(id, s)| (*id, s.iter().next().cloned().unwrap_or_default()))
         .collect();
-    let per_source: Vec<Value> = rules
-        .keys()
+    let per_source: Vec<Value> = sources
+        .iter()
         .map(|s| {
             let n_keys = keys.iter().filter(|k| &k.source == s).count();
             let linked = links.iter().filter(|l| &l.source == s).count();
@@ -310,20 +334,7 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
             print(&out)?;
         }
     }
-    let fail = match fail_on {
-        None => false,
-        Some(FailOn::Conflicts) => !report.conflicts.is_empty(),
-        Some(FailOn::Any) => {
-            !report.conflicts.is_empty()
-                || !report.ambiguous.is_empty()
-                || !report.unlinked.is_empty()
-        }
-    };
-    Ok(if fail {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
 
 /// `crossdex subject ID`: the links, records and dated events of one subject, found by

@@ -199,12 +199,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     println!(
         "\n$ crossdex link report   (one person, five spellings: the config's rules link them)"
     );
-    let linking = GlobalArgs {
-        config: Some(config_file.clone()),
-        data_dir: Some(dir.clone()),
-        verbose: g.verbose,
-    };
-    crate::link::report(&linking, crate::args::Format::Table, None).await?;
+    crate::link::print_report(&config, &linking, crate::args::Format::Table)?;
 
     println!("\nSubject keys per source (each system spells them its own way):");
     let keys = engine
