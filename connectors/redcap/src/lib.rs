@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use chrono::NaiveDateTime;
-use crossdex_http::{HttpClient, at_least_one, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -127,16 +126,21 @@ struct State {
 const PAGE: usize = 200;
 
 impl RedcapConnector {
-    async fn call(&self, params: &[(&str, &str)]) -> Result<Value, ConnectorError> {
+    async fn send(&self, params: &[(&str, &str)]) -> Result<crossdex_http::Answer, HttpError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("token", self.token.as_str()),
             ("format", "json"),
             ("returnFormat", "json"),
         ];
         form.extend_from_slice(params);
-        let answer = self
-            .http
+        self.http
             .send(|c| c.post(self.url.clone()).form(&form))
+            .await
+    }
+
+    async fn call(&self, params: &[(&str, &str)]) -> Result<Value, ConnectorError> {
+        let answer = self
+            .send(params)
             .await
             .map_err(|e| match e.status() {
                 Some(403) => ConnectorError::Auth(format!(
@@ -152,23 +156,7 @@ impl RedcapConnector {
         &self,
         params: &[(&str, &str)],
     ) -> Result<Vec<Map<String, Value>>, ConnectorError> {
-        match self.call(params).await? {
-            Value::Array(a) => Ok(a
-                .into_iter()
-                .filter_map(|v| match v {
-                    Value::Object(m) => Some(m),
-                    _ => None,
-                })
-                .collect()),
-            other => Err(ConnectorError::Protocol(format!(
-                "expected a JSON array from content={}, got {}",
-                params
-                    .iter()
-                    .find(|(k, _)| *k == "content")
-                    .map_or("?", |(_, v)| v),
-                excerpt(&other)
-            ))),
-        }
+        array_rows(self.call(params).await?, params)
     }
 
     /// The newest log timestamp and the records deleted since `since`. `None` when the
@@ -181,11 +169,17 @@ impl RedcapConnector {
         if let Some(s) = since {
             params.push(("beginTime", s));
         }
-        let rows = match self.rows(&params).await {
-            Ok(r) => r,
-            Err(ConnectorError::Auth(_)) | Err(ConnectorError::Protocol(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        // A token without logging rights gets 403, a server without the log API 400:
+        // then deletions are found by full syncs. Anything else (a lost connection, a
+        // cut-off answer) fails the sync like any other call.
+        let answer = match self.send(&params).await {
+            Ok(a) => a,
+            Err(HttpError::Status {
+                status: 400 | 403, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.into_connector()),
         };
+        let rows = array_rows(answer.json::<Value>()?, &params)?;
         let mut newest: Option<String> = None;
         let mut deleted = Vec::new();
         for r in &rows {
@@ -217,6 +211,30 @@ fn deleted_record(action: &str, details: Option<&str>) -> Option<String> {
         .rsplit_once(' ')
         .map(|(_, id)| id.trim().to_owned())
         .filter(|id| !id.is_empty())
+}
+
+/// The objects of a JSON array answer to `params`, or an error naming the `content`.
+fn array_rows(
+    v: Value,
+    params: &[(&str, &str)],
+) -> Result<Vec<Map<String, Value>>, ConnectorError> {
+    match v {
+        Value::Array(a) => Ok(a
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect()),
+        other => Err(ConnectorError::Protocol(format!(
+            "expected a JSON array from content={}, got {}",
+            params
+                .iter()
+                .find(|(k, _)| *k == "content")
+                .map_or("?", |(_, v)| v),
+            excerpt(&other)
+        ))),
+    }
 }
 
 fn excerpt(v: &Value) -> String {
@@ -503,11 +521,6 @@ impl RedcapConnector {
     }
 }
 
-/// Parses REDCap's `YYYY-MM-DD HH:MM` log timestamps (for tests and tools).
-pub fn parse_log_time(s: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,6 +591,5 @@ mod tests {
             web_base(&reqwest::Url::parse("https://r.org/redcap/api/").expect("url")),
             "https://r.org/redcap"
         );
-        assert!(parse_log_time("2025-03-04 10:22").is_some());
     }
 }
