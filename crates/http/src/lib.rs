@@ -18,12 +18,10 @@ use bytes::Bytes;
 use crossdex_model::ConnectorError;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, StatusCode};
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-/// Settings a source may tune; every connector config flattens these.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+/// Settings a source may tune (connectors read them from their own config keys).
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     /// Seconds to wait for a whole answer [default 60].
     pub timeout_s: u64,

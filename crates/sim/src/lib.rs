@@ -318,13 +318,18 @@ impl Simulators {
         out
     }
 
-    /// Stops every server and waits for them to finish.
-    pub async fn shutdown(mut self) {
+    /// Tells every server to stop (graceful: requests in flight are answered).
+    fn stop(&mut self) {
         for r in &mut self.running {
             if let Some(tx) = r.stop.take() {
                 let _ = tx.send(());
             }
         }
+    }
+
+    /// Stops every server and waits for them to finish.
+    pub async fn shutdown(mut self) {
+        self.stop();
         for r in std::mem::take(&mut self.running) {
             let _ = r.task.await;
         }
@@ -333,11 +338,7 @@ impl Simulators {
 
 impl Drop for Simulators {
     fn drop(&mut self) {
-        for r in &mut self.running {
-            if let Some(tx) = r.stop.take() {
-                let _ = tx.send(());
-            }
-        }
+        self.stop();
     }
 }
 
