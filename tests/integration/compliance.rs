@@ -19,12 +19,20 @@ use serde_json::{Value, json};
 
 type Counts = BTreeMap<String, usize>;
 
-struct Target {
+/// Every entity the five simulators serve, as the connectors index them.
+pub(crate) fn served_total(w: &World) -> usize {
+    [xnat(), redcap(), omero(), transmart(), elabftw()]
+        .iter()
+        .map(|t| (t.expected)(w).values().sum::<usize>())
+        .sum()
+}
+
+pub(crate) struct Target {
     system: System,
     factory: fn() -> Box<dyn ConnectorFactory>,
     config: fn(&Simulators) -> Value,
     /// Records per kind the simulator serves.
-    expected: fn(&World) -> Counts,
+    pub(crate) expected: fn(&World) -> Counts,
     /// The config key giving the page size, and the listing size a page is measured
     /// against.
     paging_key: Option<&'static str>,
@@ -40,7 +48,7 @@ fn counts(pairs: &[(&str, usize)]) -> Counts {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
-fn xnat() -> Target {
+pub(crate) fn xnat() -> Target {
     Target {
         system: System::Xnat,
         factory: || Box::new(crossdex_connector_xnat::XnatFactory),
@@ -78,7 +86,7 @@ fn xnat() -> Target {
     }
 }
 
-fn redcap() -> Target {
+pub(crate) fn redcap() -> Target {
     Target {
         system: System::Redcap,
         factory: || Box::new(crossdex_connector_redcap::RedcapFactory),
@@ -104,7 +112,7 @@ fn redcap() -> Target {
     }
 }
 
-fn omero() -> Target {
+pub(crate) fn omero() -> Target {
     Target {
         system: System::Omero,
         factory: || Box::new(crossdex_connector_omero::OmeroFactory),
@@ -141,7 +149,7 @@ fn omero() -> Target {
     }
 }
 
-fn transmart() -> Target {
+pub(crate) fn transmart() -> Target {
     Target {
         system: System::Transmart,
         factory: || Box::new(crossdex_connector_transmart::TransmartFactory),
@@ -168,7 +176,7 @@ fn transmart() -> Target {
     }
 }
 
-fn elabftw() -> Target {
+pub(crate) fn elabftw() -> Target {
     Target {
         system: System::Elabftw,
         factory: || Box::new(crossdex_connector_elabftw::ElabFactory),

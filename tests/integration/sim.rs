@@ -538,23 +538,6 @@ async fn a_sync_killed_midway_is_completed_by_the_next_one() {
     let distinct =
         tokio::task::block_in_place(|| count(&s, cfg, "SELECT count(DISTINCT id) FROM records"));
     assert_eq!(total, distinct, "no duplicates");
-    let expected: u64 = sims.with_world(|w| {
-        (w.xnat.subjects.len()
-            + w.xnat.experiments.len()
-            + w.xnat
-                .experiments
-                .iter()
-                .map(|e| e.scans.len())
-                .sum::<usize>()
-            + w.redcap.records.len()
-            + w.omero.projects.len()
-            + w.omero.datasets.len()
-            + w.omero.images.len()
-            + 1
-            + crossdex_sim::TRANSMART_CONCEPTS
-            + 2 * w.transmart.patients.len()
-            + w.elab.experiments.iter().filter(|e| e.state != 3).count()
-            + w.elab.items.len()) as u64
-    });
+    let expected = sims.with_world(crate::compliance::served_total) as u64;
     assert_eq!(total, expected, "every entity the simulators serve, once");
 }
