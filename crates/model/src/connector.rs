@@ -62,8 +62,9 @@ pub struct Rejection {
 }
 
 /// One batch of changes from a source. Connectors push pages as they read them so
-/// memory stays bounded whatever the size of the source.
-#[derive(Debug, Clone, Default)]
+/// memory stays bounded whatever the size of the source. Serialisable so a page
+/// waiting for the writer can be spooled to disk instead of held in memory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Page {
     /// Entities created or modified (or, in a full sync, simply present).
     pub upserts: Vec<Entity>,

@@ -228,6 +228,11 @@ impl Writer {
         Ok(w)
     }
 
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.dir.root
+    }
+
     /// The committed manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use crossdex_model::{Connector, Page, PageSink, SinkError, SyncMode, SyncRequest};
-use crossdex_store::{Counts, StoreError, SyncRun, SyncTxn, Writer};
+use crossdex_store::{Counts, Manifest, StoreError, SyncRun, SyncTxn, Writer};
 
 /// Errors that stop a sync from being recorded at all. A failing source is not one of
 /// them: its failure is recorded as a failed run and returned as such.
@@ -45,21 +45,35 @@ pub struct Progress<'a> {
     pub counts: Counts,
 }
 
-/// Receives progress reports. `()` ignores them.
-pub trait ProgressSink: Send + Sync {
-    /// Called after each page is written.
-    fn progress(&self, progress: &Progress<'_>);
+/// Follows syncs as they go. Every method has a default that ignores the event, so
+/// `()` follows nothing.
+#[async_trait]
+pub trait Observer: Send + Sync {
+    /// A source's fetch started in `mode`.
+    fn started(&self, _source: &str, _mode: SyncMode) {}
+
+    /// A source's connector handed over another page: `pages` pages and `items` items
+    /// (upserts, deletions and rejections) so far.
+    fn fetched(&self, _source: &str, _pages: u64, _items: u64) {}
+
+    /// A page was written to the store.
+    fn progress(&self, _progress: &Progress<'_>) {}
+
+    /// A run was recorded in `sync_runs`, succeeded or failed.
+    fn finished(&self, _run: &SyncRun) {}
+
+    /// Nothing is in flight any more and at least one run finished since the last
+    /// call: the moment to derive what depends on all sources (subject links).
+    async fn settled(&self, _writer: &mut Writer) {}
 }
 
-impl ProgressSink for () {
-    fn progress(&self, _: &Progress<'_>) {}
-}
+impl Observer for () {}
 
 struct TxnSink<'t, 'w> {
     txn: &'t mut SyncTxn<'w>,
     source: &'t str,
     pages: u64,
-    progress: &'t dyn ProgressSink,
+    progress: &'t dyn Observer,
 }
 
 #[async_trait]
@@ -79,11 +93,11 @@ impl PageSink for TxnSink<'_, '_> {
 /// Chooses the mode: incremental only when asked for, supported, and resumable from
 /// a committed checkpoint.
 pub fn choose_mode(
-    writer: &Writer,
+    manifest: &Manifest,
     connector: &dyn Connector,
     options: SyncOptions,
 ) -> (SyncMode, Option<crossdex_model::Checkpoint>) {
-    let committed = writer.manifest().sources.get(connector.source());
+    let committed = manifest.sources.get(connector.source());
     let checkpoint = committed
         .and_then(|s| s.checkpoint.clone())
         .map(crossdex_model::Checkpoint);
@@ -101,14 +115,15 @@ pub async fn sync_source(
     writer: &mut Writer,
     connector: &dyn Connector,
     options: SyncOptions,
-    progress: &dyn ProgressSink,
+    progress: &dyn Observer,
 ) -> Result<SyncRun, SyncError> {
     let source = connector.source().to_owned();
     let store_err = |error| SyncError::Store {
         source_name: source.clone(),
         error,
     };
-    let (mode, checkpoint) = choose_mode(writer, connector, options);
+    let (mode, checkpoint) = choose_mode(writer.manifest(), connector, options);
+    progress.started(&source, mode);
     let started_at = Utc::now();
     tracing::info!(source = %source, mode = mode.as_str(), "sync started");
     let mut txn = writer
@@ -152,8 +167,14 @@ pub async fn sync_source(
         deleted = c.deleted, rejected = c.rejected,
         "sync finished"
     );
+    progress.finished(&run);
     Ok(run)
 }
+
+mod runner;
+pub mod schedule;
+
+pub use runner::{INTERRUPTED, Job, Limits, Stop, run};
 
 #[cfg(test)]
 mod tests;
