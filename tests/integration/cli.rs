@@ -501,3 +501,55 @@ fn demo_syncs_links_and_queries_the_simulators() {
         "one variable per checkbox code"
     );
 }
+
+#[test]
+fn fields_that_appear_vanish_or_change_type_flow_into_observations() {
+    let s = Sandbox::new();
+    s.ok(&["sync", "biobank"]);
+    let count = |variable: &str| {
+        s.csv(&format!(
+            "SELECT count(*), count(value_num), count(value_date) FROM observations \
+             WHERE source = 'biobank' AND variable = '{variable}'"
+        ))
+    };
+    assert_eq!(count("volume_ml"), [["43", "43", "0"]]);
+    assert_eq!(count("collected"), [["43", "0", "43"]]);
+    assert_eq!(count("hemolysis"), [["0", "0", "0"]]);
+
+    // The biobank's export changes shape: a new field, a dropped one, and volumes
+    // written with their unit, so no longer numbers.
+    let path = s.path().join("samples/biobank/biobank_samples.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+        v.remove("collected");
+        let ml = v["volume_ml"].as_f64().unwrap();
+        v.insert("volume_ml".into(), format!("{ml} mL").into());
+        let h = if i % 3 == 0 { "slight" } else { "absent" };
+        v.insert("hemolysis".into(), h.into());
+        out.push_str(&serde_json::to_string(&v).unwrap());
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    s.ok(&["sync", "biobank"]);
+
+    assert_eq!(count("hemolysis"), [["43", "0", "0"]]);
+    assert_eq!(count("collected"), [["0", "0", "0"]]);
+    assert_eq!(
+        count("volume_ml"),
+        [["43", "0", "0"]],
+        "re-typed as text, no row lost"
+    );
+    assert_eq!(
+        s.csv(
+            "SELECT value_text FROM observations o JOIN records r ON r.id = o.record_id \
+             WHERE r.native_id LIKE '%#BB-00001' AND variable = 'volume_ml'"
+        ),
+        [["4.9 mL"]]
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) FROM records WHERE source = 'biobank'"),
+        [["43"]]
+    );
+}

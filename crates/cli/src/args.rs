@@ -78,6 +78,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Sync each source on its `schedule` until SIGINT or SIGTERM.
+    #[command(after_help = SERVE_HELP)]
+    Serve,
     /// Full-text search across every source.
     #[command(after_help = SEARCH_HELP)]
     Search {
@@ -116,6 +119,26 @@ pub enum Command {
     #[command(after_help = SIM_HELP)]
     Sim(SimArgs),
 }
+
+const SERVE_HELP: &str = "\
+Each source with a `schedule` (a cron expression: minute hour day-of-month month
+day-of-week) in its [sources.<name>] table is synced when due, read in its `timezone`
+(default: [sync] timezone, else the machine's zone), up to `jitter_s` seconds late.
+
+  [sources.xnat]
+  schedule = \"0 2 * * *\"        # 02:00 every night
+  timezone = \"Europe/Paris\"
+  jitter_s = 600
+
+A source is never synced twice at once: fires during a run coalesce into one run
+right after it. Fires missed while serve was down run once at start-up, or not at all
+with [sync] missed_runs = \"skip\". On SIGINT or SIGTERM no new run starts; running
+syncs get [sync] shutdown_grace_s (default 30) to finish, then are abandoned: the
+previous state of their sources stays. `crossdex status` shows the next runs.
+
+Examples:
+  crossdex serve
+  systemd: ExecStart=/usr/local/bin/crossdex --config /etc/crossdex.toml serve";
 
 const DEMO_HELP: &str = "\
 Examples:
@@ -246,6 +269,9 @@ pub struct SyncArgs {
     /// Re-read everything instead of only what changed; deletes what disappeared
     #[arg(long)]
     pub full: bool,
+    /// Sources fetched at the same time [default: `parallel_sources` in [sync], else 4]
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Args)]

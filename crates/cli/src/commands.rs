@@ -1,14 +1,13 @@
 //! One function per command.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::Context;
 use crossdex_query::{OutputFormat, QueryEngine, SavedQuery};
-use crossdex_store::{RunStatus, SyncRun, Writer};
-use crossdex_sync::{Progress, ProgressSink, SyncOptions};
+use crossdex_store::{RunStatus, SyncRun};
 
 use crate::CliError;
 use crate::args::{Cli, Command, Format, GlobalArgs, SqlArgs, SyncArgs};
@@ -25,6 +24,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { sources } => doctor(g, &sources).await,
         Command::Sync(args) => sync(g, &args).await,
         Command::Status { format } => status(g, format).await,
+        Command::Serve => {
+            let config = load_config(g)?;
+            let dir = data_dir(g, Some(&config));
+            crate::syncing::serve(Arc::new(config), &dir).await
+        }
         Command::Search {
             query,
             limit,
@@ -163,26 +167,6 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     })
 }
 
-/// One line per page on stderr when it is not a terminal would flood logs; print a
-/// line every few seconds instead, and always at the end.
-struct LineProgress {
-    last: std::sync::Mutex<Instant>,
-}
-
-impl ProgressSink for LineProgress {
-    fn progress(&self, p: &Progress<'_>) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed().as_secs() >= 2 {
-            *last = Instant::now();
-            let c = p.counts;
-            eprintln!(
-                "{}: {} pages, {} added, {} updated, {} unchanged, {} rejected so far",
-                p.source, p.pages, c.added, c.updated, c.unchanged, c.rejected
-            );
-        }
-    }
-}
-
 pub(crate) fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
     let c = run.counts;
     let mut line = format!(
@@ -212,35 +196,6 @@ pub(crate) fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
     line
 }
 
-/// Syncs `names` one after the other; a failing source does not stop the others.
-pub(crate) async fn sync_all(
-    config: &Config,
-    dir: &Path,
-    names: &[String],
-    full: bool,
-) -> Result<Vec<SyncRun>> {
-    let mut writer = Writer::open(dir)?;
-    let progress = LineProgress {
-        last: std::sync::Mutex::new(Instant::now()),
-    };
-    let mut runs = Vec::new();
-    for name in names {
-        let connector = config.connector(name)?;
-        let started = Instant::now();
-        let run = crossdex_sync::sync_source(
-            &mut writer,
-            connector.as_ref(),
-            SyncOptions { full },
-            &progress,
-        )
-        .await
-        .map_err(|e| CliError::Runtime(e.into()))?;
-        eprintln!("{}", run_line(&run, started.elapsed()));
-        runs.push(run);
-    }
-    Ok(runs)
-}
-
 async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
     let config = load_config(g)?;
     if args.sources.is_empty() && !args.all {
@@ -250,10 +205,12 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
         )));
     }
     let names = selected_sources(&config, &args.sources, args.all)?;
+    if args.jobs == Some(0) {
+        return Err(CliError::usage("--jobs must be at least 1"));
+    }
     let dir = data_dir(g, Some(&config));
-    let runs = sync_all(&config, &dir, &names, args.full).await?;
-    let linking = crate::link::update(&config, &dir).await?;
-    eprintln!("{}", crate::link::summary(&linking));
+    let (runs, _linking) =
+        crate::syncing::sync_all(Arc::new(config), &dir, &names, args.full, args.jobs).await?;
     let failed = runs
         .iter()
         .filter(|r| r.status == RunStatus::Failed)
@@ -271,16 +228,51 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
 async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
     let (engine, config) = engine(g)?;
     let dir = engine.snapshot().root().to_owned();
+    // The next runs `serve` plans from the same config and history, as a table to
+    // join: one row per scheduled source.
+    let mut plan_rows = Vec::new();
+    if let Some(config) = &config {
+        let scheduler = crate::syncing::plan(config, &dir).await?;
+        for (name, schedule) in config.schedules()? {
+            let next = scheduler
+                .next_run(&name)
+                .map(|t| format!("'{}'", t.format("%Y-%m-%dT%H:%M:%SZ")))
+                .unwrap_or_else(|| "NULL".into());
+            plan_rows.push(format!(
+                "({}, {}, {next})",
+                sql_text(&name),
+                sql_text(&format!("{} ({})", schedule.expr(), schedule.zone()))
+            ));
+        }
+    }
+    let plan = if plan_rows.is_empty() {
+        "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS schedule, \
+         arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))') AS next_run WHERE false"
+            .to_owned()
+    } else {
+        format!(
+            "SELECT column1 AS source, column2 AS schedule, \
+             arrow_cast(column3, 'Timestamp(Microsecond, Some(\"UTC\"))') AS next_run FROM (VALUES {})",
+            plan_rows.join(", ")
+        )
+    };
     let out = engine
         .sql(
-            "WITH last AS (SELECT *, row_number() OVER (PARTITION BY source ORDER BY finished_at DESC, run_id DESC) AS n \
-                           FROM sync_runs), \
-                  counts AS (SELECT source, count(*) AS records FROM records GROUP BY source) \
-             SELECT l.source, l.system, coalesce(c.records, 0) AS records, l.status AS last_status, \
-                    l.mode AS last_mode, l.finished_at AS last_run, l.finished_at - l.started_at AS duration, \
-                    l.added, l.updated, l.unchanged, l.deleted, l.rejected, l.error \
-             FROM last l LEFT JOIN counts c ON c.source = l.source \
-             WHERE l.n = 1 ORDER BY l.source",
+            &format!(
+                "WITH last AS (SELECT *, row_number() OVER (PARTITION BY source ORDER BY finished_at DESC, run_id DESC) AS n \
+                               FROM sync_runs), \
+                      last1 AS (SELECT * FROM last WHERE n = 1), \
+                      counts AS (SELECT source, count(*) AS records FROM records GROUP BY source), \
+                      plan AS ({plan}) \
+                 SELECT coalesce(l.source, p.source) AS source, l.system, coalesce(c.records, 0) AS records, \
+                        l.status AS last_status, l.mode AS last_mode, l.started_at AS last_start, \
+                        l.finished_at - l.started_at AS duration, \
+                        l.added, l.updated, l.unchanged, l.deleted, l.rejected, \
+                        p.next_run, p.schedule, l.error \
+                 FROM last1 l FULL JOIN plan p ON p.source = l.source \
+                 LEFT JOIN counts c ON c.source = coalesce(l.source, p.source) \
+                 ORDER BY 1"
+            ),
             vec![],
         )
         .await?;
@@ -417,6 +409,11 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
         println!();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A SQL string literal.
+fn sql_text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// `--param` values of an ad-hoc query are bound as text: write `CAST($x AS DOUBLE)`

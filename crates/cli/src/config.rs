@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crossdex_model::{Connector, SourceContext, is_valid_source_name};
+use crossdex_sync::schedule::{Missed, Schedule, Zone};
 use serde::Deserialize;
 
 use crate::registry;
@@ -39,7 +40,30 @@ struct RawConfig {
     /// Subject linking across sources.
     #[serde(default)]
     linking: LinkingSettings,
+    /// How syncs run: concurrency and schedules.
+    #[serde(default)]
+    sync: SyncSettings,
 }
+
+/// `[sync]`: how `sync` and the scheduler of `serve` run sources.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Sources fetched at the same time [default 4].
+    pub parallel_sources: Option<usize>,
+    /// The zone of every `schedule` without a `timezone` of its own [default: the
+    /// machine's zone].
+    pub timezone: Option<String>,
+    /// `catch-up` (one run at start-up for sources whose fire was missed while
+    /// `serve` was down) or `skip` [default catch-up].
+    pub missed_runs: Option<String>,
+    /// On SIGINT or SIGTERM, `serve` lets running syncs finish for this long, then
+    /// abandons them [default 30].
+    pub shutdown_grace_s: Option<u64>,
+}
+
+/// Keys of a source table that are crossdex's, not the connector's.
+const ENGINE_KEYS: &[&str] = &["link", "schedule", "timezone", "jitter_s"];
 
 /// `[linking]`: what applies across sources; each source's own rule is its `link` table.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -67,6 +91,7 @@ pub struct Config {
     pub queries_dir: Option<PathBuf>,
     pub sources: BTreeMap<String, serde_json::Value>,
     pub linking: LinkingSettings,
+    pub sync: SyncSettings,
 }
 
 impl Config {
@@ -104,8 +129,11 @@ impl Config {
                 crosswalk: raw.linking.crosswalk.clone().map(resolve),
                 ..raw.linking
             },
+            sync: raw.sync,
         };
         cfg.link_rules()?;
+        cfg.schedules()?;
+        cfg.missed_runs()?;
         for name in cfg.sources.keys() {
             cfg.connector(name)?;
         }
@@ -152,10 +180,12 @@ impl Config {
                 ),
             ));
         };
-        // The `link` table is the linker's, not the connector's.
+        // Linking and scheduling keys are the engine's, not the connector's.
         let mut table = table.clone();
         if let Some(map) = table.as_object_mut() {
-            map.remove("link");
+            for key in ENGINE_KEYS {
+                map.remove(*key);
+            }
         }
         factory
             .build(SourceContext {
@@ -196,6 +226,68 @@ impl Config {
             out.insert(name.clone(), compiled);
         }
         Ok(out)
+    }
+
+    /// Each scheduled source's schedule, from its `schedule`, `timezone` and
+    /// `jitter_s` keys.
+    pub fn schedules(&self) -> Result<BTreeMap<String, Schedule>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, table) in &self.sources {
+            let err = |key: &str, reason: String| ConfigError::Source {
+                path: self.path.clone(),
+                source_name: name.clone(),
+                key: format!(".{key}"),
+                reason,
+            };
+            let text = |key: &str| -> Result<Option<&str>, ConfigError> {
+                match table.get(key) {
+                    None => Ok(None),
+                    Some(v) => v
+                        .as_str()
+                        .map(Some)
+                        .ok_or_else(|| err(key, "expected a string".into())),
+                }
+            };
+            let Some(expr) = text("schedule")? else {
+                for key in ["timezone", "jitter_s"] {
+                    if table.get(key).is_some() {
+                        return Err(err(key, "set without a `schedule`".into()));
+                    }
+                }
+                continue;
+            };
+            let zone_key = if table.get("timezone").is_some() {
+                "timezone"
+            } else {
+                "schedule"
+            };
+            let zone_name = text("timezone")?.or(self.sync.timezone.as_deref());
+            let zone = Zone::parse(zone_name).map_err(|e| err(zone_key, e.to_string()))?;
+            let jitter = match table.get("jitter_s") {
+                None => 0,
+                // Numbers arrive as strings when they come from the environment.
+                Some(v) => v
+                    .as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| err("jitter_s", "expected a number of seconds".into()))?,
+            };
+            let schedule =
+                Schedule::new(expr, zone, jitter).map_err(|e| err("schedule", e.to_string()))?;
+            out.insert(name.clone(), schedule);
+        }
+        Ok(out)
+    }
+
+    /// The policy for fires missed while `serve` was down.
+    pub fn missed_runs(&self) -> Result<Missed, ConfigError> {
+        match &self.sync.missed_runs {
+            None => Ok(Missed::default()),
+            Some(s) => s.parse().map_err(|reason| ConfigError::Invalid {
+                path: self.path.clone(),
+                reason: format!("key `sync.missed_runs`: {reason}"),
+            }),
+        }
     }
 
     /// How the `visits` view ties sessions to visits.
@@ -269,6 +361,18 @@ pub fn example() -> String {
          # data_dir = \"crossdex-data\"\n\n\
          # A folder of extra saved queries (*.sql) for `crossdex sql --saved`.\n\
          # queries_dir = \"queries\"\n\n\
+         # How syncs run. `crossdex sync` fetches up to parallel_sources sources at once.\n\
+         # `crossdex serve` syncs each source on its own schedule, a cron expression\n\
+         # (minute hour day-of-month month day-of-week) set in the source's table:\n\
+         #   schedule = \"0 2 * * *\"     # every night at 02:00\n\
+         #   timezone = \"Europe/Paris\"  # default: [sync] timezone, else the machine's\n\
+         #   jitter_s = 600             # start up to 10 minutes late, spreading sources\n\
+         # [sync]\n\
+         # parallel_sources = 4\n\
+         # timezone = \"Europe/Paris\"\n\
+         # missed_runs = \"catch-up\"     # one run at start-up for fires missed while serve\n\
+         #                              # was down; \"skip\" waits for the next fire\n\
+         # shutdown_grace_s = 30        # on SIGTERM, running syncs get this long to finish\n\n\
          # One [sources.<name>] table per source; `type` selects the connector.\n\n",
     );
     // The first example is live so the file loads as written; the others need

@@ -50,8 +50,11 @@ pub(crate) struct Linking {
 
 /// Links the subject keys of the index at `dir` and stores the links, so `records`,
 /// `observations` and `subjects` show `subject_id`. Runs after every sync.
-pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Linking> {
-    let linking = compute(config, dir).await?;
+pub(crate) async fn update(
+    config: &Config,
+    writer: &mut crossdex_store::Writer,
+) -> Result<Linking> {
+    let linking = compute(config, writer.root()).await?;
     let by_key: BTreeMap<(&str, &str), &Key> = linking
         .keys
         .iter()
@@ -91,7 +94,6 @@ pub(crate) async fn update(config: &Config, dir: &std::path::Path) -> Result<Lin
             birth_year: identifier(&c.source, &c.subject_key, "birth_year"),
         });
     }
-    let mut writer = crossdex_store::Writer::open(dir).map_err(|e| CliError::Runtime(e.into()))?;
     writer
         .set_subject_links(&rows)
         .map_err(|e| CliError::Runtime(e.into()))?;

@@ -12,6 +12,7 @@ mod link;
 mod registry;
 mod saved;
 mod simulate;
+mod syncing;
 
 use std::process::ExitCode;
 
@@ -75,6 +76,12 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+/// An error's message with its causes, as printed on stderr.
+pub fn error_text(e: &CliError) -> String {
+    let (CliError::Usage(err) | CliError::Runtime(err)) = e;
+    format!("{err:#}")
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -107,8 +114,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            let (CliError::Usage(err) | CliError::Runtime(err)) = &e;
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(e.exit_code())
         }
     }

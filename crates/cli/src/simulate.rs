@@ -12,9 +12,10 @@ use crossdex_store::RunStatus;
 
 use crate::CliError;
 use crate::args::{CohortArgs, DemoArgs, GlobalArgs, SimArgs};
-use crate::commands::{print, saved_queries, sync_all};
+use crate::commands::{print, saved_queries};
 use crate::config::Config;
 use crate::registry;
+use crate::syncing::sync_all;
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
@@ -190,9 +191,9 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     });
     println!("\nIndexing them into {}:\n", dir.display());
     let names = config.source_names();
-    let runs = sync_all(&config, &dir, &names, false).await?;
-    let linking = crate::link::update(&config, &dir).await?;
-    eprintln!("{}", crate::link::summary(&linking));
+    let config = std::sync::Arc::new(config);
+    let (runs, linking) = sync_all(config.clone(), &dir, &names, false, None).await?;
+    let linking = linking.ok_or_else(|| anyhow::anyhow!("no source was synced"))?;
     let engine = QueryEngine::open(&dir)?;
     let queries = saved_queries(None)?;
 

@@ -327,6 +327,19 @@ impl Simulators {
         }
     }
 
+    /// Stops one system's server, as a server that goes down: its port refuses
+    /// connections from then on. The others keep serving.
+    pub async fn stop_system(&mut self, s: System) {
+        let Some(i) = self.running.iter().position(|r| r.system == s) else {
+            return;
+        };
+        let mut r = self.running.remove(i);
+        if let Some(tx) = r.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = r.task.await;
+    }
+
     /// Stops every server and waits for them to finish.
     pub async fn shutdown(mut self) {
         self.stop();

@@ -100,10 +100,10 @@ pub struct Schedule {
 impl Schedule {
     /// A five-field cron expression (minute hour day-of-month month day-of-week, or
     /// `@daily` and the like) read in `zone`, each fire delayed by up to
-    /// `jitter_s` seconds.
+    /// `jitter_s` seconds. A sixth, leading field gives seconds.
     pub fn new(expr: &str, zone: Zone, jitter_s: u32) -> Result<Schedule, ScheduleError> {
         let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
+            .seconds(croner::parser::Seconds::Optional)
             .build()
             .parse(expr)
             .map_err(|e| ScheduleError::Cron {

@@ -164,8 +164,11 @@ fn jitter_delays_within_its_bound_and_stays_put_across_restarts() {
 fn bad_expressions_and_zones_are_named() {
     let e = Schedule::new("0 25 * * *", Zone::Local, 0).unwrap_err();
     assert!(e.to_string().contains("\"0 25 * * *\""), "{e}");
-    let e = Schedule::new("0 0 2 * * *", Zone::Local, 0).unwrap_err();
+    let e = Schedule::new("61 * * * *", Zone::Local, 0).unwrap_err();
     assert!(e.to_string().contains("invalid cron expression"), "{e}");
+    let every_2s = Schedule::new("*/2 * * * * *", Zone::Local, 0).unwrap();
+    let t = utc(2026, 6, 1, 0, 0);
+    assert_eq!(every_2s.next_fire(t), Some(t + TimeDelta::seconds(2)));
     let e = Zone::parse(Some("Europe/Pariss")).unwrap_err();
     assert!(e.to_string().contains("Europe/Pariss"), "{e}");
     assert!(Schedule::new("0 0 30 2 *", Zone::Local, 0).is_err());

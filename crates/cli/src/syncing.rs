@@ -1,0 +1,385 @@
+//! `sync` and `serve`: the sync runner wired to the configuration, the terminal and
+//! subject linking, and the scheduler of `serve` wired to signals.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use crossdex_model::SyncMode;
+use crossdex_store::{RunStatus, StoreError, SyncRun, Writer};
+use crossdex_sync::schedule::{Scheduler, SystemClock};
+use crossdex_sync::{Job, Limits, Observer, Progress, Stop, SyncOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::{mpsc, watch};
+
+use crate::CliError;
+use crate::config::Config;
+use crate::link::Linking;
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// How progress reaches the user.
+enum Ui {
+    /// One bar per source, redrawn in place: stderr is a terminal.
+    Bars {
+        multi: MultiProgress,
+        bars: Mutex<HashMap<String, ProgressBar>>,
+    },
+    /// A line when a source starts and ends, and one every few seconds in between:
+    /// stderr goes to a log.
+    Lines {
+        last: Mutex<HashMap<String, Instant>>,
+    },
+}
+
+impl Ui {
+    fn new() -> Ui {
+        if std::io::stderr().is_terminal() {
+            Ui::Bars {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                bars: Mutex::new(HashMap::new()),
+            }
+        } else {
+            Ui::Lines {
+                last: Mutex::new(HashMap::new()),
+            }
+        }
+    }
+
+    fn bar(&self, source: &str) -> Option<ProgressBar> {
+        match self {
+            Ui::Bars { bars, .. } => bars.lock().ok()?.get(source).cloned(),
+            Ui::Lines { .. } => None,
+        }
+    }
+
+    /// Whether a periodic line for `source` is due.
+    fn line_due(&self, source: &str) -> bool {
+        let Ui::Lines { last } = self else {
+            return false;
+        };
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match last.get(source) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(5) => false,
+            _ => {
+                last.insert(source.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    /// Prints a line without tearing the bars.
+    fn println(&self, line: &str) {
+        match self {
+            Ui::Bars { multi, .. } => {
+                if multi.println(line).is_err() {
+                    eprintln!("{line}");
+                }
+            }
+            Ui::Lines { .. } => eprintln!("{line}"),
+        }
+    }
+}
+
+/// What `sync` and `serve` show while sources sync, and the linking that follows.
+struct Follow {
+    config: Arc<Config>,
+    ui: Ui,
+    started: Mutex<HashMap<String, Instant>>,
+    linking: Mutex<Option<Result<Linking>>>,
+    /// `serve` prints a timestamp before each line; its output is a log.
+    stamped: bool,
+}
+
+impl Follow {
+    fn new(config: Arc<Config>, stamped: bool) -> Follow {
+        Follow {
+            config,
+            ui: Ui::new(),
+            started: Mutex::new(HashMap::new()),
+            linking: Mutex::new(None),
+            stamped,
+        }
+    }
+
+    fn say(&self, line: &str) {
+        if self.stamped {
+            let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+            self.ui.println(&format!("{now} {line}"));
+        } else {
+            self.ui.println(line);
+        }
+    }
+
+    fn take_linking(&self) -> Option<Result<Linking>> {
+        self.linking.lock().ok()?.take()
+    }
+}
+
+#[async_trait]
+impl Observer for Follow {
+    fn started(&self, source: &str, mode: SyncMode) {
+        if let Ok(mut s) = self.started.lock() {
+            s.insert(source.to_owned(), Instant::now());
+        }
+        match &self.ui {
+            Ui::Bars { multi, bars } => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:<12} {elapsed:>4} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(source.to_owned());
+                bar.set_message(format!("{} sync: connecting", mode.as_str()));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                if let Ok(mut b) = bars.lock() {
+                    b.insert(source.to_owned(), bar);
+                }
+            }
+            Ui::Lines { .. } => self.say(&format!("{source}: {} sync started", mode.as_str())),
+        }
+    }
+
+    fn fetched(&self, source: &str, pages: u64, items: u64) {
+        if let Some(bar) = self.ui.bar(source) {
+            bar.set_message(format!("fetched {items} items in {pages} pages"));
+        } else if self.ui.line_due(source) {
+            self.say(&format!(
+                "{source}: fetched {items} items in {pages} pages so far"
+            ));
+        }
+    }
+
+    fn progress(&self, p: &Progress<'_>) {
+        let c = p.counts;
+        let written = format!(
+            "written: {} added, {} updated, {} unchanged, {} rejected",
+            c.added, c.updated, c.unchanged, c.rejected
+        );
+        if let Some(bar) = self.ui.bar(p.source) {
+            bar.set_message(written);
+        } else if self.ui.line_due(p.source) {
+            self.say(&format!("{}: {} pages {written} so far", p.source, p.pages));
+        }
+    }
+
+    fn finished(&self, run: &SyncRun) {
+        let elapsed = self
+            .started
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&run.source))
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        let line = crate::commands::run_line(run, elapsed);
+        if let Some(bar) = self.ui.bar(&run.source) {
+            bar.finish_and_clear();
+        }
+        self.say(&line);
+    }
+
+    async fn settled(&self, writer: &mut Writer) {
+        let result = crate::link::update(&self.config, writer).await;
+        match &result {
+            Ok(l) => self.say(&crate::link::summary(l)),
+            Err(e) => self.say(&format!("linking failed: {}", crate::error_text(e))),
+        }
+        if let Ok(mut slot) = self.linking.lock() {
+            *slot = Some(result);
+        }
+    }
+}
+
+fn limits(config: &Config, jobs: Option<usize>) -> Limits {
+    Limits {
+        sources: jobs
+            .or(config.sync.parallel_sources)
+            .unwrap_or(Limits::default().sources),
+    }
+}
+
+fn open_writer(dir: &Path) -> Result<Writer> {
+    Writer::open(dir).map_err(|e| match e {
+        StoreError::Locked { .. } => CliError::Runtime(anyhow::anyhow!(
+            "{e}; is `crossdex serve` or another sync running? Its runs show in `crossdex status`"
+        )),
+        other => other.into(),
+    })
+}
+
+fn job(config: &Config, name: &str, full: bool) -> Result<Job> {
+    Ok(Job {
+        connector: Arc::from(config.connector(name)?),
+        options: SyncOptions { full },
+    })
+}
+
+/// Syncs `names`, fetching several at once, then links subjects. A failing source
+/// does not stop the others; its run is recorded as failed.
+pub(crate) async fn sync_all(
+    config: Arc<Config>,
+    dir: &Path,
+    names: &[String],
+    full: bool,
+    jobs: Option<usize>,
+) -> Result<(Vec<SyncRun>, Option<Linking>)> {
+    let mut writer = open_writer(dir)?;
+    let (tx, rx) = mpsc::channel(names.len().max(1));
+    for name in names {
+        // Capacity is the number of names: never waits.
+        let _ = tx.send(job(&config, name, full)?).await;
+    }
+    drop(tx);
+    let follow = Arc::new(Follow::new(config.clone(), false));
+    let (_stop, stop_rx) = watch::channel(Stop::Run);
+    let runs = crossdex_sync::run(
+        &mut writer,
+        rx,
+        limits(&config, jobs),
+        follow.clone(),
+        stop_rx,
+    )
+    .await
+    .map_err(|e| CliError::Runtime(e.into()))?;
+    let linking = follow.take_linking().transpose()?;
+    Ok((runs, linking))
+}
+
+/// When each source's last recorded run started.
+pub(crate) async fn last_started(dir: &Path) -> Result<BTreeMap<String, DateTime<Utc>>> {
+    let engine = crossdex_query::QueryEngine::open(dir)?;
+    let out = engine
+        .sql(
+            "SELECT source, CAST(to_unixtime(max(started_at)) AS BIGINT) AS t FROM sync_runs GROUP BY source",
+            vec![],
+        )
+        .await?;
+    let rows = out.rows_as_text().map_err(anyhow::Error::from)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let t = DateTime::from_timestamp(r.get(1)?.parse().ok()?, 0)?;
+            Some((r.first()?.clone(), t))
+        })
+        .collect())
+}
+
+/// The plan `serve` would follow if started now: each scheduled source's next run.
+pub(crate) async fn plan(config: &Config, dir: &Path) -> Result<Scheduler> {
+    let last = if dir.join("index").exists() {
+        last_started(dir).await?
+    } else {
+        BTreeMap::new()
+    };
+    Ok(Scheduler::new(
+        config.schedules()?,
+        &last,
+        config.missed_runs()?,
+        Utc::now(),
+    ))
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `crossdex serve`: syncs each scheduled source when due until SIGINT or SIGTERM.
+pub(crate) async fn serve(config: Arc<Config>, dir: &Path) -> Result<std::process::ExitCode> {
+    let schedules = config.schedules()?;
+    if schedules.is_empty() {
+        return Err(CliError::usage(format!(
+            "no source in {} has a `schedule`; add one to a [sources.<name>] table, e.g. schedule = \"0 2 * * *\"",
+            config.path.display()
+        )));
+    }
+    let mut writer = open_writer(dir)?;
+    let scheduler = plan(&config, dir).await?;
+    let follow = Arc::new(Follow::new(config.clone(), true));
+    for (name, s) in &schedules {
+        let next = scheduler
+            .next_run(name)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "never".into());
+        follow.say(&format!(
+            "{name}: schedule \"{}\" ({}), next run {next}",
+            s.expr(),
+            s.zone()
+        ));
+    }
+    let grace = Duration::from_secs(config.sync.shutdown_grace_s.unwrap_or(30));
+    let (stop, stop_rx) = watch::channel(Stop::Run);
+    let signals = {
+        let follow = follow.clone();
+        tokio::spawn(async move {
+            signal().await;
+            follow.say(&format!(
+                "stopping: no new runs; running syncs get {}s to finish (signal again to abandon them)",
+                grace.as_secs()
+            ));
+            let _ = stop.send(Stop::Drain);
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = signal() => {}
+            }
+            follow.say("abandoning running syncs; the previous state of their sources stays");
+            let _ = stop.send(Stop::Abandon);
+        })
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let driver = {
+        let config = config.clone();
+        let follow = follow.clone();
+        let stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let job_of = |name: &str| match job(&config, name, false) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    follow.say(&format!("{name}: cannot start: {}", crate::error_text(&e)));
+                    None
+                }
+            };
+            crossdex_sync::schedule::drive(scheduler, &SystemClock, job_of, tx, stop_rx).await;
+        })
+    };
+    let result = crossdex_sync::run(
+        &mut writer,
+        rx,
+        limits(&config, None),
+        follow.clone(),
+        stop_rx,
+    )
+    .await;
+    signals.abort();
+    driver.abort();
+    let runs = result.map_err(|e| CliError::Runtime(e.into()))?;
+    let failed = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Failed)
+        .count();
+    follow.say(&format!(
+        "stopped after {} runs ({failed} failed)",
+        runs.len()
+    ));
+    Ok(std::process::ExitCode::SUCCESS)
+}
