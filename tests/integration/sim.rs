@@ -502,32 +502,79 @@ async fn one_source_down_leaves_the_others_synced() {
 async fn a_sync_killed_midway_is_completed_by_the_next_one() {
     let s = Sandbox::new();
     let (sims, cfg) = simulators(&s, 120).await;
-    // Slow answers make the sync long enough to be killed in the middle.
+    // Slow answers make the sync long enough to be killed in the middle; XNAT,
+    // the largest, slowest of all.
     for system in crossdex_sim::System::ALL {
+        let latency_ms = if system == crossdex_sim::System::Xnat {
+            25
+        } else {
+            5
+        };
         sims.set_faults(
             system,
             crossdex_sim::Faults {
-                latency_ms: 5,
+                latency_ms,
                 ..crossdex_sim::Faults::default()
             },
         );
     }
-    let mut child = s
+    let child = s
         .command()
         .args(["-c", &cfg, "sync", "--all"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("sync starts");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut child = Running(child);
+    let cfg = cfg.as_str();
+    // SIGKILL as soon as one source is committed, while others are still syncing.
+    let committed_sql = "SELECT source FROM sync_runs WHERE status = 'succeeded' ORDER BY source";
+    let committed = || -> Vec<String> {
+        let run = s.run(&["-c", cfg, "sql", "--format", "csv", committed_sql]);
+        run.stdout.lines().skip(1).map(str::to_owned).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if !tokio::task::block_in_place(committed).is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no source was ever committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    // What the killed process committed, read once it is dead.
+    let before = tokio::task::block_in_place(committed);
+    assert!(
+        !before.contains(&"xnat".to_owned()),
+        "the kill came while XNAT was still syncing: {before:?}"
+    );
     for system in crossdex_sim::System::ALL {
         sims.set_faults(system, crossdex_sim::Faults::default());
     }
-    let cfg = cfg.as_str();
     let run = tokio::task::block_in_place(|| s.run(&["-c", cfg, "sync", "--all"]));
     assert_eq!(run.code, 0, "{run:?}");
+    // The rerun resumes each committed source from its checkpoint; the others start
+    // over, since nothing of them was committed.
+    let modes =
+        tokio::task::block_in_place(|| {
+            s.run(&[
+            "-c", cfg, "sql", "--format", "csv",
+            "SELECT source, last_value(mode ORDER BY started_at) FROM sync_runs GROUP BY source",
+        ])
+        });
+    for line in modes.stdout.lines().skip(1) {
+        let (source, mode) = line.split_once(',').expect("two columns");
+        let expected = if before.iter().any(|b| b == source) {
+            "incremental"
+        } else {
+            "full"
+        };
+        assert_eq!(mode, expected, "{source} after the kill: {modes:?}");
+    }
     let total = tokio::task::block_in_place(|| count(&s, cfg, "SELECT count(*) FROM records"));
     let distinct =
         tokio::task::block_in_place(|| count(&s, cfg, "SELECT count(DISTINCT id) FROM records"));
