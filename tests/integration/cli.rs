@@ -553,3 +553,50 @@ fn fields_that_appear_vanish_or_change_type_flow_into_observations() {
         [["43"]]
     );
 }
+
+#[test]
+fn serve_needs_a_schedule_and_bad_schedules_are_named() {
+    let s = Sandbox::new();
+    let run = s.run(&["serve"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("has a `schedule`"), "{run:?}");
+
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    let with = |extra: &str| {
+        let text = config.replace(
+            "type = \"files\"\npath = \"clinic\"",
+            &format!("type = \"files\"\npath = \"clinic\"\n{extra}"),
+        );
+        std::fs::write(s.config(), text).unwrap();
+        s.run(&["status"])
+    };
+    let run = with("schedule = \"0 25 * * *\"");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("sources.clinic.schedule") && run.stderr.contains("0 25 * * *"),
+        "{run:?}"
+    );
+    let run = with("schedule = \"0 2 * * *\"\ntimezone = \"Europe/Pariss\"");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("sources.clinic.timezone") && run.stderr.contains("Europe/Pariss"),
+        "{run:?}"
+    );
+    let run = with("jitter_s = 60");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("without a `schedule`"), "{run:?}");
+
+    let run = with("schedule = \"30 2 * * *\"\ntimezone = \"UTC\"");
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = s.ok(&["status", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    let clinic = rows
+        .iter()
+        .find(|r| r["source"] == "clinic")
+        .expect("clinic listed");
+    assert_eq!(clinic["schedule"], "30 2 * * * (UTC)");
+    assert!(
+        clinic["next_run"].as_str().is_some_and(|t| t.contains("T")),
+        "never synced: due at once under catch-up: {clinic}"
+    );
+}

@@ -66,7 +66,7 @@ pub enum Command {
     },
     /// Pull sources into the index. Each source's sync becomes visible all at once.
     #[command(
-        after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared"
+        after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared\n  crossdex sync --all -j 1      one source at a time"
     )]
     Sync(SyncArgs),
     /// Show each source's state and its last sync run.
