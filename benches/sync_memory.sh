@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of `crossdex sync --all` against the simulators, at 1x and 10x subjects.
 #   benches/sync_memory.sh [SUBJECTS]        (default 1000: runs 1000 and 10000)
+#   PROFILE=dev benches/sync_memory.sh       the debug build, when no release build is at hand
 #
 # Each size gets its own simulators (`crossdex sim`, a separate process whose memory
 # is not counted) and a fresh data directory. The sync's peak resident set comes from
@@ -10,8 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-1000}
-cargo build --profile bench --bin crossdex
-bin=target/release/crossdex
+case "${PROFILE:-bench}" in
+dev) cargo build --bin crossdex; bin=target/debug/crossdex ;;
+*) cargo build --profile bench --bin crossdex; bin=target/release/crossdex ;;
+esac
 [ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install time)" >&2; exit 2; }
 work=$(mktemp -d)
 sim_pid=

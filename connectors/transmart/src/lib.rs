@@ -28,6 +28,8 @@ use crossdex_model::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Entities per page handed to the store when a study is decoded.
+const ENTITIES_PER_PAGE: usize = 1000;
 /// `[sources.<name>]` of `type = "transmart"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -608,23 +610,34 @@ impl Connector for TransmartConnector {
                 state.studies.insert(sid, old.clone());
                 continue;
             }
-            let (entities, rejected) = self.study_entities(study, &study_nodes, &cube)?;
+            let (mut entities, rejected) = self.study_entities(study, &study_nodes, &cube)?;
+            drop(cube);
             let ids: Vec<String> = entities.iter().map(|e| e.record.id.clone()).collect();
-            let mut page = Page {
-                upserts: entities,
-                deletions: Vec::new(),
-                rejected,
-            };
+            let mut deletions = Vec::new();
             if let Some(old) = prev.studies.get(&sid) {
-                page.deletions = old
+                let now: std::collections::HashSet<&String> = ids.iter().collect();
+                deletions = old
                     .ids
                     .iter()
-                    .filter(|i| !ids.contains(i))
+                    .filter(|i| !now.contains(i))
                     .cloned()
                     .collect();
             }
             state.studies.insert(sid, StudyState { hash: h, ids });
-            sink.page(page).await?;
+            // The study arrives as one hypercube; the store takes it in bounded pages.
+            let mut page = Page {
+                upserts: Vec::new(),
+                deletions,
+                rejected,
+            };
+            while !entities.is_empty() {
+                let rest = entities.split_off(entities.len().min(ENTITIES_PER_PAGE));
+                page.upserts = std::mem::replace(&mut entities, rest);
+                sink.page(std::mem::take(&mut page)).await?;
+            }
+            if !page.is_empty() {
+                sink.page(page).await?;
+            }
         }
         if mode == SyncMode::Incremental {
             let gone: Vec<String> = prev

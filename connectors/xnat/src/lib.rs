@@ -27,6 +27,9 @@ use crossdex_model::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// Subjects per page handed to the store: a listing of thousands of subjects is
+/// still written in bounded steps.
+const SUBJECTS_PER_PAGE: usize = 500;
 /// `[sources.<name>]` of `type = "xnat"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -584,6 +587,9 @@ impl Connector for XnatConnector {
             state.subjects.insert(id);
             if previous.is_none() || newer(row, &prev.subjects_modified) {
                 page.upserts.push(self.subject_entity(row));
+                if page.upserts.len() >= SUBJECTS_PER_PAGE {
+                    sink.page(std::mem::take(&mut page)).await?;
+                }
             }
         }
         sink.page(std::mem::take(&mut page)).await?;
