@@ -4,9 +4,9 @@
 #   PROFILE=dev benches/sync_memory.sh       the debug build, when no release build is at hand
 #
 # Each size gets its own simulators (`crossdex sim`, a separate process whose memory
-# is not counted) and a fresh data directory. The sync's peak resident set comes from
-# GNU time (`/usr/bin/time -v`, "Maximum resident set size"). A second, incremental
-# sync of the same world is measured too. Figures are printed as a table with the
+# is not counted) and a fresh data directory. The sync's peak anonymous memory
+# (RssAnon: heap, not the index files mapped from disk) is sampled from /proc. A
+# second, incremental sync of the same world is measured too. Figures are printed as a table with the
 # 10x/1x ratios; the machine is shared, so compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,6 @@ case "${PROFILE:-bench}" in
 dev) cargo build --bin crossdex; bin=target/debug/crossdex ;;
 *) cargo build --profile bench --bin crossdex; bin=target/release/crossdex ;;
 esac
-[ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install time)" >&2; exit 2; }
 work=$(mktemp -d)
 sim_pid=
 cleanup() {
@@ -24,18 +23,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# measure LABEL ARGS...: runs crossdex, prints "seconds max_rss_kib"
+# measure LABEL ARGS...: runs crossdex, prints "seconds max_anon_kib".
+# RSS counts the index files tantivy maps into memory, which the kernel drops at will;
+# RssAnon, sampled from /proc every 50 ms, is the process's own (heap) memory.
 measure() {
     local label=$1
     shift
-    /usr/bin/time -v -o "$work/$label.time" "$bin" "$@" >"$work/$label.out" 2>&1 || {
-        cat "$work/$label.out" >&2
-        exit 1
-    }
-    local rss secs
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/$label.time")
-    secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/$label.time")
-    echo "$secs $rss"
+    local start anon=0 pid
+    start=$(date +%s.%N)
+    "$bin" "$@" >"$work/$label.out" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        local a
+        a=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ -n "$a" ] && [ "$a" -gt "$anon" ] && anon=$a
+        sleep 0.05
+    done
+    wait "$pid" || { cat "$work/$label.out" >&2; exit 1; }
+    awk -v s="$start" -v e="$(date +%s.%N)" -v a="$anon" 'BEGIN { printf "%.1fs %d\n", e - s, a }'
 }
 
 declare -A records full_rss full_time incr_rss incr_time
@@ -63,11 +68,11 @@ for n in "$base" $((base * 10)); do
 done
 
 big=$((base * 10))
-printf '\n| subjects | records | full sync | peak RSS (full) | incremental sync | peak RSS (incremental) |\n'
+printf '\n| subjects | records | full sync | peak heap (full) | incremental sync | peak heap (incremental) |\n'
 printf '|---|---|---|---|---|---|\n'
 for n in "$base" "$big"; do
     printf '| %s | %s | %s | %d MiB | %s | %d MiB |\n' "$n" "${records[$n]}" "${full_time[$n]}" \
         $((full_rss[$n] / 1024)) "${incr_time[$n]}" $((incr_rss[$n] / 1024))
 done
 awk -v a="${full_rss[$base]}" -v b="${full_rss[$big]}" -v ra="${records[$base]}" -v rb="${records[$big]}" \
-    'BEGIN { printf "\n10x subjects: %.1fx records, peak RSS of a full sync %.2fx\n", rb / ra, b / a }'
+    'BEGIN { printf "\n10x subjects: %.1fx records, peak heap of a full sync %.2fx\n", rb / ra, b / a }'
