@@ -2,6 +2,9 @@
 //! pages into a store transaction, commits it with the connector's checkpoint, and
 //! records every run, failed ones included, in `sync_runs`.
 //!
+//! [`run`] syncs several sources at once (fetching concurrently, writing one at a
+//! time) and [`schedule`] decides when each source is due.
+//!
 //! This crate owns the sync protocol between [`crossdex_model::Connector`] and
 //! [`crossdex_store::Writer`]. It does not know any source system, and it does not
 //! parse configuration: the binary builds connectors and hands them over.
