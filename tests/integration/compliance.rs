@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::Arc;
 
 use crossdex_model::{ConnectorFactory, SourceContext};
 use crossdex_query::QueryEngine;
@@ -229,9 +230,14 @@ async fn sync(t: &Target, config: Value, dir: &Path, full: bool) -> SyncRun {
         })
         .expect("connector builds");
     let mut writer = Writer::open(dir.join("data")).expect("writer");
-    crossdex_sync::sync_source(&mut writer, connector.as_ref(), SyncOptions { full }, &())
-        .await
-        .expect("the store works")
+    crossdex_sync::sync_source(
+        &mut writer,
+        Arc::from(connector),
+        SyncOptions { full },
+        Arc::new(()),
+    )
+    .await
+    .expect("the store works")
 }
 
 async fn indexed(dir: &Path) -> Counts {
@@ -504,9 +510,9 @@ async fn an_expired_session_is_renewed(t: Target, login_path: &str) {
     let mut writer = Writer::open(dir.path().join("data")).expect("writer");
     let run = crossdex_sync::sync_source(
         &mut writer,
-        connector.as_ref(),
+        Arc::from(connector),
         SyncOptions { full: true },
-        &(),
+        Arc::new(()),
     )
     .await
     .expect("store works");

@@ -226,23 +226,19 @@ pub(crate) async fn sync_all(
     dir: &Path,
     names: &[String],
     full: bool,
-    jobs: Option<usize>,
+    jobs_limit: Option<usize>,
 ) -> Result<(Vec<SyncRun>, Option<Linking>)> {
     let mut writer = open_writer(dir)?;
-    let (tx, rx) = mpsc::channel(names.len().max(1));
-    for name in names {
-        // Capacity is the number of names: never waits.
-        let _ = tx.send(job(&config, name, full)?).await;
-    }
-    drop(tx);
+    let jobs = names
+        .iter()
+        .map(|name| job(&config, name, full))
+        .collect::<Result<Vec<_>>>()?;
     let follow = Arc::new(Follow::new(config.clone(), false));
-    let (_stop, stop_rx) = watch::channel(Stop::Run);
-    let runs = crossdex_sync::run(
+    let runs = crossdex_sync::run_jobs(
         &mut writer,
-        rx,
-        limits(&config, jobs),
+        jobs,
+        limits(&config, jobs_limit),
         follow.clone(),
-        stop_rx,
     )
     .await
     .map_err(|e| CliError::Runtime(e.into()))?;

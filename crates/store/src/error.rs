@@ -59,8 +59,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// An I/O failure on `path` while doing `action` ("cannot create", ...).
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         StoreError::Io {
             action,
             path: path.into(),

@@ -445,6 +445,12 @@ impl std::fmt::Debug for SyncTxn<'_> {
 }
 
 impl SyncTxn<'_> {
+    /// The state committed before this transaction, which it will replace for its
+    /// source only.
+    pub fn committed(&self) -> &Manifest {
+        &self.w.manifest
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         self.counts

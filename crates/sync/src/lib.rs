@@ -1,9 +1,10 @@
-//! Runs one connector's sync into the store: picks the mode, streams the connector's
-//! pages into a store transaction, commits it with the connector's checkpoint, and
-//! records every run, failed ones included, in `sync_runs`.
+//! Runs connectors' syncs into the store: picks each one's mode, streams its pages
+//! into a store transaction, commits it with the connector's checkpoint, and records
+//! every run, failed ones included, in `sync_runs`.
 //!
 //! [`run`] syncs several sources at once (fetching concurrently, writing one at a
-//! time) and [`schedule`] decides when each source is due.
+//! time); [`sync_source`] is the same for one source. [`schedule`] decides when each
+//! source is due.
 //!
 //! This crate owns the sync protocol between [`crossdex_model::Connector`] and
 //! [`crossdex_store::Writer`]. It does not know any source system, and it does not
@@ -11,10 +12,11 @@
 
 #![warn(missing_docs)]
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use chrono::Utc;
-use crossdex_model::{Connector, Page, PageSink, SinkError, SyncMode, SyncRequest};
-use crossdex_store::{Counts, Manifest, StoreError, SyncRun, SyncTxn, Writer};
+use crossdex_model::{Connector, SyncMode};
+use crossdex_store::{Counts, Manifest, StoreError, SyncRun, Writer};
 
 /// Errors that stop a sync from being recorded at all. A failing source is not one of
 /// them: its failure is recorded as a failed run and returned as such.
@@ -27,6 +29,14 @@ pub enum SyncError {
         source_name: String,
         /// The cause.
         error: StoreError,
+    },
+    /// The folder that holds pages waiting for the writer cannot be made.
+    #[error("cannot create the spool folder {path}: {error}")]
+    Spool {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        error: std::io::Error,
     },
 }
 
@@ -72,30 +82,9 @@ pub trait Observer: Send + Sync {
 
 impl Observer for () {}
 
-struct TxnSink<'t, 'w> {
-    txn: &'t mut SyncTxn<'w>,
-    source: &'t str,
-    pages: u64,
-    progress: &'t dyn Observer,
-}
-
-#[async_trait]
-impl PageSink for TxnSink<'_, '_> {
-    async fn page(&mut self, page: Page) -> Result<(), SinkError> {
-        self.txn.apply(page).map_err(|e| SinkError(Box::new(e)))?;
-        self.pages += 1;
-        self.progress.progress(&Progress {
-            source: self.source,
-            pages: self.pages,
-            counts: self.txn.counts(),
-        });
-        Ok(())
-    }
-}
-
 /// Chooses the mode: incremental only when asked for, supported, and resumable from
 /// a committed checkpoint.
-pub fn choose_mode(
+pub(crate) fn choose_mode(
     manifest: &Manifest,
     connector: &dyn Connector,
     options: SyncOptions,
@@ -112,66 +101,37 @@ pub fn choose_mode(
     (mode, checkpoint)
 }
 
-/// Syncs one source. Returns the recorded run: succeeded, partial (some items
-/// rejected) or failed (nothing changed but `sync_runs`).
+/// Syncs one source through [`run`]. Returns the recorded run: succeeded, partial
+/// (some items rejected) or failed (nothing changed but `sync_runs`).
 pub async fn sync_source(
     writer: &mut Writer,
-    connector: &dyn Connector,
+    connector: Arc<dyn Connector>,
     options: SyncOptions,
-    progress: &dyn Observer,
+    observer: Arc<dyn Observer>,
 ) -> Result<SyncRun, SyncError> {
-    let source = connector.source().to_owned();
-    let store_err = |error| SyncError::Store {
-        source_name: source.clone(),
-        error,
-    };
-    let (mode, checkpoint) = choose_mode(writer.manifest(), connector, options);
-    progress.started(&source, mode);
-    let started_at = Utc::now();
-    tracing::info!(source = %source, mode = mode.as_str(), "sync started");
-    let mut txn = writer
-        .begin(&source, connector.system(), started_at)
-        .map_err(store_err)?;
-    let outcome = {
-        let mut sink = TxnSink {
-            txn: &mut txn,
-            source: &source,
-            pages: 0,
-            progress,
-        };
-        connector
-            .sync(SyncRequest { mode, checkpoint }, &mut sink)
-            .await
-    };
-    let run = match outcome {
-        Ok(outcome) => {
-            let checkpoint = outcome.checkpoint.map(|c| c.0);
-            txn.commit(outcome.mode, checkpoint).map_err(store_err)?
-        }
-        Err(e) => {
-            drop(txn);
-            tracing::error!(source = %source, "sync failed: {e}");
-            writer
-                .record_failure(
-                    &source,
-                    connector.system(),
-                    mode,
-                    started_at,
-                    &e.to_string(),
-                )
-                .map_err(store_err)?
-        }
-    };
-    let c = run.counts;
-    tracing::info!(
-        source = %source,
-        status = run.status.as_str(),
-        added = c.added, updated = c.updated, unchanged = c.unchanged,
-        deleted = c.deleted, rejected = c.rejected,
-        "sync finished"
-    );
-    progress.finished(&run);
-    Ok(run)
+    let job = Job { connector, options };
+    let mut runs = run_jobs(writer, vec![job], Limits { sources: 1 }, observer).await?;
+    Ok(runs
+        .pop()
+        .expect("the runner records one run per job it takes"))
+}
+
+/// Runs a known list of jobs through [`run`] to the end and returns their runs, in
+/// the order they finished.
+pub async fn run_jobs(
+    writer: &mut Writer,
+    jobs: Vec<Job>,
+    limits: Limits,
+    observer: Arc<dyn Observer>,
+) -> Result<Vec<SyncRun>, SyncError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(jobs.len().max(1));
+    for job in jobs {
+        // There is room for every job and the receiver is alive: cannot fail.
+        let _ = tx.send(job).await;
+    }
+    drop(tx);
+    let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
+    run(writer, rx, limits, observer, stop_rx).await
 }
 
 mod runner;

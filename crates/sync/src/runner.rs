@@ -223,7 +223,6 @@ struct State {
     events: mpsc::UnboundedReceiver<Event>,
     jobs: Option<mpsc::Receiver<Job>>,
     stop: watch::Receiver<Stop>,
-    manifest: Manifest,
     limits: Limits,
     observer: Arc<dyn Observer>,
     spool_dir: PathBuf,
@@ -246,9 +245,9 @@ pub async fn run(
     // The writer's lock is held: whatever is spooled here was left by a process that
     // died, and its run was never committed.
     let _ = std::fs::remove_dir_all(&spool_dir);
-    std::fs::create_dir_all(&spool_dir).map_err(|e| SyncError::Store {
-        source_name: String::new(),
-        error: crossdex_store::StoreError::io("cannot create", &spool_dir, e),
+    std::fs::create_dir_all(&spool_dir).map_err(|error| SyncError::Spool {
+        path: spool_dir.clone(),
+        error,
     })?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut st = State {
@@ -259,7 +258,6 @@ pub async fn run(
         events,
         jobs: Some(jobs),
         stop,
-        manifest: writer.manifest().clone(),
         limits: Limits {
             sources: limits.sources.max(1),
         },
@@ -282,12 +280,11 @@ impl State {
             if *self.stop.borrow() == Stop::Abandon {
                 return self.abandon(writer);
             }
-            self.start_fetches();
+            self.start_fetches(writer.manifest());
             self.record_failed(writer)?;
             if self.lanes.is_empty() && self.queue.is_empty() && self.unsettled {
                 self.unsettled = false;
                 self.observer.settled(writer).await;
-                self.manifest = writer.manifest().clone();
             }
             match self.pick() {
                 Some(id) => self.apply(writer, id).await?,
@@ -345,10 +342,16 @@ impl State {
         }
     }
 
+    /// Sources whose connector has not returned yet.
+    fn fetching(&self) -> usize {
+        self.lanes.values().filter(|l| l.result.is_none()).count()
+    }
+
     /// Starts queued jobs while there is room, skipping sources that are running.
-    fn start_fetches(&mut self) {
+    /// `committed` is the store's committed state, which holds their checkpoints.
+    fn start_fetches(&mut self, committed: &Manifest) {
         let mut i = 0;
-        while i < self.queue.len() && self.lanes.len() < self.limits.sources {
+        while i < self.queue.len() && self.fetching() < self.limits.sources {
             let source = self.queue[i].connector.source();
             if self.lanes.values().any(|l| l.source == source) {
                 i += 1;
@@ -357,14 +360,14 @@ impl State {
             let Some(job) = self.queue.remove(i) else {
                 break;
             };
-            self.start(job);
+            self.start(job, committed);
         }
     }
 
-    fn start(&mut self, job: Job) {
+    fn start(&mut self, job: Job, committed: &Manifest) {
         let connector = job.connector;
         let source = connector.source().to_owned();
-        let (mode, checkpoint) = choose_mode(&self.manifest, connector.as_ref(), job.options);
+        let (mode, checkpoint) = choose_mode(committed, connector.as_ref(), job.options);
         let id = self.next_lane;
         self.next_lane += 1;
         let shared = Arc::new(Shared {
@@ -468,11 +471,11 @@ impl State {
                 source_name: lane.source.clone(),
                 error,
             })?;
-        self.finish(writer, run);
+        self.finish(run);
         Ok(())
     }
 
-    fn finish(&mut self, writer: &Writer, run: SyncRun) {
+    fn finish(&mut self, run: SyncRun) {
         let c = run.counts;
         tracing::info!(
             source = %run.source,
@@ -481,7 +484,6 @@ impl State {
             deleted = c.deleted, rejected = c.rejected,
             "sync finished"
         );
-        self.manifest = writer.manifest().clone();
         self.observer.finished(&run);
         self.runs.push(run);
         self.unsettled = true;
@@ -548,7 +550,7 @@ impl State {
                     let run = txn.commit(outcome.mode, checkpoint).map_err(store_err)?;
                     let lane = self.lanes.remove(&id).expect("the lane being applied");
                     let _ = std::fs::remove_file(&lane.shared.path);
-                    self.finish(writer, run);
+                    self.finish(run);
                     return Ok(());
                 }
                 Some(Err(e)) => break 'apply Some(e.to_string()),
@@ -566,10 +568,14 @@ impl State {
                         break 'apply Some(e);
                     }
                 }
-                Some(event) = self.events.recv() => self.on_event(event),
+                Some(event) = self.events.recv() => {
+                    // A fetch that ends frees its slot for a queued source.
+                    self.on_event(event);
+                    self.start_fetches(txn.committed());
+                }
                 job = recv_job(&mut self.jobs) => {
                     self.on_job(job);
-                    self.start_fetches();
+                    self.start_fetches(txn.committed());
                 }
             }
         };
