@@ -347,9 +347,22 @@ impl State {
         self.lanes.values().filter(|l| l.result.is_none()).count()
     }
 
+    /// Takes every job already sent, so that jobs sent while a source ran coalesce
+    /// into one queued run instead of trickling in after it started again.
+    fn take_sent_jobs(&mut self) {
+        while let Some(rx) = &mut self.jobs {
+            match rx.try_recv() {
+                Ok(job) => self.on_job(Some(job)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.on_job(None),
+            }
+        }
+    }
+
     /// Starts queued jobs while there is room, skipping sources that are running.
     /// `committed` is the store's committed state, which holds their checkpoints.
     fn start_fetches(&mut self, committed: &Manifest) {
+        self.take_sent_jobs();
         let mut i = 0;
         while i < self.queue.len() && self.fetching() < self.limits.sources {
             let source = self.queue[i].connector.source();

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Local, TimeDelta, TimeZone, Utc};
@@ -202,7 +202,7 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     now: watch::Sender<DateTime<Utc>>,
-    sleepers: Mutex<u64>,
+    sleeps: AtomicU64,
 }
 
 impl ManualClock {
@@ -210,7 +210,7 @@ impl ManualClock {
     pub fn new(at: DateTime<Utc>) -> ManualClock {
         ManualClock {
             now: watch::channel(at).0,
-            sleepers: Mutex::new(0),
+            sleeps: AtomicU64::new(0),
         }
     }
 
@@ -222,7 +222,7 @@ impl ManualClock {
     /// How many `sleep_until` calls have started so far: tests wait for the
     /// scheduler to go back to sleep before moving time on.
     pub fn sleeps(&self) -> u64 {
-        *self.sleepers.lock().unwrap_or_else(|e| e.into_inner())
+        self.sleeps.load(Ordering::SeqCst)
     }
 }
 
@@ -233,7 +233,7 @@ impl Clock for ManualClock {
     }
     async fn sleep_until(&self, at: DateTime<Utc>) {
         let mut rx = self.now.subscribe();
-        *self.sleepers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
         // The sender lives as long as the clock, which outlives this borrow.
         let _ = rx.wait_for(|now| *now >= at).await;
     }
@@ -241,9 +241,26 @@ impl Clock for ManualClock {
 
 struct Entry {
     schedule: Schedule,
-    /// The fire being waited for, and when it starts once jittered.
+    /// The coming fire, if the schedule has one.
+    next: Option<Next>,
+}
+
+#[derive(Clone, Copy)]
+struct Next {
+    /// The fire being waited for.
     fire: DateTime<Utc>,
+    /// When it starts, once jittered.
     start: DateTime<Utc>,
+}
+
+impl Next {
+    /// The first fire of `schedule` after `after`, jittered for `source`.
+    fn after(schedule: &Schedule, source: &str, after: DateTime<Utc>) -> Option<Next> {
+        schedule.next_fire(after).map(|fire| Next {
+            fire,
+            start: schedule.jittered(source, fire),
+        })
+    }
 }
 
 /// The next run of every scheduled source.
@@ -263,28 +280,19 @@ impl Scheduler {
     ) -> Scheduler {
         let mut entries = BTreeMap::new();
         for (source, schedule) in schedules {
-            let Some(fire) = schedule.next_fire(now) else {
-                continue;
-            };
             let overdue = match last_started.get(&source) {
                 None => true,
                 Some(last) => schedule.next_fire(*last).is_some_and(|f| f <= now),
             };
-            let entry = if missed == Missed::CatchUp && overdue {
-                Entry {
-                    schedule,
+            let next = if missed == Missed::CatchUp && overdue {
+                Some(Next {
                     fire: now,
                     start: now,
-                }
+                })
             } else {
-                let start = schedule.jittered(&source, fire);
-                Entry {
-                    schedule,
-                    fire,
-                    start,
-                }
+                Next::after(&schedule, &source, now)
             };
-            entries.insert(source, entry);
+            entries.insert(source, Entry { schedule, next });
         }
         Scheduler { entries }
     }
@@ -294,18 +302,11 @@ impl Scheduler {
     pub fn due(&mut self, now: DateTime<Utc>) -> Vec<String> {
         let mut due = Vec::new();
         for (source, e) in &mut self.entries {
-            if e.start > now {
+            let Some(next) = e.next.filter(|n| n.start <= now) else {
                 continue;
-            }
+            };
             due.push(source.clone());
-            let after = e.fire.max(now);
-            match e.schedule.next_fire(after) {
-                Some(fire) => {
-                    e.fire = fire;
-                    e.start = e.schedule.jittered(source, fire);
-                }
-                None => e.start = DateTime::<Utc>::MAX_UTC,
-            }
+            e.next = Next::after(&e.schedule, source, next.fire.max(now));
         }
         due
     }
@@ -314,17 +315,20 @@ impl Scheduler {
     pub fn next_wakeup(&self) -> Option<DateTime<Utc>> {
         self.entries
             .values()
-            .map(|e| e.start)
-            .filter(|t| *t < DateTime::<Utc>::MAX_UTC)
+            .filter_map(|e| e.next.map(|n| n.start))
             .min()
     }
 
     /// When `source` runs next.
     pub fn next_run(&self, source: &str) -> Option<DateTime<Utc>> {
+        self.entries.get(source)?.next.map(|n| n.start)
+    }
+
+    /// Each scheduled source with its schedule and next run, by name.
+    pub fn plan(&self) -> impl Iterator<Item = (&str, &Schedule, Option<DateTime<Utc>>)> {
         self.entries
-            .get(source)
-            .map(|e| e.start)
-            .filter(|t| *t < DateTime::<Utc>::MAX_UTC)
+            .iter()
+            .map(|(source, e)| (source.as_str(), &e.schedule, e.next.map(|n| n.start)))
     }
 }
 
