@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use crossdex_query::{OutputFormat, QueryEngine, SavedQuery};
-use crossdex_store::{RunStatus, SyncRun};
+use crossdex_query::{OutputFormat, QueryEngine, SavedQuery, sql_literal};
+use crossdex_store::RunStatus;
 
 use crate::CliError;
 use crate::args::{Cli, Command, Format, GlobalArgs, SqlArgs, SyncArgs};
@@ -167,35 +167,6 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     })
 }
 
-pub(crate) fn run_line(run: &SyncRun, elapsed: std::time::Duration) -> String {
-    let c = run.counts;
-    let mut line = format!(
-        "{}: {} {} sync in {:.2}s: {} added, {} updated, {} unchanged, {} deleted, {} rejected",
-        run.source,
-        run.status.as_str(),
-        run.mode.as_str(),
-        elapsed.as_secs_f64(),
-        c.added,
-        c.updated,
-        c.unchanged,
-        c.deleted,
-        c.rejected
-    );
-    if let Some(e) = &run.error {
-        line.push_str(&format!("\n  error: {e}"));
-    }
-    for r in run.rejections.iter().take(5) {
-        line.push_str(&format!("\n  rejected: {}", r.reason));
-    }
-    if run.counts.rejected > 5 {
-        line.push_str(&format!(
-            "\n  ... {} more rejections in sync_runs.rejections",
-            run.counts.rejected - 5
-        ));
-    }
-    line
-}
-
 async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
     let config = load_config(g)?;
     if args.sources.is_empty() && !args.all {
@@ -232,16 +203,15 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
     // join: one row per scheduled source.
     let mut plan_rows = Vec::new();
     if let Some(config) = &config {
-        let scheduler = crate::syncing::plan(config, &dir).await?;
-        for (name, schedule) in config.schedules()? {
-            let next = scheduler
-                .next_run(&name)
-                .map(|t| format!("'{}'", t.format("%Y-%m-%dT%H:%M:%SZ")))
+        let scheduler = crate::syncing::plan(config, &engine).await?;
+        for (name, schedule, next) in scheduler.plan() {
+            let next = next
+                .map(|t| sql_literal(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
                 .unwrap_or_else(|| "NULL".into());
             plan_rows.push(format!(
                 "({}, {}, {next})",
-                sql_text(&name),
-                sql_text(&format!("{} ({})", schedule.expr(), schedule.zone()))
+                sql_literal(name),
+                sql_literal(&format!("{} ({})", schedule.expr(), schedule.zone()))
             ));
         }
     }
@@ -409,11 +379,6 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
         println!();
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A SQL string literal.
-fn sql_text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// `--param` values of an ad-hoc query are bound as text: write `CAST($x AS DOUBLE)`

@@ -92,6 +92,11 @@ pub struct Config {
     pub sources: BTreeMap<String, serde_json::Value>,
     pub linking: LinkingSettings,
     pub sync: SyncSettings,
+    /// Each scheduled source's schedule, read from its `schedule`, `timezone` and
+    /// `jitter_s` keys when the file loads.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// The policy for fires missed while `serve` was down (`[sync] missed_runs`).
+    pub missed_runs: Missed,
 }
 
 impl Config {
@@ -120,7 +125,7 @@ impl Config {
             .map_err(|e| invalid(clean_config_error(&e.to_string(), path)))?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let resolve = |p: PathBuf| normalize(&if p.is_relative() { base.join(p) } else { p });
-        let cfg = Config {
+        let mut cfg = Config {
             path: path.to_owned(),
             data_dir: raw.data_dir.map(resolve),
             queries_dir: raw.queries_dir.map(resolve),
@@ -130,10 +135,12 @@ impl Config {
                 ..raw.linking
             },
             sync: raw.sync,
+            schedules: BTreeMap::new(),
+            missed_runs: Missed::default(),
         };
         cfg.link_rules()?;
-        cfg.schedules()?;
-        cfg.missed_runs()?;
+        cfg.schedules = cfg.read_schedules()?;
+        cfg.missed_runs = cfg.read_missed_runs()?;
         for name in cfg.sources.keys() {
             cfg.connector(name)?;
         }
@@ -228,9 +235,7 @@ impl Config {
         Ok(out)
     }
 
-    /// Each scheduled source's schedule, from its `schedule`, `timezone` and
-    /// `jitter_s` keys.
-    pub fn schedules(&self) -> Result<BTreeMap<String, Schedule>, ConfigError> {
+    fn read_schedules(&self) -> Result<BTreeMap<String, Schedule>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, table) in &self.sources {
             let err = |key: &str, reason: String| ConfigError::Source {
@@ -279,8 +284,7 @@ impl Config {
         Ok(out)
     }
 
-    /// The policy for fires missed while `serve` was down.
-    pub fn missed_runs(&self) -> Result<Missed, ConfigError> {
+    fn read_missed_runs(&self) -> Result<Missed, ConfigError> {
         match &self.sync.missed_runs {
             None => Ok(Missed::default()),
             Some(s) => s.parse().map_err(|reason| ConfigError::Invalid {

@@ -48,8 +48,8 @@ pub(crate) struct Linking {
     pub report: crossdex_linking::Report,
 }
 
-/// Links the subject keys of the index at `dir` and stores the links, so `records`,
-/// `observations` and `subjects` show `subject_id`. Runs after every sync.
+/// Links the subject keys of the index `writer` holds and stores the links, so
+/// `records`, `observations` and `subjects` show `subject_id`. Runs after every sync.
 pub(crate) async fn update(
     config: &Config,
     writer: &mut crossdex_store::Writer,

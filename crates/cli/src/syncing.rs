@@ -90,7 +90,6 @@ impl Ui {
 struct Follow {
     config: Arc<Config>,
     ui: Ui,
-    started: Mutex<HashMap<String, Instant>>,
     linking: Mutex<Option<Result<Linking>>>,
     /// `serve` prints a timestamp before each line; its output is a log.
     stamped: bool,
@@ -101,7 +100,6 @@ impl Follow {
         Follow {
             config,
             ui: Ui::new(),
-            started: Mutex::new(HashMap::new()),
             linking: Mutex::new(None),
             stamped,
         }
@@ -124,9 +122,6 @@ impl Follow {
 #[async_trait]
 impl Observer for Follow {
     fn started(&self, source: &str, mode: SyncMode) {
-        if let Ok(mut s) = self.started.lock() {
-            s.insert(source.to_owned(), Instant::now());
-        }
         match &self.ui {
             Ui::Bars { multi, bars } => {
                 let bar = multi.add(ProgressBar::new_spinner());
@@ -169,18 +164,10 @@ impl Observer for Follow {
     }
 
     fn finished(&self, run: &SyncRun) {
-        let elapsed = self
-            .started
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&run.source))
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        let line = crate::commands::run_line(run, elapsed);
         if let Some(bar) = self.ui.bar(&run.source) {
             bar.finish_and_clear();
         }
-        self.say(&line);
+        self.say(&run_line(run));
     }
 
     async fn settled(&self, writer: &mut Writer) {
@@ -193,6 +180,39 @@ impl Observer for Follow {
             *slot = Some(result);
         }
     }
+}
+
+/// A run's outcome in one line, with its error and first rejections below it.
+fn run_line(run: &SyncRun) -> String {
+    let c = run.counts;
+    let elapsed = (run.finished_at - run.started_at)
+        .to_std()
+        .unwrap_or_default();
+    let mut line = format!(
+        "{}: {} {} sync in {:.2}s: {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+        run.source,
+        run.status.as_str(),
+        run.mode.as_str(),
+        elapsed.as_secs_f64(),
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.deleted,
+        c.rejected
+    );
+    if let Some(e) = &run.error {
+        line.push_str(&format!("\n  error: {e}"));
+    }
+    for r in run.rejections.iter().take(5) {
+        line.push_str(&format!("\n  rejected: {}", r.reason));
+    }
+    if run.counts.rejected > 5 {
+        line.push_str(&format!(
+            "\n  ... {} more rejections in sync_runs.rejections",
+            run.counts.rejected - 5
+        ));
+    }
+    line
 }
 
 fn limits(config: &Config, jobs: Option<usize>) -> Limits {
@@ -246,9 +266,12 @@ pub(crate) async fn sync_all(
     Ok((runs, linking))
 }
 
-/// When each source's last recorded run started.
-pub(crate) async fn last_started(dir: &Path) -> Result<BTreeMap<String, DateTime<Utc>>> {
-    let engine = crossdex_query::QueryEngine::open(dir)?;
+/// The plan `serve` follows if started now: each scheduled source's next run, from
+/// the configuration and the start of each source's last run in `sync_runs`.
+pub(crate) async fn plan(
+    config: &Config,
+    engine: &crossdex_query::QueryEngine,
+) -> Result<Scheduler> {
     let out = engine
         .sql(
             "SELECT source, CAST(to_unixtime(max(started_at)) AS BIGINT) AS t FROM sync_runs GROUP BY source",
@@ -256,26 +279,17 @@ pub(crate) async fn last_started(dir: &Path) -> Result<BTreeMap<String, DateTime
         )
         .await?;
     let rows = out.rows_as_text().map_err(anyhow::Error::from)?;
-    Ok(rows
+    let last_started: BTreeMap<String, DateTime<Utc>> = rows
         .iter()
         .filter_map(|r| {
             let t = DateTime::from_timestamp(r.get(1)?.parse().ok()?, 0)?;
             Some((r.first()?.clone(), t))
         })
-        .collect())
-}
-
-/// The plan `serve` would follow if started now: each scheduled source's next run.
-pub(crate) async fn plan(config: &Config, dir: &Path) -> Result<Scheduler> {
-    let last = if dir.join("index").exists() {
-        last_started(dir).await?
-    } else {
-        BTreeMap::new()
-    };
+        .collect();
     Ok(Scheduler::new(
-        config.schedules()?,
-        &last,
-        config.missed_runs()?,
+        config.schedules.clone(),
+        &last_started,
+        config.missed_runs,
         Utc::now(),
     ))
 }
@@ -302,19 +316,17 @@ async fn signal() {
 
 /// `crossdex serve`: syncs each scheduled source when due until SIGINT or SIGTERM.
 pub(crate) async fn serve(config: Arc<Config>, dir: &Path) -> Result<std::process::ExitCode> {
-    let schedules = config.schedules()?;
-    if schedules.is_empty() {
+    if config.schedules.is_empty() {
         return Err(CliError::usage(format!(
             "no source in {} has a `schedule`; add one to a [sources.<name>] table, e.g. schedule = \"0 2 * * *\"",
             config.path.display()
         )));
     }
     let mut writer = open_writer(dir)?;
-    let scheduler = plan(&config, dir).await?;
+    let scheduler = plan(&config, &crossdex_query::QueryEngine::open(dir)?).await?;
     let follow = Arc::new(Follow::new(config.clone(), true));
-    for (name, s) in &schedules {
-        let next = scheduler
-            .next_run(name)
+    for (name, s, next) in scheduler.plan() {
+        let next = next
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| "never".into());
         follow.say(&format!(

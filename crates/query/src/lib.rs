@@ -44,6 +44,12 @@ pub use error::QueryError;
 pub use output::{OutputFormat, QueryOutput};
 pub use saved::{Param, ParamKind, SavedQuery, SavedQueryError};
 
+/// `s` as a SQL string literal, quotes doubled. For text that must be spliced into a
+/// view or a generated query; user values go in as parameters instead.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// Default number of hits of `search()` when no limit is given.
 pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 

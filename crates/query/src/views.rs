@@ -63,7 +63,7 @@ pub(crate) fn visits_view(settings: &crate::VisitSettings) -> String {
     let vars: Vec<String> = settings
         .date_variables
         .iter()
-        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .map(|v| crate::sql_literal(v))
         .collect();
     let vars = if vars.is_empty() {
         "''".to_owned()
