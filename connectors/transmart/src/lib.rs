@@ -27,9 +27,6 @@ use crossdex_model::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-/// Entities per page handed to the store when a study is decoded.
-const ENTITIES_PER_PAGE: usize = 1000;
 /// `[sources.<name>]` of `type = "transmart"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -610,7 +607,8 @@ impl Connector for TransmartConnector {
                 state.studies.insert(sid, old.clone());
                 continue;
             }
-            let (mut entities, rejected) = self.study_entities(study, &study_nodes, &cube)?;
+            let (entities, rejected) = self.study_entities(study, &study_nodes, &cube)?;
+            // The decoded hypercube is no longer needed while the store takes the page.
             drop(cube);
             let ids: Vec<String> = entities.iter().map(|e| e.record.id.clone()).collect();
             let mut deletions = Vec::new();
@@ -624,20 +622,12 @@ impl Connector for TransmartConnector {
                     .collect();
             }
             state.studies.insert(sid, StudyState { hash: h, ids });
-            // The study arrives as one hypercube; the store takes it in bounded pages.
-            let mut page = Page {
-                upserts: Vec::new(),
+            sink.page(Page {
+                upserts: entities,
                 deletions,
                 rejected,
-            };
-            while !entities.is_empty() {
-                let rest = entities.split_off(entities.len().min(ENTITIES_PER_PAGE));
-                page.upserts = std::mem::replace(&mut entities, rest);
-                sink.page(std::mem::take(&mut page)).await?;
-            }
-            if !page.is_empty() {
-                sink.page(page).await?;
-            }
+            })
+            .await?;
         }
         if mode == SyncMode::Incremental {
             let gone: Vec<String> = prev
