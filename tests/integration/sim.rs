@@ -12,6 +12,19 @@ use crate::common::Sandbox;
 /// Stops the simulators even when an assertion fails first.
 struct Running(Child);
 
+impl Running {
+    /// Sends `signal` (`-INT`, `-TERM`) and returns the exit code.
+    fn stop_with(&mut self, signal: &str) -> Option<i32> {
+        let pid = self.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+        self.0.wait().expect("exit").code()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -409,14 +422,11 @@ async fn sim_serves_the_five_systems_as_they_answer() {
     }
 
     // Ctrl-C stops it cleanly.
-    let pid = running.0.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let code = running.0.wait().expect("exit");
-    assert_eq!(code.code(), Some(0), "exit status after Ctrl-C");
+    assert_eq!(
+        running.stop_with("-INT"),
+        Some(0),
+        "exit status after Ctrl-C"
+    );
 }
 
 #[test]
@@ -647,14 +657,11 @@ async fn serve_syncs_each_source_on_schedule_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
 
-    let pid = serve.0.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let code = serve.0.wait().expect("exit");
-    assert_eq!(code.code(), Some(0), "exit status after SIGTERM");
+    assert_eq!(
+        serve.stop_with("-TERM"),
+        Some(0),
+        "exit status after SIGTERM"
+    );
     let mut log = String::new();
     if let Some(mut err) = serve.0.stderr.take() {
         std::io::Read::read_to_string(&mut err, &mut log).expect("log");
