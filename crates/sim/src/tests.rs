@@ -1104,23 +1104,7 @@ async fn served_keys(s: &Simulators) -> BTreeMap<System, BTreeSet<String>> {
                 .insert(r["label"].as_str().expect("label").to_owned());
         }
     }
-    let rows: Value = redcap(
-        s,
-        &[
-            ("content", "record"),
-            ("format", "json"),
-            ("fields", "record_id"),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
-    for r in rows.as_array().expect("rows") {
-        out.entry(System::Redcap)
-            .or_default()
-            .insert(r["record_id"].as_str().expect("id").to_owned());
-    }
+    out.insert(System::Redcap, record_ids(s).await);
     let cookie = omero_login(s).await;
     let imgs = omero_get(s, &cookie, "/api/v0/m/images/?limit=500").await;
     let ids: Vec<i64> = imgs["data"]
