@@ -34,7 +34,6 @@ pub const INTERRUPTED: &str =
 const DIRECT_PAGES: usize = 2;
 
 /// One source to sync.
-#[derive(Clone)]
 pub struct Job {
     /// Its connector.
     pub connector: Arc<dyn Connector>,
@@ -101,19 +100,15 @@ fn lock(m: &Mutex<Route>) -> std::sync::MutexGuard<'_, Route> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-enum Event {
-    /// A page went to a spool file.
-    Spooled,
-    /// A connector returned.
-    Done {
-        lane: u64,
-        result: Result<SyncOutcome, ConnectorError>,
-    },
+/// A connector returned. Spooled pages need no event: the writer, when idle, takes
+/// any source still fetching, so it never waits while pages wait for it.
+struct Done {
+    lane: u64,
+    result: Result<SyncOutcome, ConnectorError>,
 }
 
 struct LaneSink {
     shared: Arc<Shared>,
-    events: mpsc::UnboundedSender<Event>,
     observer: Arc<dyn Observer>,
     source: String,
     pages: u64,
@@ -159,10 +154,7 @@ impl PageSink for LaneSink {
                 .send(page)
                 .await
                 .map_err(|_| sink_error("the store stopped taking pages")),
-            None => {
-                let _ = self.events.send(Event::Spooled);
-                Ok(())
-            }
+            None => Ok(()),
         }
     }
 }
@@ -219,8 +211,8 @@ struct State {
     queue: VecDeque<Job>,
     lanes: BTreeMap<u64, Lane>,
     next_lane: u64,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events: mpsc::UnboundedReceiver<Event>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedReceiver<Done>,
     jobs: Option<mpsc::Receiver<Job>>,
     stop: watch::Receiver<Stop>,
     limits: Limits,
@@ -249,13 +241,13 @@ pub async fn run(
         path: spool_dir.clone(),
         error,
     })?;
-    let (events_tx, events) = mpsc::unbounded_channel();
+    let (done_tx, done) = mpsc::unbounded_channel();
     let mut st = State {
         queue: VecDeque::new(),
         lanes: BTreeMap::new(),
         next_lane: 0,
-        events_tx,
-        events,
+        done_tx,
+        done,
         jobs: Some(jobs),
         stop,
         limits: Limits {
@@ -298,7 +290,7 @@ impl State {
         self.jobs.is_none() && self.queue.is_empty() && self.lanes.is_empty()
     }
 
-    /// Waits for anything: an event, a job, a change of `stop`.
+    /// Waits for anything: a connector returning, a job, a change of `stop`.
     async fn wait(&mut self) {
         tokio::select! {
             changed = self.stop.changed() => {
@@ -308,7 +300,7 @@ impl State {
                 }
                 self.on_stop();
             }
-            Some(event) = self.events.recv() => self.on_event(event),
+            Some(done) = self.done.recv() => self.on_done(done),
             job = recv_job(&mut self.jobs) => self.on_job(job),
         }
     }
@@ -320,10 +312,8 @@ impl State {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
-        if let Event::Done { lane, result } = event
-            && let Some(l) = self.lanes.get_mut(&lane)
-        {
+    fn on_done(&mut self, Done { lane, result }: Done) {
+        if let Some(l) = self.lanes.get_mut(&lane) {
             l.result = Some(result);
         }
     }
@@ -395,13 +385,12 @@ impl State {
         self.observer.started(&source, mode);
         let mut sink = LaneSink {
             shared: shared.clone(),
-            events: self.events_tx.clone(),
             observer: self.observer.clone(),
             source: source.clone(),
             pages: 0,
             items: 0,
         };
-        let events = self.events_tx.clone();
+        let done = self.done_tx.clone();
         let task_connector = connector.clone();
         let task = tokio::spawn(async move {
             let result = task_connector
@@ -409,7 +398,7 @@ impl State {
                 .await;
             // Every page is handed over before the end is announced.
             drop(sink);
-            let _ = events.send(Event::Done { lane: id, result });
+            let _ = done.send(Done { lane: id, result });
         })
         .abort_handle();
         self.lanes.insert(
@@ -581,9 +570,9 @@ impl State {
                         break 'apply Some(e);
                     }
                 }
-                Some(event) = self.events.recv() => {
+                Some(done) = self.done.recv() => {
                     // A fetch that ends frees its slot for a queued source.
-                    self.on_event(event);
+                    self.on_done(done);
                     self.start_fetches(txn.committed());
                 }
                 job = recv_job(&mut self.jobs) => {
