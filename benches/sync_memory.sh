@@ -43,7 +43,7 @@ measure() {
     awk -v s="$start" -v e="$(date +%s.%N)" -v a="$anon" 'BEGIN { printf "%.1fs %d\n", e - s, a }'
 }
 
-declare -A records full_rss full_time incr_rss incr_time
+declare -A records full_heap full_time incr_heap incr_time
 port=18600
 for n in "$base" $((base * 10)); do
     dir="$work/$n"
@@ -54,12 +54,12 @@ for n in "$base" $((base * 10)); do
         grep -q "Ctrl-C" "$dir/sim.log" 2>/dev/null && break
         sleep 0.5
     done
-    read -r t rss < <(measure "full-$n" -c "$dir/c.toml" --data-dir "$dir/data" sync --all)
+    read -r t heap < <(measure "full-$n" -c "$dir/c.toml" --data-dir "$dir/data" sync --all)
     full_time[$n]=$t
-    full_rss[$n]=$rss
-    read -r t rss < <(measure "incr-$n" -c "$dir/c.toml" --data-dir "$dir/data" sync --all)
+    full_heap[$n]=$heap
+    read -r t heap < <(measure "incr-$n" -c "$dir/c.toml" --data-dir "$dir/data" sync --all)
     incr_time[$n]=$t
-    incr_rss[$n]=$rss
+    incr_heap[$n]=$heap
     records[$n]=$("$bin" --data-dir "$dir/data" sql --format csv "SELECT count(*) AS n FROM records" | tail -1)
     kill "$sim_pid"
     wait "$sim_pid" 2>/dev/null || true
@@ -72,7 +72,7 @@ printf '\n| subjects | records | full sync | peak heap (full) | incremental sync
 printf '|---|---|---|---|---|---|\n'
 for n in "$base" "$big"; do
     printf '| %s | %s | %s | %d MiB | %s | %d MiB |\n' "$n" "${records[$n]}" "${full_time[$n]}" \
-        $((full_rss[$n] / 1024)) "${incr_time[$n]}" $((incr_rss[$n] / 1024))
+        $((full_heap[$n] / 1024)) "${incr_time[$n]}" $((incr_heap[$n] / 1024))
 done
-awk -v a="${full_rss[$base]}" -v b="${full_rss[$big]}" -v ra="${records[$base]}" -v rb="${records[$big]}" \
+awk -v a="${full_heap[$base]}" -v b="${full_heap[$big]}" -v ra="${records[$base]}" -v rb="${records[$big]}" \
     'BEGIN { printf "\n10x subjects: %.1fx records, peak heap of a full sync %.2fx\n", rb / ra, b / a }'
