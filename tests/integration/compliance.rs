@@ -170,8 +170,8 @@ pub(crate) fn transmart() -> Target {
                 ("observation set", w.transmart.patients.len()),
             ])
         },
-        paging_key: None,
-        page_unit: |_| 1,
+        paging_key: Some("patients_per_request"),
+        page_unit: |w| w.transmart.patients.len(),
         secret_key: "password",
         detail_reads: None,
     }

@@ -3,28 +3,30 @@
 //!
 //! It takes a token from the configured OpenID Connect token endpoint (password or
 //! client-credentials grant), sends it as a bearer on every call and fetches a new one
-//! when it expires or is refused. Observations come as one hypercube per study (the API
-//! has no paging): cells are decoded by index into the dimension elements, and grouped
-//! into one observation set per patient. A study whose hypercube has not changed since
-//! the last sync (same content hash) is not decoded again; patients and sets that
-//! disappear are deleted by comparing key sets.
+//! when it expires or is refused. The API has no paging, so observations are asked for
+//! per study in batches of patients, each answered as one hypercube: cells are decoded
+//! by index into the dimension elements, and grouped into one observation set per
+//! patient. Each patient's records carry a content hash in the checkpoint: an
+//! incremental sync hands over only patients whose records changed, and deletes those
+//! the study no longer lists.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
 //! `crossdex-http` only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, parse_url, secret, source_config};
+use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
     SyncRequest, global_id,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 /// `[sources.<name>]` of `type = "transmart"`.
@@ -54,6 +56,10 @@ pub struct TransmartConfig {
     pub retries: usize,
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// Patients whose observations are asked for in one request [default 500]: what
+    /// bounds memory, since the API hands a selection over as one hypercube.
+    #[serde(default = "default_patients_per_request")]
+    pub patients_per_request: usize,
 }
 
 fn default_subject_id() -> String {
@@ -64,6 +70,9 @@ fn default_timeout() -> u64 {
 }
 fn default_concurrency() -> usize {
     2
+}
+fn default_patients_per_request() -> usize {
+    500
 }
 
 /// Builds `transmart` connectors.
@@ -92,6 +101,7 @@ password_file = "secrets/transmart.password"
 
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
         let config: TransmartConfig = source_config(&context.config)?;
+        at_least_one("patients_per_request", config.patients_per_request)?;
         let url = parse_url("url", config.url.trim_end_matches('/'))?;
         let token_url = parse_url("token_url", &config.token_url)?;
         let password = match (&config.password, &config.password_file) {
@@ -153,7 +163,7 @@ pub struct TransmartConnector {
     token: Mutex<Option<(String, Instant)>>,
 }
 
-/// Per study: the hypercube's content hash and the global ids it produced.
+/// What an incremental sync compares against, per study.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     studies: BTreeMap<String, StudyState>,
@@ -161,8 +171,45 @@ struct State {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StudyState {
+    /// Content hash of the study and its concept tree.
     hash: String,
+    /// Global ids of the study and concept records.
     ids: Vec<String>,
+    /// Per subject key, the content hash of its patient and observation-set records.
+    /// Required, so that a checkpoint of the older per-study shape is not read and the
+    /// next sync is a full one.
+    patients: BTreeMap<String, String>,
+}
+
+/// The part of a `/v2/patients` answer the connector needs.
+#[derive(Debug, Deserialize)]
+struct PatientList {
+    patients: Vec<PatientRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PatientRef {
+    id: i64,
+}
+
+/// One subject's records in a study: the patient, then its observation set.
+struct Decoded {
+    subject: String,
+    entities: Vec<Entity>,
+}
+
+/// The global ids of a subject's two records in a study.
+fn patient_ids(source: &str, sid: &str, subject: &str) -> [String; 2] {
+    let key = format!("{sid}/{subject}");
+    [
+        global_id(source, "patient", &key),
+        global_id(source, "observation set", &key),
+    ]
+}
+
+fn content_hash(value: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 fn ts(v: &Value) -> Option<DateTime<Utc>> {
@@ -234,13 +281,17 @@ impl TransmartConnector {
         Ok(token)
     }
 
-    async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, ConnectorError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ConnectorError> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
             let token = self.token(attempt > 0).await?;
             let r = self
                 .http
-                .json::<Value>(|c| {
+                .json::<T>(|c| {
                     let req = match body {
                         Some(b) => c.post(&url).json(b),
                         None => c.get(&url),
@@ -267,18 +318,15 @@ impl TransmartConnector {
             .map(str::to_owned)
     }
 
-    /// Records of one study: the study, its concepts, its patients and one observation
-    /// set per patient, decoded from the hypercube.
-    fn study_entities(
+    /// The study's own record and one per concept, with the concepts' units.
+    fn study_records(
         &self,
         study: &Value,
         tree: &[Value],
-        cube: &Value,
-    ) -> Result<(Vec<Entity>, Vec<Rejection>), ConnectorError> {
+    ) -> (Vec<Entity>, BTreeMap<String, String>) {
         let sid = text(study, "studyId");
         let study_gid = global_id(&self.name, "study", &sid);
         let mut out = Vec::new();
-        let mut rejected = Vec::new();
         let mut sr = Record::new(&self.name, "transmart", "study", &sid, &sid);
         sr.project = Some(sid.clone());
         sr.url = Some(format!("{}/v2/studies/{}", self.base, text(study, "id")));
@@ -326,7 +374,19 @@ impl TransmartConnector {
                 ))
             })
             .collect();
+        (out, units)
+    }
 
+    /// The patients of one hypercube and one observation set per patient.
+    fn patient_records(
+        &self,
+        sid: &str,
+        units: &BTreeMap<String, String>,
+        cube: &Value,
+    ) -> Result<(Vec<Decoded>, Vec<Rejection>), ConnectorError> {
+        let study_gid = global_id(&self.name, "study", sid);
+        let mut out = Vec::new();
+        let mut rejected = Vec::new();
         // Decode: indexes point into dimensionElements, in declaration order of the
         // non-inline dimensions; inline ones sit in `inlineDimensions`.
         let decls = cube
@@ -442,7 +502,7 @@ impl TransmartConnector {
             let key = format!("{sid}/{subject}");
             let mut pr = Record::new(&self.name, "transmart", "patient", &key, &subject);
             pr.parent_id = Some(study_gid.clone());
-            pr.project = Some(sid.clone());
+            pr.project = Some(sid.to_owned());
             pr.subject_key = Some(subject.clone());
             let mut demo = Vec::new();
             for k in ["sex", "age", "race", "birthDate"] {
@@ -461,10 +521,10 @@ impl TransmartConnector {
             if let Some(age) = patient.get("age").and_then(Value::as_f64) {
                 pobs.push(Observation::number("age", age, age.to_string()).with_label("Age"));
             }
-            out.push(Entity {
+            let patient_entity = Entity {
                 record: pr,
                 observations: pobs,
-            });
+            };
             let mut set = Record::new(
                 &self.name,
                 "transmart",
@@ -473,12 +533,18 @@ impl TransmartConnector {
                 &format!("{subject} in {sid}"),
             );
             set.parent_id = Some(global_id(&self.name, "patient", &key));
-            set.project = Some(sid.clone());
+            set.project = Some(sid.to_owned());
             set.subject_key = Some(subject.clone());
             set.description = Some(format!("{} observations of {subject} in {sid}", obs.len()));
-            out.push(Entity {
-                record: set,
-                observations: obs,
+            out.push(Decoded {
+                subject,
+                entities: vec![
+                    patient_entity,
+                    Entity {
+                        record: set,
+                        observations: obs,
+                    },
+                ],
             });
         }
         Ok((out, rejected))
@@ -515,7 +581,7 @@ impl Connector for TransmartConnector {
     }
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
-        let v = self.call("/v2/studies", None).await?;
+        let v: Value = self.call("/v2/studies", None).await?;
         let ids: Vec<String> = v
             .get("studies")
             .and_then(Value::as_array)
@@ -545,7 +611,7 @@ impl Connector for TransmartConnector {
         };
         let prev = previous.unwrap_or_default();
         let mut state = State::default();
-        let studies = self.call("/v2/studies", None).await?;
+        let studies: Value = self.call("/v2/studies", None).await?;
         let mut list: Vec<Value> = studies
             .get("studies")
             .and_then(Value::as_array)
@@ -565,7 +631,7 @@ impl Connector for TransmartConnector {
             }
             list.retain(|s| wanted.contains(&text(s, "studyId")));
         }
-        let tree = self.call("/v2/tree_nodes", None).await?;
+        let tree: Value = self.call("/v2/tree_nodes", None).await?;
         let mut nodes = Vec::new();
         flatten(
             tree.get("tree_nodes")
@@ -574,68 +640,92 @@ impl Connector for TransmartConnector {
                 .unwrap_or(&[]),
             &mut nodes,
         );
+        let batch = self.config.patients_per_request;
         for study in &list {
             let sid = text(study, "studyId");
-            let constraint = json!({"type": "study_name", "studyId": sid});
-            // One hypercube per study: the API has no paging, so memory is bounded by the
-            // largest study, not by the warehouse.
-            let cube = self
-                .call(
-                    "/v2/observations",
-                    Some(&json!({"type": "clinical", "constraint": constraint})),
-                )
-                .await?;
+            let old = prev.studies.get(&sid);
             let study_nodes: Vec<Value> = nodes
                 .iter()
                 .filter(|n| text(n, "studyId") == sid)
                 .cloned()
                 .collect();
-            let h = format!(
-                "{:016x}",
-                xxhash_rust::xxh3::xxh3_64(
-                    format!(
-                        "{study}\u{1}{}\u{1}{cube}",
-                        Value::from(study_nodes.clone())
-                    )
-                    .as_bytes()
+            let (header, units) = self.study_records(study, &study_nodes);
+            let mut st = StudyState {
+                hash: content_hash(&(study, &study_nodes)),
+                ids: header.iter().map(|e| e.record.id.clone()).collect(),
+                patients: BTreeMap::new(),
+            };
+            let mut page = Page::default();
+            match old {
+                Some(old) if old.hash == st.hash => {}
+                _ => {
+                    if let Some(old) = old {
+                        let now: HashSet<&String> = st.ids.iter().collect();
+                        page.deletions
+                            .extend(old.ids.iter().filter(|i| !now.contains(i)).cloned());
+                    }
+                    page.upserts = header;
+                }
+            }
+
+            // The API has no paging: one request per batch of patients keeps each
+            // hypercube, and so memory, bounded whatever the study's size.
+            let study_constraint = json!({"type": "study_name", "studyId": sid});
+            let patients: PatientList = self
+                .call(
+                    "/v2/patients",
+                    Some(&json!({ "constraint": study_constraint })),
                 )
-            );
-            if mode == SyncMode::Incremental
-                && let Some(old) = prev.studies.get(&sid)
-                && old.hash == h
-            {
-                state.studies.insert(sid, old.clone());
-                continue;
+                .await?;
+            let mut ids: Vec<i64> = patients.patients.iter().map(|p| p.id).collect();
+            drop(patients);
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(batch) {
+                let constraint = json!({"type": "and", "args": [
+                    study_constraint,
+                    {"type": "patient_set", "patientIds": chunk},
+                ]});
+                let cube: Value = self
+                    .call(
+                        "/v2/observations",
+                        Some(&json!({"type": "clinical", "constraint": constraint})),
+                    )
+                    .await?;
+                let (decoded, rejected) = self.patient_records(&sid, &units, &cube)?;
+                drop(cube);
+                page.rejected.extend(rejected);
+                for d in decoded {
+                    let h = content_hash(&d.entities);
+                    if old.and_then(|o| o.patients.get(&d.subject)) != Some(&h) {
+                        page.upserts.extend(d.entities);
+                    }
+                    st.patients.insert(d.subject, h);
+                }
+                sink.page(std::mem::take(&mut page)).await?;
             }
-            let (entities, rejected) = self.study_entities(study, &study_nodes, &cube)?;
-            // The decoded hypercube is no longer needed while the store takes the page.
-            drop(cube);
-            let ids: Vec<String> = entities.iter().map(|e| e.record.id.clone()).collect();
-            let mut deletions = Vec::new();
-            if let Some(old) = prev.studies.get(&sid) {
-                let now: std::collections::HashSet<&String> = ids.iter().collect();
-                deletions = old
-                    .ids
-                    .iter()
-                    .filter(|i| !now.contains(i))
-                    .cloned()
-                    .collect();
+            if let Some(old) = old {
+                for subject in old.patients.keys() {
+                    if !st.patients.contains_key(subject) {
+                        page.deletions.extend(patient_ids(&self.name, &sid, subject));
+                    }
+                }
             }
-            state.studies.insert(sid, StudyState { hash: h, ids });
-            sink.page(Page {
-                upserts: entities,
-                deletions,
-                rejected,
-            })
-            .await?;
+            if !page.is_empty() {
+                sink.page(page).await?;
+            }
+            state.studies.insert(sid, st);
         }
         if mode == SyncMode::Incremental {
-            let gone: Vec<String> = prev
-                .studies
-                .iter()
-                .filter(|(s, _)| !state.studies.contains_key(*s))
-                .flat_map(|(_, st)| st.ids.clone())
-                .collect();
+            let mut gone = Vec::new();
+            for (sid, st) in &prev.studies {
+                if !state.studies.contains_key(sid) {
+                    gone.extend(st.ids.iter().cloned());
+                    for subject in st.patients.keys() {
+                        gone.extend(patient_ids(&self.name, sid, subject));
+                    }
+                }
+            }
             if !gone.is_empty() {
                 sink.page(Page {
                     deletions: gone,

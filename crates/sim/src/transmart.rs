@@ -8,7 +8,7 @@
 //! with `start time` as an inline dimension and `numericValue` or `stringValue`.
 //! There is no paging and no modification date: clients re-pull a study and diff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -308,8 +308,8 @@ enum Constraint {
     And(Vec<Constraint>),
     Or(Vec<Constraint>),
     Not(Box<Constraint>),
-    Subjects(Vec<String>),
-    Patients(Vec<i64>),
+    Subjects(HashSet<String>),
+    Patients(HashSet<i64>),
 }
 
 fn parse_constraint(v: &Value) -> Result<Constraint, String> {
@@ -370,7 +370,7 @@ fn matches(c: &Constraint, o: &TmObservation, w: &World) -> bool {
             .transmart
             .patients
             .iter()
-            .any(|p| p.id == o.patient && ids.contains(&p.subject)),
+            .any(|p| p.id == o.patient && ids.contains(p.subject.as_str())),
         Constraint::Patients(ids) => ids.contains(&o.patient),
     }
 }
@@ -442,16 +442,18 @@ async fn patients(
         Err(r) => return r,
     };
     let w = st.world();
+    let with_match: HashSet<i64> = w
+        .transmart
+        .observations
+        .iter()
+        .filter(|o| matches(&c, o, &w))
+        .map(|o| o.patient)
+        .collect();
     let list: Vec<Value> = w
         .transmart
         .patients
         .iter()
-        .filter(|pat| {
-            w.transmart
-                .observations
-                .iter()
-                .any(|o| o.patient == pat.id && matches(&c, o, &w))
-        })
+        .filter(|pat| with_match.contains(&pat.id))
         .map(|pat| patient_json(pat, false))
         .collect();
     json_ok(&json!({ "patients": list }))
