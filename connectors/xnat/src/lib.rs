@@ -12,7 +12,7 @@
 //! It must not reach the store or any other system; it speaks HTTP through
 //! `crossdex-http` only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -159,6 +159,85 @@ fn s(row: &Map<String, Value>, k: &str) -> String {
     }
 }
 
+/// One row of a subject or session listing: only the columns asked for, as text.
+/// Typed rows, rather than JSON maps, keep a listing of tens of thousands small.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Row {
+    #[serde(rename = "ID", default, deserialize_with = "lenient")]
+    id: String,
+    #[serde(default, deserialize_with = "lenient")]
+    label: String,
+    #[serde(default, deserialize_with = "lenient")]
+    project: String,
+    #[serde(default, deserialize_with = "lenient")]
+    insert_date: String,
+    #[serde(default, deserialize_with = "lenient")]
+    last_modified: String,
+    #[serde(default, deserialize_with = "lenient")]
+    gender: String,
+    #[serde(default, deserialize_with = "lenient")]
+    yob: String,
+    #[serde(default, deserialize_with = "lenient")]
+    handedness: String,
+    #[serde(default, deserialize_with = "lenient")]
+    date: String,
+    #[serde(rename = "xsiType", default, deserialize_with = "lenient")]
+    xsi_type: String,
+    #[serde(rename = "subject_ID", default, deserialize_with = "lenient")]
+    subject_id: String,
+    #[serde(default, deserialize_with = "lenient")]
+    subject_label: String,
+}
+
+/// A listing cell as text, whatever JSON type the server gave it: XNAT sends strings,
+/// but numbers and nulls have been seen in hand-built listings.
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(v) => v,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    #[serde(rename = "ResultSet")]
+    result_set: ResultSet,
+}
+
+#[derive(Deserialize)]
+struct ResultSet {
+    #[serde(rename = "Result")]
+    result: Vec<Row>,
+}
+
+/// Whether `row` changed after `mark`, the newest `last_modified` of the last sync.
+fn newer(row: &Row, mark: &Option<String>) -> bool {
+    mark.as_deref()
+        .is_none_or(|m| row.last_modified.as_str() > m)
+}
+
+/// Keeps each row once: under its owning project when that project is indexed, else
+/// under the first indexed project that lists it. Rows are offered project by project.
+struct Homes<'a> {
+    indexed: BTreeSet<&'a str>,
+    seen: HashSet<String>,
+}
+
+impl<'a> Homes<'a> {
+    fn new(projects: &'a [String]) -> Self {
+        Homes {
+            indexed: projects.iter().map(String::as_str).collect(),
+            seen: HashSet::new(),
+        }
+    }
+
+    fn keep(&mut self, listed_under: &str, row: &Row) -> bool {
+        let home = row.project == listed_under || !self.indexed.contains(row.project.as_str());
+        home && self.seen.insert(row.id.clone())
+    }
+}
+
 impl XnatConnector {
     async fn login(&self) -> Result<String, ConnectorError> {
         let url = format!("{}/data/JSESSION", self.base);
@@ -200,13 +279,13 @@ impl XnatConnector {
 
     /// GET `path` (relative to the server root) as JSON, logging in again once if the
     /// session expired.
-    async fn get(&self, path: &str) -> Result<Value, ConnectorError> {
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ConnectorError> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
             let sid = self.session().await?;
             let r = self
                 .http
-                .json::<Value>(|c| c.get(&url).header("Cookie", format!("JSESSIONID={sid}")))
+                .json::<T>(|c| c.get(&url).header("Cookie", format!("JSESSIONID={sid}")))
                 .await;
             match r {
                 Err(HttpError::Status { status: 401, .. }) if attempt == 0 => {
@@ -222,11 +301,7 @@ impl XnatConnector {
     }
 
     /// Every row of a `ResultSet` listing, paged when `page_size` is set.
-    async fn listing(
-        &self,
-        path: &str,
-        columns: &str,
-    ) -> Result<Vec<Map<String, Value>>, ConnectorError> {
+    async fn listing(&self, path: &str, columns: &str) -> Result<Vec<Row>, ConnectorError> {
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
@@ -234,18 +309,9 @@ impl XnatConnector {
             if let Some(n) = self.config.page_size {
                 p.push_str(&format!("&limit={n}&offset={offset}"));
             }
-            let v = self.get(&p).await?;
-            let rows = v
-                .pointer("/ResultSet/Result")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    ConnectorError::Protocol(format!(
-                        "{}{p}: no ResultSet.Result in the answer",
-                        self.base
-                    ))
-                })?;
+            let rows = self.get::<Listing>(&p).await?.result_set.result;
             let n = rows.len();
-            out.extend(rows.iter().filter_map(|r| r.as_object().cloned()));
+            out.extend(rows);
             match self.config.page_size {
                 Some(size) if n == size => offset += size,
                 _ => break,
@@ -257,9 +323,9 @@ impl XnatConnector {
     async fn projects(&self) -> Result<Vec<String>, ConnectorError> {
         let rows = self.listing("/data/projects", "ID,name").await?;
         let all: Vec<String> = rows
-            .iter()
-            .map(|r| s(r, "ID"))
-            .filter(|s| !s.is_empty())
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| !id.is_empty())
             .collect();
         match &self.config.projects {
             None => Ok(all),
@@ -280,27 +346,28 @@ impl XnatConnector {
         }
     }
 
-    fn subject_entity(&self, row: &Map<String, Value>) -> Entity {
-        let id = s(row, "ID");
-        let label = s(row, "label");
-        let project = s(row, "project");
-        let mut r = Record::new(&self.name, "xnat", "subject", &id, &label);
+    fn subject_entity(&self, row: &Row) -> Entity {
+        let id = &row.id;
+        let label = row.label.clone();
+        let project = row.project.clone();
+        let mut r = Record::new(&self.name, "xnat", "subject", id, &label);
         r.project = Some(project.clone());
         r.subject_key = Some(label.clone());
         r.description = Some(format!("XNAT subject {label} of project {project}"));
         r.url = Some(format!("{}/data/subjects/{id}?format=html", self.base));
-        r.created_at = ts(&s(row, "insert_date"));
-        r.modified_at = ts(&s(row, "last_modified")).or(r.created_at);
+        r.created_at = ts(&row.insert_date);
+        r.modified_at = ts(&row.last_modified).or(r.created_at);
         let mut obs = Vec::new();
-        for (col, label) in [("gender", "Sex"), ("handedness", "Handedness")] {
-            let v = s(row, col);
+        for (col, v, label) in [
+            ("gender", &row.gender, "Sex"),
+            ("handedness", &row.handedness, "Handedness"),
+        ] {
             if !v.is_empty() {
-                obs.push(Observation::text(col, v).with_label(label));
+                obs.push(Observation::text(col, v.clone()).with_label(label));
             }
         }
-        let yob = s(row, "yob");
-        if let Ok(y) = yob.parse::<f64>() {
-            obs.push(Observation::number("yob", y, yob).with_label("Year of birth"));
+        if let Ok(y) = row.yob.parse::<f64>() {
+            obs.push(Observation::number("yob", y, row.yob.clone()).with_label("Year of birth"));
         }
         Entity {
             record: r,
@@ -309,11 +376,7 @@ impl XnatConnector {
     }
 
     /// A session and its scans, from the single-object form.
-    fn session_entities(
-        &self,
-        listed: &Map<String, Value>,
-        doc: &Value,
-    ) -> Result<Vec<Entity>, String> {
+    fn session_entities(&self, listed: &Row, doc: &Value) -> Result<Vec<Entity>, String> {
         let item = doc
             .pointer("/items/0")
             .ok_or("no items[0] in the session document")?;
@@ -321,12 +384,12 @@ impl XnatConnector {
             .get("data_fields")
             .and_then(Value::as_object)
             .ok_or("no data_fields in the session document")?;
-        let id = s(listed, "ID");
-        let label = s(listed, "label");
-        let subject_label = s(listed, "subject_label");
-        let subject_id = s(listed, "subject_ID");
-        let project = s(listed, "project");
-        let xsi = s(listed, "xsiType");
+        let id = listed.id.clone();
+        let label = listed.label.clone();
+        let subject_label = listed.subject_label.clone();
+        let subject_id = listed.subject_id.clone();
+        let project = listed.project.clone();
+        let xsi = listed.xsi_type.clone();
         let modality = {
             let m = s(f, "modality");
             if m.is_empty() {
@@ -337,7 +400,7 @@ impl XnatConnector {
                 m
             }
         };
-        let date = s(listed, "date");
+        let date = listed.date.clone();
         let scans: Vec<&Value> = item
             .get("children")
             .and_then(Value::as_array)
@@ -363,8 +426,8 @@ impl XnatConnector {
         r.project = Some(project.clone());
         r.subject_key = (!subject_label.is_empty()).then(|| subject_label.clone());
         r.url = Some(format!("{}/data/experiments/{id}?format=html", self.base));
-        r.created_at = ts(&s(listed, "insert_date"));
-        r.modified_at = ts(&s(listed, "last_modified")).or(r.created_at);
+        r.created_at = ts(&listed.insert_date);
+        r.modified_at = ts(&listed.last_modified).or(r.created_at);
         let strength = s(f, "fieldStrength");
         r.description = Some(format!(
             "{modality} session of {subject_label} on {}{}{}, {} scans",
@@ -486,29 +549,6 @@ impl XnatConnector {
     }
 }
 
-/// Keeps each row once: under its owning project when that project is indexed, else
-/// under the first indexed project that lists it.
-fn dedupe(rows_by_project: Vec<(String, Vec<Map<String, Value>>)>) -> Vec<Map<String, Value>> {
-    let indexed: BTreeSet<String> = rows_by_project.iter().map(|(p, _)| p.clone()).collect();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out: Vec<Map<String, Value>> = Vec::new();
-    for (p, rows) in rows_by_project {
-        for row in rows {
-            let id = s(&row, "ID");
-            let owner = s(&row, "project");
-            let here_is_home = owner == p || !indexed.contains(&owner);
-            match seen.get(&id) {
-                None if here_is_home => {
-                    seen.insert(id, out.len());
-                    out.push(row);
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl Connector for XnatConnector {
     fn source(&self) -> &str {
@@ -550,110 +590,104 @@ impl Connector for XnatConnector {
         // A session from an earlier call is reused; `get` logs in again if it expired.
         self.session().await?;
         let projects = self.projects().await?;
-        let mut subject_lists = Vec::new();
-        let mut session_lists = Vec::new();
-        for p in &projects {
-            subject_lists.push((
-                p.clone(),
-                self.listing(&format!("/data/projects/{p}/subjects"), SUBJECT_COLUMNS)
-                    .await?,
-            ));
-            session_lists.push((
-                p.clone(),
-                self.listing(&format!("/data/projects/{p}/experiments"), SESSION_COLUMNS)
-                    .await?,
-            ));
-        }
-        let subjects = dedupe(subject_lists);
-        let sessions = dedupe(session_lists);
-
-        let newer = |row: &Map<String, Value>, mark: &Option<String>| match mark {
-            None => true,
-            Some(m) => s(row, "last_modified").as_str() > m.as_str(),
-        };
+        let full = previous.is_none();
+        let mut prev = previous.unwrap_or_default();
         let mut state = State::default();
         let mut page = Page::default();
-        let prev = previous.clone().unwrap_or_default();
-        for row in &subjects {
-            let id = s(row, "ID");
-            let lm = s(row, "last_modified");
-            if state
-                .subjects_modified
-                .as_deref()
-                .is_none_or(|m| lm.as_str() > m)
-            {
-                state.subjects_modified = Some(lm);
-            }
-            state.subjects.insert(id);
-            if previous.is_none() || newer(row, &prev.subjects_modified) {
-                page.upserts.push(self.subject_entity(row));
-                if page.upserts.len() >= SUBJECTS_PER_PAGE {
-                    sink.page(std::mem::take(&mut page)).await?;
+        // Listings are read one project at a time and dropped once handed over, so only
+        // one project's listing is in memory at once.
+        let mut homes = Homes::new(&projects);
+        for p in &projects {
+            let rows = self
+                .listing(&format!("/data/projects/{p}/subjects"), SUBJECT_COLUMNS)
+                .await?;
+            for row in rows.iter().filter(|r| homes.keep(p, r)) {
+                if state
+                    .subjects_modified
+                    .as_deref()
+                    .is_none_or(|m| row.last_modified.as_str() > m)
+                {
+                    state.subjects_modified = Some(row.last_modified.clone());
+                }
+                state.subjects.insert(row.id.clone());
+                if full || newer(row, &prev.subjects_modified) {
+                    page.upserts.push(self.subject_entity(row));
+                    if page.upserts.len() >= SUBJECTS_PER_PAGE {
+                        sink.page(std::mem::take(&mut page)).await?;
+                    }
                 }
             }
         }
         sink.page(std::mem::take(&mut page)).await?;
 
-        // Sessions to read: all on a full sync, new or changed ones otherwise.
-        let mut to_read: Vec<&Map<String, Value>> = Vec::new();
-        for row in &sessions {
-            let id = s(row, "ID");
-            let lm = s(row, "last_modified");
-            if state
-                .sessions_modified
-                .as_deref()
-                .is_none_or(|m| lm.as_str() > m)
-            {
-                state.sessions_modified = Some(lm);
-            }
-            let known = prev.sessions.get(&id);
-            if previous.is_none() || known.is_none() || newer(row, &prev.sessions_modified) {
-                to_read.push(row);
-            } else if let Some(scans) = known {
-                state.sessions.insert(id, scans.clone());
-            }
-        }
         let concurrency = self.http.settings().max_concurrency.max(1);
-        for chunk in to_read.chunks(concurrency * 4) {
-            let docs = futures::future::join_all(chunk.iter().map(|row| {
-                let path = format!("/data/experiments/{}?format=json", s(row, "ID"));
-                async move { self.get(&path).await }
-            }))
-            .await;
-            // The HTTP client's permits bound how many of these are in flight.
-            for (row, doc) in chunk.iter().zip(docs) {
-                let id = s(row, "ID");
-                match self.session_entities(row, &doc?) {
-                    Ok(entities) => {
-                        let scans: Vec<String> = entities[1..]
-                            .iter()
-                            .map(|e| e.record.native_id.clone())
-                            .collect();
-                        if let Some(old) = prev.sessions.get(&id) {
-                            for gone in old.iter().filter(|o| !scans.contains(o)) {
-                                page.deletions.push(global_id(&self.name, "scan", gone));
-                            }
-                        }
-                        state.sessions.insert(id, scans);
-                        page.upserts.extend(entities);
+        let mut homes = Homes::new(&projects);
+        for p in &projects {
+            let rows = self
+                .listing(&format!("/data/projects/{p}/experiments"), SESSION_COLUMNS)
+                .await?;
+            // Sessions to read: all on a full sync, new or changed ones otherwise.
+            let mut to_read: Vec<&Row> = Vec::new();
+            for row in rows.iter().filter(|r| homes.keep(p, r)) {
+                if state
+                    .sessions_modified
+                    .as_deref()
+                    .is_none_or(|m| row.last_modified.as_str() > m)
+                {
+                    state.sessions_modified = Some(row.last_modified.clone());
+                }
+                match prev.sessions.remove(&row.id) {
+                    Some(scans) if !full && !newer(row, &prev.sessions_modified) => {
+                        state.sessions.insert(row.id.clone(), scans);
                     }
-                    Err(reason) => page.rejected.push(crossdex_model::Rejection {
-                        native_id: Some(id),
-                        reason: format!("session document: {reason}"),
-                    }),
+                    known => {
+                        if let Some(scans) = known {
+                            // Back for now: its scans are compared once it is read.
+                            prev.sessions.insert(row.id.clone(), scans);
+                        }
+                        to_read.push(row);
+                    }
                 }
             }
-            if page.upserts.len() >= PAGE {
-                sink.page(std::mem::take(&mut page)).await?;
+            for chunk in to_read.chunks(concurrency * 4) {
+                let docs = futures::future::join_all(chunk.iter().map(|row| {
+                    let path = format!("/data/experiments/{}?format=json", row.id);
+                    async move { self.get::<Value>(&path).await }
+                }))
+                .await;
+                // The HTTP client's permits bound how many of these are in flight.
+                for (row, doc) in chunk.iter().zip(docs) {
+                    match self.session_entities(row, &doc?) {
+                        Ok(entities) => {
+                            let scans: Vec<String> = entities[1..]
+                                .iter()
+                                .map(|e| e.record.native_id.clone())
+                                .collect();
+                            if let Some(old) = prev.sessions.remove(&row.id) {
+                                for gone in old.iter().filter(|o| !scans.contains(o)) {
+                                    page.deletions.push(global_id(&self.name, "scan", gone));
+                                }
+                            }
+                            state.sessions.insert(row.id.clone(), scans);
+                            page.upserts.extend(entities);
+                        }
+                        Err(reason) => page.rejected.push(crossdex_model::Rejection {
+                            native_id: Some(row.id.clone()),
+                            reason: format!("session document: {reason}"),
+                        }),
+                    }
+                }
+                if page.upserts.len() >= PAGE {
+                    sink.page(std::mem::take(&mut page)).await?;
+                }
             }
         }
-        if mode == SyncMode::Incremental {
+        if !full {
+            // What the listings no longer hold (or could not be read) is gone.
             for (id, scans) in &prev.sessions {
-                if !state.sessions.contains_key(id) {
-                    page.deletions.push(global_id(&self.name, "session", id));
-                    page.deletions
-                        .extend(scans.iter().map(|sc| global_id(&self.name, "scan", sc)));
-                }
+                page.deletions.push(global_id(&self.name, "session", id));
+                page.deletions
+                    .extend(scans.iter().map(|sc| global_id(&self.name, "scan", sc)));
             }
             for id in prev.subjects.difference(&state.subjects) {
                 page.deletions.push(global_id(&self.name, "subject", id));
@@ -677,27 +711,44 @@ mod tests {
 
     use super::*;
 
-    fn row(id: &str, project: &str) -> Map<String, Value> {
-        json!({"ID": id, "project": project})
-            .as_object()
-            .cloned()
-            .expect("object")
+    fn row(id: &str, project: &str) -> Row {
+        Row {
+            id: id.into(),
+            project: project.into(),
+            ..Row::default()
+        }
     }
 
     #[test]
     fn shared_rows_are_kept_once_under_their_owner() {
-        let out = dedupe(vec![
-            (
-                "PETAMY".into(),
-                vec![row("S1", "MEMCLIN"), row("S3", "OTHER")],
-            ),
-            (
-                "MEMCLIN".into(),
-                vec![row("S1", "MEMCLIN"), row("S2", "MEMCLIN")],
-            ),
-        ]);
-        let ids: Vec<String> = out.iter().map(|r| s(r, "ID")).collect();
+        let projects = ["PETAMY".to_owned(), "MEMCLIN".to_owned()];
+        let mut homes = Homes::new(&projects);
+        let listed = [
+            ("PETAMY", row("S1", "MEMCLIN")),
+            ("PETAMY", row("S3", "OTHER")),
+            ("MEMCLIN", row("S1", "MEMCLIN")),
+            ("MEMCLIN", row("S2", "MEMCLIN")),
+            ("MEMCLIN", row("S3", "OTHER")),
+        ];
+        let ids: Vec<&str> = listed
+            .iter()
+            .filter(|(p, r)| homes.keep(p, r))
+            .map(|(_, r)| r.id.as_str())
+            .collect();
         assert_eq!(ids, ["S3", "S1", "S2"]);
         assert!(ts("2018-05-14 15:17:57.815").is_some() && ts("2020-12-17").is_some());
+    }
+
+    #[test]
+    fn listing_cells_of_any_json_type_read_as_text() {
+        let l: Listing = serde_json::from_value(json!({"ResultSet": {"Result": [
+            {"ID": "S1", "yob": 1950, "gender": null, "label": "INT_0001"}
+        ]}}))
+        .expect("listing");
+        let r = &l.result_set.result[0];
+        assert_eq!(
+            (r.id.as_str(), r.yob.as_str(), r.gender.as_str()),
+            ("S1", "1950", "")
+        );
     }
 }
