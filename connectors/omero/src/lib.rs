@@ -263,32 +263,46 @@ impl OmeroConnector {
     async fn list(&self, path: &str) -> Result<Vec<Value>, ConnectorError> {
         let mut out = Vec::new();
         let mut limit = self.config.page_size;
-        let sep = if path.contains('?') { '&' } else { '?' };
         loop {
-            let v = self
-                .get(&format!("{path}{sep}limit={limit}&offset={}", out.len()))
-                .await?;
-            let data = v.get("data").and_then(Value::as_array).ok_or_else(|| {
-                ConnectorError::Protocol(format!("{}{path}: no data list in the answer", self.base))
-            })?;
-            let meta = v.get("meta");
-            if let Some(max) = meta.and_then(|m| m.get("maxLimit")).and_then(Value::as_u64) {
-                limit = limit.min(max as usize).max(1);
-            }
-            let total = meta
-                .and_then(|m| m.get("totalCount"))
-                .and_then(Value::as_u64);
-            let n = data.len();
-            out.extend(data.iter().cloned());
-            let done = match total {
-                Some(t) => out.len() as u64 >= t,
-                None => n < limit,
-            };
-            if done || n == 0 {
-                break;
+            let (data, more) = self.list_page(path, out.len(), &mut limit).await?;
+            out.extend(data);
+            if !more {
+                return Ok(out);
             }
         }
-        Ok(out)
+    }
+
+    /// The objects of a `{data, meta}` list from `offset` on, and whether more follow.
+    /// `limit` shrinks to the server's `maxLimit` when the answer announces one.
+    async fn list_page(
+        &self,
+        path: &str,
+        offset: usize,
+        limit: &mut usize,
+    ) -> Result<(Vec<Value>, bool), ConnectorError> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut v = self
+            .get(&format!("{path}{sep}limit={limit}&offset={offset}"))
+            .await?;
+        let meta = v.get("meta");
+        if let Some(max) = meta.and_then(|m| m.get("maxLimit")).and_then(Value::as_u64) {
+            *limit = (*limit).min(max as usize).max(1);
+        }
+        let total = meta
+            .and_then(|m| m.get("totalCount"))
+            .and_then(Value::as_u64);
+        let Some(Value::Array(data)) = v.get_mut("data").map(Value::take) else {
+            return Err(ConnectorError::Protocol(format!(
+                "{}{path}: no data list in the answer",
+                self.base
+            )));
+        };
+        let n = data.len();
+        let more = match total {
+            Some(t) => ((offset + n) as u64) < t,
+            None => n >= *limit,
+        };
+        Ok((data, more && n > 0))
     }
 
     /// Map annotations (key order and repeats kept) and tags (as `TAG` pairs) of these
@@ -562,51 +576,62 @@ impl Connector for OmeroConnector {
                     page.upserts.push(dataset.clone());
                 }
                 let did = id_of(d).unwrap_or_default();
-                let images: Vec<Value> = self
-                    .list(&format!("/api/v0/m/datasets/{did}/images/"))
-                    .await?
-                    .into_iter()
-                    .filter(|i| id_of(i).is_some_and(|id| seen_images.insert(id)))
-                    .collect();
-                let ids: Vec<i64> = images.iter().filter_map(id_of).collect();
-                let anns = self.annotations(&ids).await?;
-                // Only images whose listing or annotations changed are read in full.
-                let mut to_read = Vec::new();
-                for img in &images {
-                    let id = id_of(img).unwrap_or_default();
-                    let ann = anns.get(&id).cloned().unwrap_or_default();
-                    let ann_json = Value::from(
-                        ann.iter()
-                            .map(|(k, v)| Value::from(vec![k.clone(), v.clone()]))
-                            .collect::<Vec<_>>(),
-                    );
-                    let gid = global_id(&self.name, "image", &id.to_string());
-                    if changed(
-                        &mut state,
-                        &gid,
-                        hash(&[img, &ann_json, &Value::from(dataset_gid.clone())]),
-                    ) {
-                        to_read.push((id, ann));
-                    }
-                }
-                let concurrency = self.http.settings().max_concurrency.max(1);
-                for chunk in to_read.chunks(concurrency * 4) {
-                    let docs =
-                        futures::future::join_all(chunk.iter().map(|(id, _)| self.get_image(*id)))
-                            .await;
-                    for ((id, ann), doc) in chunk.iter().zip(docs) {
-                        let doc = doc?;
-                        let data = doc.get("data").cloned().unwrap_or(Value::Null);
-                        match self.image(&data, &dataset, Some(&project_name), ann) {
-                            Ok(e) => page.upserts.push(e),
-                            Err(reason) => page.rejected.push(Rejection {
-                                native_id: Some(id.to_string()),
-                                reason: format!("image {id}: {reason}"),
-                            }),
+                // Images are handled one listing page at a time, so a dataset of any
+                // size holds only a page of listings and annotations in memory.
+                let path = format!("/api/v0/m/datasets/{did}/images/");
+                let mut offset = 0;
+                let mut limit = self.config.page_size;
+                loop {
+                    let (listed, more) = self.list_page(&path, offset, &mut limit).await?;
+                    offset += listed.len();
+                    let images: Vec<Value> = listed
+                        .into_iter()
+                        .filter(|i| id_of(i).is_some_and(|id| seen_images.insert(id)))
+                        .collect();
+                    let ids: Vec<i64> = images.iter().filter_map(id_of).collect();
+                    let anns = self.annotations(&ids).await?;
+                    // Only images whose listing or annotations changed are read in full.
+                    let mut to_read = Vec::new();
+                    for img in &images {
+                        let id = id_of(img).unwrap_or_default();
+                        let ann = anns.get(&id).cloned().unwrap_or_default();
+                        let ann_json = Value::from(
+                            ann.iter()
+                                .map(|(k, v)| Value::from(vec![k.clone(), v.clone()]))
+                                .collect::<Vec<_>>(),
+                        );
+                        let gid = global_id(&self.name, "image", &id.to_string());
+                        if changed(
+                            &mut state,
+                            &gid,
+                            hash(&[img, &ann_json, &Value::from(dataset_gid.clone())]),
+                        ) {
+                            to_read.push((id, ann));
                         }
                     }
-                    if page.upserts.len() >= 200 {
-                        sink.page(std::mem::take(&mut page)).await?;
+                    let concurrency = self.http.settings().max_concurrency.max(1);
+                    for chunk in to_read.chunks(concurrency * 4) {
+                        let docs = futures::future::join_all(
+                            chunk.iter().map(|(id, _)| self.get_image(*id)),
+                        )
+                        .await;
+                        for ((id, ann), doc) in chunk.iter().zip(docs) {
+                            let doc = doc?;
+                            let data = doc.get("data").cloned().unwrap_or(Value::Null);
+                            match self.image(&data, &dataset, Some(&project_name), ann) {
+                                Ok(e) => page.upserts.push(e),
+                                Err(reason) => page.rejected.push(Rejection {
+                                    native_id: Some(id.to_string()),
+                                    reason: format!("image {id}: {reason}"),
+                                }),
+                            }
+                        }
+                        if page.upserts.len() >= 200 {
+                            sink.page(std::mem::take(&mut page)).await?;
+                        }
+                    }
+                    if !more {
+                        break;
                     }
                 }
             }

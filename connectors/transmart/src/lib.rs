@@ -707,7 +707,8 @@ impl Connector for TransmartConnector {
             if let Some(old) = old {
                 for subject in old.patients.keys() {
                     if !st.patients.contains_key(subject) {
-                        page.deletions.extend(patient_ids(&self.name, &sid, subject));
+                        page.deletions
+                            .extend(patient_ids(&self.name, &sid, subject));
                     }
                 }
             }
