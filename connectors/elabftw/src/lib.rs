@@ -457,9 +457,7 @@ impl Connector for ElabConnector {
         }
         Ok(SyncOutcome {
             mode,
-            checkpoint: Some(Checkpoint(
-                serde_json::to_value(&state).unwrap_or(Value::Null),
-            )),
+            checkpoint: Checkpoint::of(&state).ok(),
         })
     }
 }

@@ -649,9 +649,7 @@ impl Connector for OmeroConnector {
         }
         Ok(SyncOutcome {
             mode,
-            checkpoint: Some(Checkpoint(
-                serde_json::to_value(&state).unwrap_or(Value::Null),
-            )),
+            checkpoint: Checkpoint::of(&state).ok(),
         })
     }
 }

@@ -282,7 +282,7 @@ impl Connector for RedcapConnector {
         let previous: State = request
             .checkpoint
             .as_ref()
-            .and_then(|c| serde_json::from_value(c.0.clone()).ok())
+            .and_then(|c| c.read().ok())
             .unwrap_or_default();
         let info = self.call(&[("content", "project")]).await?;
         let title = info
@@ -402,9 +402,7 @@ impl Connector for RedcapConnector {
         };
         Ok(SyncOutcome {
             mode,
-            checkpoint: Some(Checkpoint(
-                serde_json::to_value(state).unwrap_or(Value::Null),
-            )),
+            checkpoint: Checkpoint::of(&state).ok(),
         })
     }
 }

@@ -737,9 +737,7 @@ impl Connector for TransmartConnector {
         }
         Ok(SyncOutcome {
             mode,
-            checkpoint: Some(Checkpoint(
-                serde_json::to_value(&state).unwrap_or(Value::Null),
-            )),
+            checkpoint: Checkpoint::of(&state).ok(),
         })
     }
 }

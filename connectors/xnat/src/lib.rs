@@ -698,9 +698,7 @@ impl Connector for XnatConnector {
         }
         Ok(SyncOutcome {
             mode,
-            checkpoint: Some(Checkpoint(
-                serde_json::to_value(&state).unwrap_or(Value::Null),
-            )),
+            checkpoint: Checkpoint::of(&state).ok(),
         })
     }
 }

@@ -439,10 +439,9 @@ pub fn at_least_one(key: &str, value: usize) -> Result<(), ConnectorError> {
 /// checkpoint of another shape (which then runs as a full sync).
 pub fn resume<T: serde::de::DeserializeOwned>(request: &crossdex_model::SyncRequest) -> Option<T> {
     match request.mode {
-        crossdex_model::SyncMode::Incremental => request
-            .checkpoint
-            .as_ref()
-            .and_then(|c| serde_json::from_value(c.0.clone()).ok()),
+        crossdex_model::SyncMode::Incremental => {
+            request.checkpoint.as_ref().and_then(|c| c.read().ok())
+        }
         crossdex_model::SyncMode::Full => None,
     }
 }

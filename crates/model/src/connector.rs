@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -27,9 +28,61 @@ impl SyncMode {
 
 /// An opaque position in a source, chosen by its connector (a timestamp, a cursor, a
 /// map of content hashes). The store commits it together with the data it covers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Checkpoint(pub serde_json::Value);
+///
+/// It is kept as the JSON text the connector wrote, shared rather than copied: the
+/// checkpoint of a large source (a hash per object) takes megabytes as a JSON tree,
+/// and the engine only stores it and hands it back. In a manifest it is a JSON string;
+/// a checkpoint written as a JSON value by older versions is read too.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Checkpoint(Arc<str>);
+
+impl Checkpoint {
+    /// The checkpoint of a connector's state.
+    pub fn of<T: Serialize>(state: &T) -> Result<Checkpoint, serde_json::Error> {
+        Ok(Checkpoint(serde_json::to_string(state)?.into()))
+    }
+
+    /// The connector's state back, or why it cannot be read (e.g. a checkpoint of an
+    /// older shape).
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// The JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 200;
+        match self.0.char_indices().nth(SHOWN) {
+            None => write!(f, "Checkpoint({})", self.0),
+            Some((cut, _)) => write!(
+                f,
+                "Checkpoint({}... ({} bytes))",
+                &self.0[..cut],
+                self.0.len()
+            ),
+        }
+    }
+}
+
+impl Serialize for Checkpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Checkpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(text) => Checkpoint(text.into()),
+            legacy => Checkpoint(legacy.to_string().into()),
+        })
+    }
+}
 
 /// What the engine asks of a connector.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use crossdex_model::Checkpoint;
 use serde::{Deserialize, Serialize};
 
 /// Version of the data directory format this build writes and reads.
@@ -39,7 +40,7 @@ pub struct SourceState {
     /// Number of rows in `observations`.
     pub n_observations: u64,
     /// The connector's checkpoint, committed with the data it covers.
-    pub checkpoint: Option<serde_json::Value>,
+    pub checkpoint: Option<Checkpoint>,
     /// When the last successful sync finished.
     pub synced_at: DateTime<Utc>,
 }

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use crossdex_model::{Entity, Observation, Page, Record, SyncMode};
+use crossdex_model::{Checkpoint, Entity, Observation, Page, Record, SyncMode};
 
 use super::*;
 use crate::writer::read_parquet;
@@ -37,7 +37,7 @@ fn sync(w: &mut Writer, source: &str, mode: SyncMode, pages: Vec<Page>) -> SyncR
     for p in pages {
         txn.apply(p).unwrap();
     }
-    txn.commit(mode, Some(serde_json::json!({"pages": 1})))
+    txn.commit(mode, Checkpoint::of(&serde_json::json!({"pages": 1})).ok())
         .unwrap()
 }
 
@@ -135,7 +135,7 @@ fn incremental_sync_keeps_untouched_entities_and_applies_deletions() {
     assert_eq!(s.search("new", 100).unwrap().len(), 4);
     assert_eq!(
         s.manifest().sources["a"].checkpoint,
-        Some(serde_json::json!({"pages": 1}))
+        Checkpoint::of(&serde_json::json!({"pages": 1})).ok()
     );
 }
 
@@ -300,4 +300,25 @@ fn an_index_of_another_schema_is_reported_not_misread() {
         );
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
     }
+}
+
+#[test]
+fn a_checkpoint_written_as_a_json_value_is_still_read() {
+    let legacy: Manifest = serde_json::from_value(serde_json::json!({
+        "format": 1, "generation": 3, "sync_runs": null,
+        "sources": {"a": {
+            "system": "xnat", "records": "r.parquet", "observations": "o.parquet",
+            "n_records": 1, "n_observations": 0, "synced_at": "2026-11-01T00:00:00Z",
+            "checkpoint": {"cursor": 7}
+        }}
+    }))
+    .expect("legacy manifest");
+    let c = legacy.sources["a"].checkpoint.clone().expect("checkpoint");
+    assert_eq!(
+        c.read::<serde_json::Value>().unwrap(),
+        serde_json::json!({"cursor": 7})
+    );
+    // Written back, it is a string, and reads as the same state.
+    let again: Manifest = serde_json::from_str(&serde_json::to_string(&legacy).unwrap()).unwrap();
+    assert_eq!(again.sources["a"].checkpoint, Some(c));
 }

@@ -14,7 +14,7 @@ use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
-use crossdex_model::{Entity, Page, Rejection, SyncMode, is_valid_source_name};
+use crossdex_model::{Checkpoint, Entity, Page, Rejection, SyncMode, is_valid_source_name};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -35,7 +35,7 @@ use crate::{DataDir, manifest_of};
 /// Rows buffered before a batch goes to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
 /// Memory given to tantivy's indexing threads, in all.
-const INDEX_MEMORY: usize = 192 << 20;
+const INDEX_MEMORY: usize = 64 << 20;
 
 /// The single writer of a data directory. Holds the directory's lock until dropped.
 pub struct Writer {
@@ -626,11 +626,7 @@ impl SyncTxn<'_> {
     /// Makes the sync visible, atomically, with `checkpoint` committed beside it.
     /// `mode` is the mode the connector actually ran: after a full sync, entities of
     /// the source that no page mentioned are deleted.
-    pub fn commit(
-        mut self,
-        mode: SyncMode,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<SyncRun> {
+    pub fn commit(mut self, mode: SyncMode, checkpoint: Option<Checkpoint>) -> Result<SyncRun> {
         self.flush(true)?;
         self.merge_previous(mode)?;
         let records_out = self.records_out.take().expect("open until commit");

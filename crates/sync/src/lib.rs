@@ -90,9 +90,7 @@ pub(crate) fn choose_mode(
     options: SyncOptions,
 ) -> (SyncMode, Option<crossdex_model::Checkpoint>) {
     let committed = manifest.sources.get(connector.source());
-    let checkpoint = committed
-        .and_then(|s| s.checkpoint.clone())
-        .map(crossdex_model::Checkpoint);
+    let checkpoint = committed.and_then(|s| s.checkpoint.clone());
     let mode = if options.full || !connector.capabilities().incremental || committed.is_none() {
         SyncMode::Full
     } else {

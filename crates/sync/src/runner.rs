@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use crossdex_model::{
-    Checkpoint, Connector, ConnectorError, Page, PageSink, SinkError, SyncMode, SyncOutcome,
-    SyncRequest,
+    Connector, ConnectorError, Page, PageSink, SinkError, SyncMode, SyncOutcome, SyncRequest,
 };
 use crossdex_store::{Manifest, SyncRun, SyncTxn, Writer};
 use tokio::sync::{mpsc, watch};
@@ -548,8 +547,9 @@ impl State {
                             break 'apply Some(e);
                         }
                     }
-                    let checkpoint = outcome.checkpoint.map(|c: Checkpoint| c.0);
-                    let run = txn.commit(outcome.mode, checkpoint).map_err(store_err)?;
+                    let run = txn
+                        .commit(outcome.mode, outcome.checkpoint)
+                        .map_err(store_err)?;
                     let lane = self.lanes.remove(&id).expect("the lane being applied");
                     let _ = std::fs::remove_file(&lane.shared.path);
                     self.finish(run);
