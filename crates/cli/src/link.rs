@@ -16,12 +16,9 @@ use crate::config::Config;
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
-async fn rows(engine: &QueryEngine, sql: &str, params: &[(&str, &str)]) -> Result<Vec<Value>> {
-    let params = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
-        .collect();
-    let out = engine.sql(sql, params).await?;
+/// The rows of `sql` as JSON objects, for printing.
+async fn json_rows(engine: &QueryEngine, sql: &str, params: &[(&str, &str)]) -> Result<Vec<Value>> {
+    let out = engine.sql(sql, text_params(params)).await?;
     let text = out
         .render(OutputFormat::Json)
         .map_err(anyhow::Error::from)?;
@@ -31,12 +28,21 @@ async fn rows(engine: &QueryEngine, sql: &str, params: &[(&str, &str)]) -> Resul
         .unwrap_or_default())
 }
 
-fn text(v: &Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
+fn text_params(params: &[(&str, &str)]) -> Vec<(String, ScalarValue)> {
+    params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
+        .collect()
+}
+
+/// The rows of `sql` as text. Every subject key of a source passes through here.
+async fn rows(
+    engine: &QueryEngine,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<Vec<Vec<Option<String>>>> {
+    let out = engine.sql(sql, text_params(params)).await?;
+    Ok(out.text_rows().map_err(anyhow::Error::from)?)
 }
 
 /// The keys in the index, linked by the config's rules.
@@ -138,7 +144,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
         )
         .await?
         {
-            if let Some(k) = text(&r, "subject_key") {
+            if let [Some(k)] = <[_; 1]>::try_from(r).unwrap_or_default() {
                 found.insert((k, None));
             }
         }
@@ -151,7 +157,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             )
             .await?
             {
-                if let Some(t) = text(&r, "title")
+                if let [Some(t)] = <[_; 1]>::try_from(r).unwrap_or_default()
                     && let Some(code) = rule.find(&t)
                     && rule.canonical(&code).is_some()
                 {
@@ -170,7 +176,7 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             )
             .await?
             {
-                if let (Some(k), Some(v)) = (text(&r, "subject_key"), text(&r, "v")) {
+                if let [Some(k), Some(v)] = <[_; 2]>::try_from(r).unwrap_or_default() {
                     hard.entry(k).or_default().insert(name.clone(), v);
                 }
             }
@@ -353,8 +359,8 @@ pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCod
     )
     .await?;
     let ids: Vec<String> = matches
-        .iter()
-        .filter_map(|r| text(r, "subject_id"))
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
         .collect();
     let subject_id = match ids.as_slice() {
         [one] => one.clone(),
@@ -394,11 +400,6 @@ pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCod
              ) WHERE at IS NOT NULL ORDER BY at, source, what",
         ),
     ];
-    let params = |p: &[(&str, &str)]| -> Vec<(String, ScalarValue)> {
-        p.iter()
-            .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
-            .collect()
-    };
     match format {
         Format::Json => {
             let mut out = serde_json::Map::new();
@@ -406,7 +407,7 @@ pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCod
             for (name, sql) in sections {
                 out.insert(
                     name.to_lowercase(),
-                    Value::from(rows(&engine, sql, &param).await?),
+                    Value::from(json_rows(&engine, sql, &param).await?),
                 );
             }
             print(&format!(
@@ -417,7 +418,7 @@ pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCod
         Format::Table | Format::Csv => {
             print(&format!("Subject {subject_id}\n"))?;
             for (name, sql) in sections {
-                let out = engine.sql(sql, params(&param)).await?;
+                let out = engine.sql(sql, text_params(&param)).await?;
                 let fmt = if format == Format::Csv {
                     OutputFormat::Csv
                 } else {
