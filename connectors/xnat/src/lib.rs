@@ -217,6 +217,13 @@ fn newer(row: &Row, mark: &Option<String>) -> bool {
         .is_none_or(|m| row.last_modified.as_str() > m)
 }
 
+/// Moves `mark` up to `row`'s `last_modified` when that is newer.
+fn raise(mark: &mut Option<String>, row: &Row) {
+    if newer(row, mark) {
+        *mark = Some(row.last_modified.clone());
+    }
+}
+
 /// Keeps each row once: under its owning project when that project is indexed, else
 /// under the first indexed project that lists it. Rows are offered project by project.
 struct Homes<'a> {
@@ -602,13 +609,7 @@ impl Connector for XnatConnector {
                 .listing(&format!("/data/projects/{p}/subjects"), SUBJECT_COLUMNS)
                 .await?;
             for row in rows.iter().filter(|r| homes.keep(p, r)) {
-                if state
-                    .subjects_modified
-                    .as_deref()
-                    .is_none_or(|m| row.last_modified.as_str() > m)
-                {
-                    state.subjects_modified = Some(row.last_modified.clone());
-                }
+                raise(&mut state.subjects_modified, row);
                 state.subjects.insert(row.id.clone());
                 if full || newer(row, &prev.subjects_modified) {
                     page.upserts.push(self.subject_entity(row));
@@ -629,13 +630,7 @@ impl Connector for XnatConnector {
             // Sessions to read: all on a full sync, new or changed ones otherwise.
             let mut to_read: Vec<&Row> = Vec::new();
             for row in rows.iter().filter(|r| homes.keep(p, r)) {
-                if state
-                    .sessions_modified
-                    .as_deref()
-                    .is_none_or(|m| row.last_modified.as_str() > m)
-                {
-                    state.sessions_modified = Some(row.last_modified.clone());
-                }
+                raise(&mut state.sessions_modified, row);
                 match prev.sessions.remove(&row.id) {
                     Some(scans) if !full && !newer(row, &prev.sessions_modified) => {
                         state.sessions.insert(row.id.clone(), scans);
