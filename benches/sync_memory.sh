@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of `crossdex sync --all` against the simulators, at 1x and 10x subjects.
 #   benches/sync_memory.sh [SUBJECTS]        (default 1000: runs 1000 and 10000)
+#   benches/sync_memory.sh 1000 30000        any further size is run too
 #   PROFILE=dev benches/sync_memory.sh       the debug build, when no release build is at hand
 #   HEAPTRACK=1 benches/sync_memory.sh       also the peak of live heap, under heaptrack
 #
@@ -15,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-1000}
+sizes=("$base" $((base * 10)) "${@:2}")
 case "${PROFILE:-bench}" in
 dev) cargo build --bin crossdex; bin=target/debug/crossdex ;;
 *) cargo build --profile bench --bin crossdex; bin=target/release/crossdex ;;
@@ -62,7 +64,7 @@ heap() {
 
 declare -A records full_anon full_time incr_anon incr_time full_live incr_live
 port=18600
-for n in "$base" $((base * 10)); do
+for n in "${sizes[@]}"; do
     dir="$work/$n"
     mkdir -p "$dir"
     "$bin" sim --subjects "$n" --port-base "$port" --write-config "$dir/c.toml" >"$dir/sim.log" 2>&1 &
@@ -91,7 +93,7 @@ done
 big=$((base * 10))
 printf '\n| subjects | records | full sync | peak RssAnon (full) | incremental sync | peak RssAnon (incremental) |\n'
 printf '|---|---|---|---|---|---|\n'
-for n in "$base" "$big"; do
+for n in "${sizes[@]}"; do
     printf '| %s | %s | %s | %d MiB | %s | %d MiB |\n' "$n" "${records[$n]}" "${full_time[$n]}" \
         $((full_anon[$n] / 1024)) "${incr_time[$n]}" $((incr_anon[$n] / 1024))
 done
@@ -99,7 +101,7 @@ awk -v a="${full_anon[$base]}" -v b="${full_anon[$big]}" -v ra="${records[$base]
     'BEGIN { printf "\n10x subjects: %.1fx records, peak RssAnon of a full sync %.2fx\n", rb / ra, b / a }'
 if [ -n "${HEAPTRACK:-}" ]; then
     printf '\n| subjects | live heap peak (full) | live heap peak (incremental) |\n|---|---|---|\n'
-    for n in "$base" "$big"; do
+    for n in "${sizes[@]}"; do
         printf '| %s | %d MiB | %d MiB |\n' "$n" $((full_live[$n] / 1024)) $((incr_live[$n] / 1024))
     done
 fi
