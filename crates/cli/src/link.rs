@@ -68,7 +68,12 @@ pub(crate) async fn update(
         .collect();
     let key_of = |source: &str, key: &str| by_key.get(&(source, key)).copied();
     let identifier = |source: &str, key: &str, name: &str| {
-        key_of(source, key).and_then(|k| k.hard.get(name).cloned())
+        key_of(source, key).and_then(|k| {
+            k.hard
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
     };
     let mut rows: Vec<crossdex_store::SubjectLink> = linking
         .links
@@ -165,7 +170,8 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
                 }
             }
         }
-        let mut hard: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        // Names come in order (the rule's map), so each key's list is sorted.
+        let mut hard: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for (name, variable) in rule.hard() {
             for r in rows(
                 &engine,
@@ -177,13 +183,22 @@ pub(crate) async fn compute(config: &Config, dir: &std::path::Path) -> Result<Li
             .await?
             {
                 if let [Some(k), Some(v)] = <[_; 2]>::try_from(r).unwrap_or_default() {
-                    hard.entry(k).or_default().insert(name.clone(), v);
+                    hard.entry(k).or_default().push((name.clone(), v));
                 }
             }
         }
-        for (k, matched) in found {
+        // Moved, not copied, into the key: one map per subject key adds up. A key read
+        // from several titles is listed once per title, in a row.
+        let mut found = found.into_iter().peekable();
+        while let Some((k, matched)) = found.next() {
+            let again = found.peek().is_some_and(|(next, _)| *next == k);
+            let identifiers = if again {
+                hard.get(&k).cloned()
+            } else {
+                hard.remove(&k)
+            };
             keys.push(Key {
-                hard: hard.get(&k).cloned().unwrap_or_default(),
+                hard: identifiers.unwrap_or_default(),
                 source: source.clone(),
                 subject_key: k,
                 matched,

@@ -198,7 +198,9 @@ fn fill(t: &str, caps: &regex::Captures<'_>) -> String {
 pub struct Key {
     pub source: String,
     pub subject_key: String,
-    pub hard: BTreeMap<String, String>,
+    /// Hard identifiers as `(canonical name, value)`, sorted by name. A list, not a map:
+    /// there are one or two per key, and a map costs hundreds of bytes each.
+    pub hard: Vec<(String, String)>,
     /// What the source's records carry where it differs from the key: the title a key
     /// was read from.
     pub matched: Option<String>,

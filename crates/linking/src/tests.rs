@@ -65,10 +65,14 @@ fn key(source: &str, k: &str, hard: &[(&str, &str)]) -> Key {
     Key {
         source: source.into(),
         subject_key: k.into(),
-        hard: hard
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect(),
+        hard: {
+            let mut h: Vec<(String, String)> = hard
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect();
+            h.sort();
+            h
+        },
         matched: None,
     }
 }
@@ -219,7 +223,7 @@ fn served_keys(w: &World) -> Vec<Key> {
         .map(|(_, sys, k)| Key {
             hard: hard
                 .get(&(sys.name().to_owned(), k.clone()))
-                .cloned()
+                .map(|h| h.clone().into_iter().collect())
                 .unwrap_or_default(),
             source: sys.name().to_owned(),
             subject_key: k,
