@@ -55,7 +55,7 @@ heap() {
     shift
     heaptrack -o "$work/$label" "$bin" "$@" >"$work/$label.out" 2>&1 || { cat "$work/$label.out" >&2; exit 1; }
     heaptrack_print -f "$work/$label.zst" --print-peaks 0 --print-allocators 0 --print-temporary 0 \
-        --print-leaks 0 --print-histogram 0 2>/dev/null |
+        --print-leaks 0 2>/dev/null |
         awk '/^peak heap memory consumption:/ {
             v = $5; u = substr(v, length(v)); n = substr(v, 1, length(v) - 1)
             if (u == "G") n *= 1048576; else if (u == "M") n *= 1024; else if (u == "K") n *= 1; else n /= 1024
