@@ -631,17 +631,15 @@ impl Connector for XnatConnector {
             let mut to_read: Vec<&Row> = Vec::new();
             for row in rows.iter().filter(|r| homes.keep(p, r)) {
                 raise(&mut state.sessions_modified, row);
-                match prev.sessions.remove(&row.id) {
-                    Some(scans) if !full && !newer(row, &prev.sessions_modified) => {
-                        state.sessions.insert(row.id.clone(), scans);
-                    }
-                    known => {
-                        if let Some(scans) = known {
-                            // Back for now: its scans are compared once it is read.
-                            prev.sessions.insert(row.id.clone(), scans);
-                        }
-                        to_read.push(row);
-                    }
+                // An unchanged session keeps its scans; the others are read, and their
+                // previous scans stay in `prev` until then.
+                if !full
+                    && !newer(row, &prev.sessions_modified)
+                    && let Some(scans) = prev.sessions.remove(&row.id)
+                {
+                    state.sessions.insert(row.id.clone(), scans);
+                } else {
+                    to_read.push(row);
                 }
             }
             for chunk in to_read.chunks(concurrency * 4) {
