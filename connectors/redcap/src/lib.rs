@@ -279,11 +279,7 @@ impl Connector for RedcapConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: State = request
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.read().ok())
-            .unwrap_or_default();
+        let previous: State = crossdex_http::resume(&request).unwrap_or_default();
         let info = self.call(&[("content", "project")]).await?;
         let title = info
             .get("project_title")

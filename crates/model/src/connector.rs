@@ -47,11 +47,6 @@ impl Checkpoint {
     pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(&self.0)
     }
-
-    /// The JSON text.
-    pub fn as_json(&self) -> &str {
-        &self.0
-    }
 }
 
 impl std::fmt::Debug for Checkpoint {
