@@ -12,7 +12,7 @@
 
 mod typing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -334,11 +334,12 @@ impl Connector for RedcapConnector {
         if let Some(b) = &range_begin {
             id_params.push(("dateRangeBegin", b.as_str()));
         }
+        // One row per event and repeat instance: each record id once, in first-seen order.
         let mut ids: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         for row in self.rows(&id_params).await? {
             if let Some(id) = row.get(&id_field).map(plain).filter(|s| !s.is_empty())
-                && ids.last() != Some(&id)
-                && !ids.contains(&id)
+                && seen.insert(id.clone())
             {
                 ids.push(id);
             }
