@@ -151,9 +151,10 @@ impl Config {
         self.path.parent().unwrap_or(Path::new(".")).to_owned()
     }
 
-    /// Builds the connector of source `name`.
-    pub fn connector(&self, name: &str) -> Result<Box<dyn Connector>, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError::Source {
+    /// An error about `key` (dotted, e.g. `link.pattern`; empty: the whole table) of
+    /// source `name`.
+    fn source_error(&self, name: &str, key: &str, reason: String) -> ConfigError {
+        ConfigError::Source {
             path: self.path.clone(),
             source_name: name.to_owned(),
             key: if key.is_empty() {
@@ -162,7 +163,12 @@ impl Config {
                 format!(".{key}")
             },
             reason,
-        };
+        }
+    }
+
+    /// Builds the connector of source `name`.
+    pub fn connector(&self, name: &str) -> Result<Box<dyn Connector>, ConfigError> {
+        let err = |key: &str, reason: String| self.source_error(name, key, reason);
         if !is_valid_source_name(name) {
             return Err(err(
                 "",
@@ -211,11 +217,8 @@ impl Config {
     pub fn link_rules(&self) -> Result<BTreeMap<String, crossdex_linking::Rule>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, table) in &self.sources {
-            let err = |key: &str, reason: String| ConfigError::Source {
-                path: self.path.clone(),
-                source_name: name.clone(),
-                key: format!(".link{key}"),
-                reason,
+            let err = |field: &str, reason: String| {
+                self.source_error(name, &format!("link{field}"), reason)
             };
             let rule: crossdex_linking::RuleConfig = match table.get("link") {
                 None => Default::default(),
@@ -238,12 +241,7 @@ impl Config {
     fn read_schedules(&self) -> Result<BTreeMap<String, Schedule>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, table) in &self.sources {
-            let err = |key: &str, reason: String| ConfigError::Source {
-                path: self.path.clone(),
-                source_name: name.clone(),
-                key: format!(".{key}"),
-                reason,
-            };
+            let err = |key: &str, reason: String| self.source_error(name, key, reason);
             let text = |key: &str| -> Result<Option<&str>, ConfigError> {
                 match table.get(key) {
                     None => Ok(None),
