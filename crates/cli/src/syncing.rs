@@ -90,23 +90,25 @@ impl Ui {
 struct Follow {
     config: Arc<Config>,
     ui: Ui,
+    /// The last linking, for `sync` to report at the end.
     linking: Mutex<Option<Result<Linking>>>,
-    /// `serve` prints a timestamp before each line; its output is a log.
-    stamped: bool,
+    /// Under `serve`: each line starts with a timestamp, its output being a log, and
+    /// linkings are not kept (nothing reads them, and they hold every subject key).
+    serving: bool,
 }
 
 impl Follow {
-    fn new(config: Arc<Config>, stamped: bool) -> Follow {
+    fn new(config: Arc<Config>, serving: bool) -> Follow {
         Follow {
             config,
             ui: Ui::new(),
             linking: Mutex::new(None),
-            stamped,
+            serving,
         }
     }
 
     fn say(&self, line: &str) {
-        if self.stamped {
+        if self.serving {
             let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
             self.ui.println(&format!("{now} {line}"));
         } else {
@@ -176,7 +178,9 @@ impl Observer for Follow {
             Ok(l) => self.say(&crate::link::summary(l)),
             Err(e) => self.say(&format!("linking failed: {}", crate::error_text(e))),
         }
-        if let Ok(mut slot) = self.linking.lock() {
+        if !self.serving
+            && let Ok(mut slot) = self.linking.lock()
+        {
             *slot = Some(result);
         }
     }
