@@ -589,12 +589,12 @@ impl Connector for OmeroConnector {
                         .filter(|i| id_of(i).is_some_and(|id| seen_images.insert(id)))
                         .collect();
                     let ids: Vec<i64> = images.iter().filter_map(id_of).collect();
-                    let anns = self.annotations(&ids).await?;
+                    let mut anns = self.annotations(&ids).await?;
                     // Only images whose listing or annotations changed are read in full.
                     let mut to_read = Vec::new();
                     for img in &images {
                         let id = id_of(img).unwrap_or_default();
-                        let ann = anns.get(&id).cloned().unwrap_or_default();
+                        let ann = anns.remove(&id).unwrap_or_default();
                         let ann_json = Value::from(
                             ann.iter()
                                 .map(|(k, v)| Value::from(vec![k.clone(), v.clone()]))

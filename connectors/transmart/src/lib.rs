@@ -677,8 +677,7 @@ impl Connector for TransmartConnector {
                     Some(&json!({ "constraint": study_constraint })),
                 )
                 .await?;
-            let mut ids: Vec<i64> = patients.patients.iter().map(|p| p.id).collect();
-            drop(patients);
+            let mut ids: Vec<i64> = patients.patients.into_iter().map(|p| p.id).collect();
             ids.sort_unstable();
             ids.dedup();
             for chunk in ids.chunks(batch) {
@@ -693,6 +692,7 @@ impl Connector for TransmartConnector {
                     )
                     .await?;
                 let (decoded, rejected) = self.patient_records(&sid, &units, &cube)?;
+                // Not held while the store takes the page.
                 drop(cube);
                 page.rejected.extend(rejected);
                 for d in decoded {
