@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod compliance;
 mod crash;
+mod differential;
 mod sim;
 mod slt;

@@ -137,27 +137,27 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     for name in selected_sources(&config, names, names.is_empty())? {
         let connector = config.connector(&name)?;
         match connector.check().await {
-            Ok(report) => println!(
+            Ok(report) => outln!(
                 "ok      {name} ({}): {}",
                 connector.system(),
                 report.summary
             ),
             Err(e) => {
                 failed += 1;
-                println!("FAILED  {name} ({}): {e}", connector.system());
+                outln!("FAILED  {name} ({}): {e}", connector.system());
             }
         }
     }
     let dir = data_dir(g, Some(&config));
     match crossdex_store::Snapshot::open(&dir) {
-        Ok(s) => println!(
+        Ok(s) => outln!(
             "ok      data directory {} ({} documents)",
             dir.display(),
             s.num_docs()
         ),
         Err(e) => {
             failed += 1;
-            println!("FAILED  data directory {}: {e}", dir.display());
+            outln!("FAILED  data directory {}: {e}", dir.display());
         }
     }
     Ok(if failed > 0 {
@@ -250,7 +250,7 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
         let m = engine.snapshot().manifest();
         let records: u64 = m.sources.values().map(|s| s.n_records).sum();
         let observations: u64 = m.sources.values().map(|s| s.n_observations).sum();
-        println!(
+        outln!(
             "data directory {}: {} sources, {records} records, {observations} observations",
             dir.display(),
             m.sources.len()
@@ -262,7 +262,7 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
                 .filter(|n| !m.sources.contains_key(n))
                 .collect();
             if !never.is_empty() {
-                println!("never synced: {}", never.join(", "));
+                outln!("never synced: {}", never.join(", "));
             }
         }
     }
@@ -271,7 +271,7 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
             .map_err(anyhow::Error::from)?,
     )?;
     if format == Format::Table {
-        println!();
+        outln!();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -376,7 +376,7 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::from)?,
     )?;
     if args.format == Format::Table {
-        println!();
+        outln!();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,17 @@
 //! beyond presenting results. Errors become exit codes here: 0 success, 1 runtime
 //! failure, 2 usage or configuration error.
 
+/// `println!` for results: a closed stdout (`| head`) ends the output quietly instead
+/// of panicking, as `commands::print` does for whole renderings.
+macro_rules! outln {
+    () => {{
+        let _ = $crate::commands::print("\n");
+    }};
+    ($($arg:tt)*) => {{
+        let _ = $crate::commands::print(&format!("{}\n", format_args!($($arg)*)));
+    }};
+}
+
 mod args;
 mod commands;
 mod config;

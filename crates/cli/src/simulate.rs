@@ -107,31 +107,33 @@ pub async fn sim(args: &SimArgs) -> Result<ExitCode> {
         )));
     }
     let sims = start(&opts, args.host, args.port_base, args.cohort.days).await?;
-    println!(
+    outln!(
         "crossdex sim: {} people, seed {}, simulated day {}",
-        opts.subjects, opts.seed, args.cohort.days
+        opts.subjects,
+        opts.seed,
+        args.cohort.days
     );
     sims.with_world(|w| {
         for s in System::ALL {
-            println!(
+            outln!(
                 "  {:<10} {:<28} {}",
                 s.display(),
                 sims.url(s),
                 contents(w, s)
             );
-            println!("  {:<10} {:<28} {}", "", "", login_hint(&sims, s));
+            outln!("  {:<10} {:<28} {}", "", "", login_hint(&sims, s));
         }
     });
     if let Some(path) = &args.write_config {
         let has_connector = |s: System| registry::factory(s.name()).is_some();
         write_file(path, &sims.config_toml(None, has_connector))?;
-        println!("Configuration written to {}", path.display());
+        outln!("Configuration written to {}", path.display());
     }
     if let Some(path) = &args.truth {
         write_file(path, &sims.truth_csv())?;
-        println!("Ground truth written to {}", path.display());
+        outln!("Ground truth written to {}", path.display());
     }
-    println!(
+    outln!(
         "Time travel: curl -X POST {}/_sim/advance  (every system moves one day on)\nServing until Ctrl-C.",
         sims.url(System::Xnat)
     );
@@ -170,9 +172,10 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     write_file(&config_file, &sims.config_toml(Some(&dir), has_connector))?;
     let config = Config::load(&config_file)?;
 
-    println!(
+    outln!(
         "crossdex demo: five simulated research systems over one synthetic cohort ({} people, seed {})\n",
-        opts.subjects, opts.seed
+        opts.subjects,
+        opts.seed
     );
     sims.with_world(|w| {
         for s in System::ALL {
@@ -181,7 +184,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             } else {
                 "no connector in this build yet: not synced"
             };
-            println!(
+            outln!(
                 "  {:<10} {:<24} {}  [{note}]",
                 s.display(),
                 sims.url(s),
@@ -189,7 +192,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             );
         }
     });
-    println!("\nIndexing them into {}:\n", dir.display());
+    outln!("\nIndexing them into {}:\n", dir.display());
     let names = config.source_names();
     let config = std::sync::Arc::new(config);
     let (runs, linking) = sync_all(config.clone(), &dir, &names, false, None).await?;
@@ -197,12 +200,10 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     let engine = QueryEngine::open(&dir)?;
     let queries = saved_queries(None)?;
 
-    println!(
-        "\n$ crossdex link report   (one person, five spellings: the config's rules link them)"
-    );
+    outln!("\n$ crossdex link report   (one person, five spellings: the config's rules link them)");
     crate::link::print_report(&config, &linking, crate::args::Format::Table)?;
 
-    println!("\nSubject keys per source (each system spells them its own way):");
+    outln!("\nSubject keys per source (each system spells them its own way):");
     let keys = engine
         .sql(
             "SELECT source, system, count(DISTINCT subject_key) AS subject_keys, \
@@ -216,7 +217,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             .render(OutputFormat::Table)
             .map_err(anyhow::Error::from)?,
     )?;
-    println!();
+    outln!();
 
     for (name, params) in [
         ("records-per-source", vec![]),
@@ -230,7 +231,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             .iter()
             .map(|(k, v)| format!(" --param {k}={v}"))
             .collect();
-        println!(
+        outln!(
             "\n$ crossdex sql --saved {name}{}\n-- {}",
             shown.concat(),
             q.description
@@ -240,25 +241,28 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             &out.render(OutputFormat::Table)
                 .map_err(anyhow::Error::from)?,
         )?;
-        println!();
+        outln!();
     }
     let hits = engine.search("plasma nfl", 3)?;
-    println!("\n$ crossdex search 'plasma nfl'");
+    outln!("\n$ crossdex search 'plasma nfl'");
     for h in &hits {
-        println!(
+        outln!(
             "{:>6.2}  {}  [{}]\n        {}",
-            h.score, h.title, h.source, h.snippet
+            h.score,
+            h.title,
+            h.source,
+            h.snippet
         );
     }
     let cfg = config_file.display();
-    println!(
+    outln!(
         "\nExplore further (the index stays; the simulators stop with the demo, `crossdex sim` keeps them serving):\n  \
          crossdex --config {cfg} sql \"SELECT * FROM search('donepezil') s JOIN records r ON r.id = s.id\"\n  \
          crossdex --config {cfg} subject INT_0003\n  \
          crossdex --config {cfg} sql --list\n  crossdex --config {cfg} status"
     );
     if g.data_dir.is_some() {
-        println!("  (add --data-dir {} to each)", dir.display());
+        outln!("  (add --data-dir {} to each)", dir.display());
     }
     if !args.no_ui {
         tracing::debug!("no terminal UI in this build; the summary above stands in for it");

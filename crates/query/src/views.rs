@@ -6,18 +6,11 @@
 
 use crossdex_store::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA};
 
-/// `records` and `observations` as the stored rows with `subject_id` resolved through
-/// `subject_links`, and `subjects`: they come first, the per-system views use them.
+/// `records` and `observations` as the stored rows with `subject_id` resolved by
+/// `subject_of` (see `subject_of.rs`), and `subjects`: they come first, the per-system
+/// views use them.
 pub(crate) fn core_views() -> Vec<(&'static str, String)> {
     let resolved = |schema: &arrow::datatypes::Schema, table: &str| {
-        let cols: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| match f.name().as_str() {
-                "subject_id" => "coalesce(l.subject_id, t.subject_id) AS subject_id".to_owned(),
-                name => format!("t.\"{name}\""),
-            })
-            .collect();
         // Records of sources linked by title (a notebook naming subjects only in titles)
         // carry no subject key; their title is the key the link was made on.
         let key = if table == "records" {
@@ -25,12 +18,17 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         } else {
             "t.subject_key"
         };
-        format!(
-            "SELECT {} FROM internal.{table} t \
-             LEFT JOIN subject_links l
-               ON l.source = t.source AND l.matched = {key} AND l.confidence > 0",
-            cols.join(", ")
-        )
+        let cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                // The stored column is never read: a column of the same name under the
+                // resolved one is what DataFusion's filter pushdown confused.
+                "subject_id" => format!("subject_of(t.source, {key}) AS subject_id"),
+                name => format!("t.\"{name}\""),
+            })
+            .collect();
+        format!("SELECT {} FROM internal.{table} t", cols.join(", "))
     };
     vec![
         ("records", resolved(&RECORDS_SCHEMA, "records")),
@@ -41,16 +39,18 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         (
             "subjects",
             "SELECT l.subject_id, replace(l.subject_id, 'subj:', '') AS label,
-                    array_sort(array_agg(DISTINCT l.source) FILTER (WHERE l.confidence > 0)) AS sources,
-                    count(DISTINCT l.source) FILTER (WHERE l.confidence > 0) AS n_sources,
-                    count(r.id) FILTER (WHERE l.confidence > 0) AS n_records,
-                    min(lower(l.sex)) FILTER (WHERE l.confidence > 0) AS sex,
-                    min(CAST(CAST(l.birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE l.confidence > 0) AS birth_year,
-                    bool_or(l.confidence = 0) AS conflicts
-             FROM subject_links l
-             LEFT JOIN internal.records r
-               ON r.source = l.source AND coalesce(r.subject_key, r.title) = l.matched
-             GROUP BY l.subject_id"
+                    l.sources, l.n_sources, coalesce(r.n, 0) AS n_records, l.sex, l.birth_year,
+                    l.conflicts
+             FROM (SELECT subject_id,
+                          array_sort(array_agg(DISTINCT source) FILTER (WHERE confidence > 0)) AS sources,
+                          count(DISTINCT source) FILTER (WHERE confidence > 0) AS n_sources,
+                          min(lower(sex)) FILTER (WHERE confidence > 0) AS sex,
+                          min(CAST(CAST(birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE confidence > 0) AS birth_year,
+                          bool_or(confidence = 0) AS conflicts
+                   FROM subject_links GROUP BY subject_id) l
+             LEFT JOIN (SELECT subject_id AS linked_subject, count(*) AS n FROM records
+                        WHERE subject_id IS NOT NULL GROUP BY subject_id) r
+               ON r.linked_subject = l.subject_id"
                 .to_owned(),
         ),
     ]

@@ -46,12 +46,14 @@ pub enum StoreError {
         reason: String,
     },
     /// A search string that cannot be parsed.
-    #[error("invalid search query {query:?}: {reason}")]
+    #[error("invalid search query {query:?}: {reason}{}", position.map(|p| format!(" at character {p}")).unwrap_or_default())]
     InvalidQuery {
         /// The query as given.
         query: String,
-        /// What the parser said.
+        /// What is wrong.
         reason: String,
+        /// Where, as a 1-based character position, when the parser knows.
+        position: Option<usize>,
     },
     /// A source name that cannot be used.
     #[error("invalid source name {0:?}: use letters, digits, `_` and `-` only")]

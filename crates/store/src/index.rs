@@ -1,8 +1,13 @@
 //! The tantivy side of the store: schema, analyzer, documents and lookups.
 
+use std::collections::BTreeMap;
 use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
-use tantivy::query::QueryParser;
+
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery, PhraseQuery,
+    Query, RegexQuery, TermQuery,
+};
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, TextFieldIndexing,
     TextOptions, Value,
@@ -16,6 +21,8 @@ use tantivy::{DocAddress, DocSet, Index, Searcher, TERMINATED, TantivyError, Ter
 use crossdex_model::Entity;
 
 use crate::error::{Result, StoreError};
+use crate::subjects::SubjectIndex;
+use crate::syntax::{self, Node, TermKind};
 
 /// Name of the analyzer for free text: split on non-alphanumerics, lowercase, fold
 /// accents (researchers type "echelle" for "échelle").
@@ -29,7 +36,9 @@ pub(crate) struct Fields {
     pub system: Field,
     pub kind: Field,
     pub project: Field,
-    pub subject_id: Field,
+    /// What linking matches a record on: its subject key, or its title where it has
+    /// none. Stored, so a hit's subject is resolved from the snapshot's links.
+    pub subject_match: Field,
     pub subject_key: Field,
     pub title: Field,
     /// Everything searchable by default: the title (twice, as a weight) and the body.
@@ -53,7 +62,7 @@ pub(crate) fn schema() -> (Schema, Fields) {
         system: b.add_text_field("system", STRING | STORED),
         kind: b.add_text_field("kind", STRING | STORED | FAST),
         project: b.add_text_field("project", STRING),
-        subject_id: b.add_text_field("subject_id", STRING | STORED),
+        subject_match: b.add_text_field("subject_match", STRING | STORED),
         subject_key: b.add_text_field("subject_key", STRING),
         title: b.add_text_field("title", indexed.clone().set_stored()),
         body: b.add_text_field("body", indexed),
@@ -80,7 +89,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError
         system: f("system")?,
         kind: f("kind")?,
         project: f("project")?,
-        subject_id: f("subject_id")?,
+        subject_match: f("subject_match")?,
         subject_key: f("subject_key")?,
         title: f("title")?,
         body: f("body")?,
@@ -127,9 +136,10 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
     if let Some(p) = &r.project {
         d.add_text(f.project, p);
     }
-    if let Some(s) = &r.subject_id {
-        d.add_text(f.subject_id, s);
-    }
+    d.add_text(
+        f.subject_match,
+        r.subject_key.as_deref().unwrap_or(&r.title),
+    );
     if let Some(k) = &r.subject_key {
         d.add_text(f.subject_key, k);
     }
@@ -217,34 +227,46 @@ pub struct Hit {
     pub snippet: String,
 }
 
-/// Parses `query` in the search syntax: words (all must match, in the title or the
-/// body), `"phrases"`,
-/// `field:value` on `source`, `system`, `kind`, `project`, `subject_id`, `subject_key`,
-/// `title` and `body`, `OR`, `-exclusion`, `prefix*`.
+/// Runs `query` (the search syntax of `syntax.rs`, documented in `docs/search.md`): at
+/// most `limit` hits, best first, each with its subject resolved through `subjects`.
 pub(crate) fn search(
     index: &Index,
     searcher: &Searcher,
     f: &Fields,
+    subjects: &SubjectIndex,
     query: &str,
     limit: usize,
 ) -> Result<Vec<Hit>> {
-    let mut parser = QueryParser::for_index(index, vec![f.body]);
-    parser.set_conjunction_by_default();
-    let parsed = parser
-        .parse_query(&soften_apostrophes(query))
-        .map_err(|e| StoreError::InvalidQuery {
-            query: query.to_owned(),
-            reason: query_error_reason(&e),
-        })?;
+    let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
+        query: query.to_owned(),
+        reason,
+        position,
+    };
+    let node = syntax::parse(query).map_err(|e| invalid(e.reason, Some(e.position)))?;
+    let analyzer = index
+        .tokenizers()
+        .get(TEXT_ANALYZER)
+        .ok_or_else(|| invalid("the index has no text analyzer".into(), None))?;
+    let mut compiler = Compiler {
+        f,
+        subjects,
+        analyzer,
+        highlights: Vec::new(),
+    };
+    let compiled = compiler
+        .compile(&node)
+        .map_err(|reason| invalid(reason, None))?;
+    // No query has more hits than there are records: an absurd limit is not an
+    // allocation of that size.
+    let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let top = searcher.search(&parsed, &TopDocs::with_limit(limit).order_by_score())?;
-    let mut snippets = SnippetGenerator::create(searcher, &*parsed, f.body)?;
-    snippets.set_max_num_chars(160);
+    let top = searcher.search(&*compiled, &TopDocs::with_limit(limit).order_by_score())?;
+    let snippets = compiler.snippets(searcher)?;
     let mut hits = Vec::with_capacity(top.len());
     for (score, addr) in top {
-        hits.push(hit(searcher, f, &snippets, score, addr)?);
+        hits.push(hit(searcher, f, subjects, &snippets, score, addr)?);
     }
     // Equal scores come in index order, which depends on indexing threads: order them
     // by id so the same query on the same data lists the same hits the same way.
@@ -252,9 +274,245 @@ pub(crate) fn search(
     Ok(hits)
 }
 
+/// How many typos a word tolerates, by its length in characters, as researchers know
+/// from Meilisearch: none below 5, one from 5, two from 9.
+pub(crate) fn typos_allowed(word: &str) -> u8 {
+    match word.chars().count() {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+/// What a compiled query matched in the text, for highlighting.
+enum Highlight {
+    Exact(String),
+    /// Every indexed word the automaton of this fuzzy or prefix query accepts.
+    Expanded(FuzzyTermQuery),
+}
+
+struct Compiler<'a> {
+    f: &'a Fields,
+    subjects: &'a SubjectIndex,
+    analyzer: TextAnalyzer,
+    highlights: Vec<Highlight>,
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, node: &Node) -> Result<Box<dyn Query>, String> {
+        Ok(match node {
+            Node::All => Box::new(AllQuery),
+            Node::Or(alternatives) => Box::new(BooleanQuery::new(
+                alternatives
+                    .iter()
+                    .map(|n| Ok((Occur::Should, self.compile(n)?)))
+                    .collect::<Result<_, String>>()?,
+            )),
+            Node::And { must, must_not } => {
+                let mut clauses = Vec::with_capacity(must.len() + must_not.len() + 1);
+                for n in must {
+                    clauses.push((Occur::Must, self.compile(n)?));
+                }
+                if must.is_empty() {
+                    // `-csf` alone: everything but what it excludes.
+                    clauses.push((Occur::Must, Box::new(AllQuery) as Box<dyn Query>));
+                }
+                // What is excluded is not highlighted.
+                let kept = self.highlights.len();
+                for n in must_not {
+                    clauses.push((Occur::MustNot, self.compile(n)?));
+                }
+                self.highlights.truncate(kept);
+                Box::new(BooleanQuery::new(clauses))
+            }
+            Node::Term { field, text, kind } => self.term(field.as_deref(), text, *kind)?,
+        })
+    }
+
+    fn term(
+        &mut self,
+        field: Option<&str>,
+        text: &str,
+        kind: TermKind,
+    ) -> Result<Box<dyn Query>, String> {
+        let f = self.f;
+        let keyword = match field {
+            None | Some("body") => return Ok(self.text(f.body, text, kind)),
+            Some("title") => return Ok(self.text(f.title, text, kind)),
+            Some("source") => f.source,
+            Some("system") => f.system,
+            Some("kind") => f.kind,
+            Some("project") => f.project,
+            Some("subject_key") => f.subject_key,
+            Some("subject_id") => {
+                if kind == TermKind::Prefix {
+                    return Err(format!(
+                        "`subject_id:` takes a whole subject id, not a prefix (`{text}*`)"
+                    ));
+                }
+                return Ok(self.subject(text));
+            }
+            Some(other) => return Err(format!("unknown field `{other}`")),
+        };
+        Ok(match kind {
+            TermKind::Prefix => Box::new(
+                RegexQuery::from_pattern(&format!("{}.*", regex_escape(text)), keyword)
+                    .map_err(|e| format!("cannot search for `{text}*`: {e}"))?,
+            ),
+            TermKind::Word | TermKind::Phrase => Box::new(TermQuery::new(
+                Term::from_field_text(keyword, text),
+                IndexRecordOption::Basic,
+            )),
+        })
+    }
+
+    /// Records whose key (or title, for title-linked sources) is linked to `subject`;
+    /// `INT-042` stands for `subj:INT-042`.
+    fn subject(&self, subject: &str) -> Box<dyn Query> {
+        let mut keys = self.subjects.keys_of(subject);
+        if keys.is_empty() && !subject.starts_with("subj:") {
+            keys = self.subjects.keys_of(&format!("subj:{subject}"));
+        }
+        let f = self.f;
+        let exact = |field: Field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        Box::new(BooleanQuery::new(
+            keys.iter()
+                .map(|(source, matched)| {
+                    let both: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, exact(f.source, source)),
+                        (Occur::Must, exact(f.subject_match, matched)),
+                    ]));
+                    (Occur::Should, both)
+                })
+                .collect(),
+        ))
+    }
+
+    fn text(&mut self, field: Field, text: &str, kind: TermKind) -> Box<dyn Query> {
+        let mut tokens = Vec::new();
+        self.analyzer
+            .token_stream(text)
+            .process(&mut |t| tokens.push(t.text.clone()));
+        let terms: Vec<Term> = tokens
+            .iter()
+            .map(|t| Term::from_field_text(field, t))
+            .collect();
+        let highlight = field == self.f.body || field == self.f.title;
+        match (kind, terms.len()) {
+            // Nothing searchable (`--`, `·`): it matches nothing rather than everything.
+            (_, 0) => Box::new(EmptyQuery),
+            (TermKind::Prefix, 1) => {
+                let q = FuzzyTermQuery::new_prefix(terms[0].clone(), 0, true);
+                if highlight {
+                    self.highlights.push(Highlight::Expanded(q.clone()));
+                }
+                Box::new(q)
+            }
+            (TermKind::Prefix, _) => {
+                if highlight {
+                    self.highlights
+                        .extend(tokens.iter().map(|t| Highlight::Exact(t.clone())));
+                }
+                Box::new(PhrasePrefixQuery::new(terms))
+            }
+            (TermKind::Word, 1) => {
+                let typos = typos_allowed(&tokens[0]);
+                if highlight {
+                    self.highlights.push(Highlight::Exact(tokens[0].clone()));
+                }
+                let exact: Box<dyn Query> = Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                ));
+                if typos == 0 {
+                    return exact;
+                }
+                let fuzzy = FuzzyTermQuery::new(terms[0].clone(), typos, true);
+                if highlight {
+                    self.highlights.push(Highlight::Expanded(fuzzy.clone()));
+                }
+                // A fuzzy match scores a constant; an exact one adds its BM25 score on
+                // top, so exact matches come first.
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, exact),
+                    (Occur::Should, Box::new(fuzzy)),
+                ]))
+            }
+            (TermKind::Phrase, 1) => {
+                if highlight {
+                    self.highlights.push(Highlight::Exact(tokens[0].clone()));
+                }
+                Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                ))
+            }
+            (TermKind::Phrase | TermKind::Word, _) => {
+                if highlight {
+                    self.highlights
+                        .extend(tokens.iter().map(|t| Highlight::Exact(t.clone())));
+                }
+                Box::new(PhraseQuery::new(terms))
+            }
+        }
+    }
+
+    /// A snippet generator that highlights every word the query matched, including
+    /// those found through a typo or a prefix.
+    fn snippets(&self, searcher: &Searcher) -> Result<SnippetGenerator> {
+        /// A prefix such as `a*` can match thousands of words; a snippet needs few.
+        const MAX_EXPANDED: usize = 256;
+        let mut words: BTreeMap<String, f32> = BTreeMap::new();
+        for h in &self.highlights {
+            match h {
+                Highlight::Exact(w) => {
+                    words.insert(w.clone(), 1.0);
+                }
+                Highlight::Expanded(q) => {
+                    for seg in searcher.segment_readers() {
+                        let terms = seg.inverted_index(self.f.body)?;
+                        let mut stream = terms
+                            .terms()
+                            .search(q.automaton()?)
+                            .into_stream()
+                            .map_err(TantivyError::from)?;
+                        let mut n = 0;
+                        while n < MAX_EXPANDED && stream.advance() {
+                            if let Ok(w) = std::str::from_utf8(stream.key()) {
+                                words.insert(w.to_owned(), 0.5);
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut g = SnippetGenerator::new(words, self.analyzer.clone(), self.f.body, 160);
+        g.set_max_num_chars(160);
+        Ok(g)
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~\"".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn hit(
     searcher: &Searcher,
     f: &Fields,
+    subjects: &SubjectIndex,
     snippets: &SnippetGenerator,
     score: f32,
     addr: DocAddress,
@@ -273,16 +531,19 @@ fn hit(
     let mut snippet = snippets.snippet(content);
     snippet.set_snippet_prefix_postfix("**", "**");
     let fragment = render_snippet(&snippet);
+    let source = text(f.source);
+    let subject_id = doc
+        .get_first(f.subject_match)
+        .and_then(|v| v.as_str())
+        .and_then(|m| subjects.resolve(&source, m))
+        .map(|s| s.to_string());
     Ok(Hit {
         id: text(f.id),
         score,
-        source: text(f.source),
+        source,
         system: text(f.system),
         kind: text(f.kind),
-        subject_id: doc
-            .get_first(f.subject_id)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
+        subject_id,
         title: text(f.title),
         snippet: fragment,
     })
@@ -301,39 +562,4 @@ fn render_snippet(s: &Snippet) -> String {
     }
     out.push_str(&fragment[at..]);
     out.replace('\n', " / ")
-}
-
-/// An apostrophe inside a word ("Alzheimer's", "l'échelle") is a quote to the query
-/// grammar but a word separator to the analyzer; treat it as the latter.
-fn soften_apostrophes(query: &str) -> std::borrow::Cow<'_, str> {
-    let is_apostrophe = |c: char| matches!(c, '\'' | '\u{2019}');
-    if !query.contains(is_apostrophe) {
-        return query.into();
-    }
-    let chars: Vec<char> = query.chars().collect();
-    let mut out = String::with_capacity(query.len());
-    for (i, &c) in chars.iter().enumerate() {
-        let inside_word = i > 0
-            && chars[i - 1].is_alphanumeric()
-            && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
-        out.push(if is_apostrophe(c) && inside_word {
-            ' '
-        } else {
-            c
-        });
-    }
-    out.into()
-}
-
-fn query_error_reason(e: &tantivy::query::QueryParserError) -> String {
-    use tantivy::query::QueryParserError as E;
-    match e {
-        E::FieldDoesNotExist(field) => format!(
-            "unknown field `{field}` (searchable fields: source, system, kind, project, subject_id, subject_key, title, body)"
-        ),
-        E::FieldNotIndexed(field) if field == "content" => {
-            "unknown field `content` (searchable fields: source, system, kind, project, subject_id, subject_key, title, body)".into()
-        }
-        other => other.to_string(),
-    }
 }

@@ -26,6 +26,8 @@ mod index;
 mod lock;
 mod manifest;
 mod runs;
+mod subjects;
+mod syntax;
 mod tables;
 mod writer;
 
@@ -40,6 +42,8 @@ pub use error::{Result, StoreError};
 pub use index::Hit;
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
+pub use subjects::SubjectIndex;
+pub use syntax::SyntaxError;
 pub use tables::{
     OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, SubjectLink,
 };
@@ -157,6 +161,7 @@ pub struct Snapshot {
     searcher: Searcher,
     fields: index::Fields,
     manifest: Manifest,
+    subjects: std::sync::OnceLock<std::sync::Arc<SubjectIndex>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -184,6 +189,7 @@ impl Snapshot {
                 searcher,
                 fields,
                 manifest: Manifest::default(),
+                subjects: Default::default(),
             });
         }
         // A writer may commit between reading the metadata and opening the segments;
@@ -230,6 +236,7 @@ impl Snapshot {
             searcher,
             fields,
             manifest,
+            subjects: Default::default(),
         }))
     }
 
@@ -267,7 +274,31 @@ impl Snapshot {
     /// Full-text search; see the search syntax in `docs/search.md`. At most `limit`
     /// hits, best first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        index::search(&self.index, &self.searcher, &self.fields, query, limit)
+        let subjects = self.subjects()?;
+        index::search(
+            &self.index,
+            &self.searcher,
+            &self.fields,
+            &subjects,
+            query,
+            limit,
+        )
+    }
+
+    /// Which subject each source's keys belong to in this state, read once from its
+    /// `subject_links` table.
+    pub fn subjects(&self) -> Result<std::sync::Arc<SubjectIndex>> {
+        if let Some(s) = self.subjects.get() {
+            return Ok(s.clone());
+        }
+        let index = match &self.manifest.subject_links {
+            Some(rel) => SubjectIndex::read(&self.dir.tables.join(rel))?,
+            None => SubjectIndex::default(),
+        };
+        Ok(self
+            .subjects
+            .get_or_init(|| std::sync::Arc::new(index))
+            .clone())
     }
 }
 

@@ -8,7 +8,8 @@ use crossdex_model::Checkpoint;
 use serde::{Deserialize, Serialize};
 
 /// Version of the data directory format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the index stores what linking matches records on, so hits carry their subject.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One committed state of the data directory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,96 @@
+//! `subject_of(source, key)`: the subject a source's key is linked to, in this engine's
+//! snapshot. The `records` and `observations` views resolve `subject_id` with it.
+//!
+//! A function over a map read once per snapshot, not a join with `subject_links`
+//! planned into every query: the answer cannot depend on the plan the optimizer picks
+//! (a left join with a coalesce gave empty cross-source joins once plans changed with
+//! the data's size).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::cast::as_string_array;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crossdex_store::SubjectIndex;
+
+#[derive(Debug)]
+pub(crate) struct SubjectOf {
+    subjects: Arc<SubjectIndex>,
+    signature: Signature,
+}
+
+impl SubjectOf {
+    pub(crate) fn new(subjects: Arc<SubjectIndex>) -> Self {
+        SubjectOf {
+            subjects,
+            // Immutable within one engine: an engine reads one snapshot.
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl PartialEq for SubjectOf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.subjects, &other.subjects)
+    }
+}
+
+impl Eq for SubjectOf {}
+
+impl Hash for SubjectOf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.subjects), state);
+    }
+}
+
+impl ScalarUDFImpl for SubjectOf {
+    fn name(&self) -> &str {
+        "subject_of"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [sources, keys] = arrays.as_slice() else {
+            return datafusion::common::exec_err!("subject_of(source, key) takes 2 arguments");
+        };
+        let (sources, keys) = (as_string_array(sources)?, as_string_array(keys)?);
+        let resolved: StringArray = (0..sources.len())
+            .map(|i| {
+                if sources.is_null(i) || keys.is_null(i) {
+                    return None;
+                }
+                self.subjects
+                    .resolve(sources.value(i), keys.value(i))
+                    .map(|s| &**s)
+            })
+            .collect();
+        let out: ArrayRef = Arc::new(resolved);
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            return Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
