@@ -181,7 +181,8 @@ fn global_options_go_before_or_after_the_command() {
     assert_eq!(lines[0], "score,id,source,kind,subject_id,title,snippet");
     assert_eq!(lines.len(), 3, "{run:?}");
     assert!(
-        lines[1].contains(",clinic,row,,")
+        // Hits carry the linked subject, as `records` does.
+        lines[1].contains(",clinic,row,subj:")
             && lines[1].contains("med_name: **donepezil** / med_dose_mg: **10**"),
         "{run:?}"
     );

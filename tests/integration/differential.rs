@@ -1,7 +1,9 @@
-//! SQL answers checked against another engine: DuckDB reads the same Parquet rows and
+//! SQL answers and search hits checked against oracles that are not crossdex: DuckDB reads the same Parquet rows and
 //! resolves subjects with a join of its own (`tests/differential/duckdb_oracle.py`),
 //! then every saved query and a generated set of cross-source joins, filters and
-//! aggregates must give the same rows in both. Cohorts of several sizes, and after a
+//! aggregates must give the same rows in both; `search_oracle.py` scans the same rows'
+//! text for words, typos, prefixes, phrases and fields and must find the same hits.
+//! Cohorts of several sizes, and after a
 //! simulated day, because query plans change with the data's size.
 //!
 //! DuckDB comes from PyPI (`pip install duckdb`, which `.ci/run` does); without it this
