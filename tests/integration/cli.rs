@@ -601,3 +601,131 @@ fn serve_needs_a_schedule_and_bad_schedules_are_named() {
         "never synced: due at once under catch-up: {clinic}"
     );
 }
+
+/// The README's searches, run as a new user runs them after `crossdex demo` at its
+/// default size: each finds something. Hits carry their linked subject, prefixes and
+/// typos match, and a bad query says what is wrong and where.
+#[test]
+fn readme_searches_find_hits_on_the_demo() {
+    let s = Sandbox::new();
+    let d = s.path().join("demo-data");
+    let d = d.to_str().unwrap();
+    s.ok(&["--data-dir", d, "demo", "--no-ui"]);
+    let readme = std::fs::read_to_string(crate::common::repo().join("README.md")).unwrap();
+    let searches: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("crossdex search '"))
+        .filter_map(|l| l.split('\'').next())
+        .collect();
+    assert!(searches.len() >= 3, "{searches:?}");
+    for q in searches {
+        let run = s.ok(&["--data-dir", d, "search", "--format", "csv", q]);
+        assert!(run.stdout.lines().count() > 1, "{q}: no hits\n{run:?}");
+    }
+    let count = |sql: &str| -> u64 {
+        let run = s.ok(&["--data-dir", d, "sql", "--format", "csv", sql]);
+        run.stdout
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap()
+    };
+    // Every hit of a linked record carries its subject, as `records` does.
+    assert_eq!(
+        count("SELECT count(s.subject_id) FROM search('*', 100000) s"),
+        count("SELECT count(subject_id) FROM records"),
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM search('*', 100000) s JOIN records r ON r.id = s.id WHERE s.subject_id IS DISTINCT FROM r.subject_id"
+        ),
+        0
+    );
+    // The subject filter finds every record of the subject, in every source.
+    assert_eq!(
+        count("SELECT count(*) FROM search('subject_id:subj:INT_0003', 100000)"),
+        count("SELECT count(*) FROM records WHERE subject_id = 'subj:INT_0003'"),
+    );
+    assert!(count("SELECT count(*) FROM search('amyl*', 1000)") > 0);
+    assert_eq!(
+        count("SELECT count(*) FROM search('hipocampus', 1000)"),
+        count("SELECT count(*) FROM search('hippocampus', 1000)"),
+    );
+    // Exact matches rank above typo matches.
+    let run = s.ok(&[
+        "--data-dir",
+        d,
+        "search",
+        "--format",
+        "csv",
+        "-n",
+        "1",
+        "hippocampus",
+    ]);
+    assert!(
+        run.stdout.to_lowercase().contains("**hippocampus**"),
+        "{run:?}"
+    );
+    // A query starting with `-` is a query, not an option.
+    let run = s.ok(&["--data-dir", d, "search", "-n", "1", "-csf amyloid"]);
+    assert!(run.stdout.contains("**Amyloid**"), "{run:?}");
+    for (q, says) in [
+        (
+            "\"unclosed",
+            "unclosed quote: add a closing `\"` at character 1",
+        ),
+        (
+            "moca (csf",
+            "unclosed parenthesis: add a closing `)` at character 6",
+        ),
+        ("csf OR", "`OR` needs something on each side at character 7"),
+        ("colour:red", "unknown field `colour`"),
+    ] {
+        let run = s.run(&["--data-dir", d, "search", q]);
+        assert_eq!(run.code, 2, "{q}: {run:?}");
+        assert!(run.stderr.contains(says), "{q}: {run:?}");
+    }
+}
+
+/// `| head` closes the pipe early: crossdex stops quietly, without a panic; absurd
+/// limits are capped, not allocated.
+#[test]
+fn a_closed_pipe_and_absurd_limits_do_not_panic() {
+    let s = Sandbox::new();
+    s.ok(&["sync", "--all"]);
+    for args in [
+        &["sql", "SELECT * FROM observations"][..],
+        &["sql", "--format", "csv", "SELECT * FROM observations"][..],
+        &["search", "plasma"][..],
+        &["status"][..],
+    ] {
+        let mut child = s
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before crossdex writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(0) && !stderr.contains("panicked"),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+    let run = s.ok(&["search", "-n", "18446744073709551615", "donepezil"]);
+    assert!(run.stdout.contains("donepezil"), "{run:?}");
+    let run = s.ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT count(*) FROM search('*', 9223372036854775807)",
+    ]);
+    assert!(
+        run.stdout.lines().nth(1).is_some_and(|n| n != "0"),
+        "{run:?}"
+    );
+}

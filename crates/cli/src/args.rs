@@ -84,7 +84,9 @@ pub enum Command {
     /// Full-text search across every source.
     #[command(after_help = SEARCH_HELP)]
     Search {
-        /// The search: words (all must match), "phrases", field:value, OR, -word, prefix*
+        /// The search: words (all must match, typos forgiven in longer words),
+        /// "phrases", field:value, OR, -word, prefix*, (groups); `*` for everything
+        #[arg(allow_hyphen_values = true)]
         query: String,
         /// Maximum number of hits
         #[arg(long, short = 'n', default_value_t = 20)]
@@ -172,6 +174,9 @@ Examples:
   crossdex search '\"mild cognitive\" -control'  a phrase, without 'control'
   crossdex search 'kind:row source:exports sub-01'
   crossdex search 'amnes*' --format json
+  crossdex search hipocampus                  typos: one in 5+ letters, two in 9+
+  crossdex search 'subject_id:INT_0042'       every record linked to one subject
+  crossdex search -- '-csf amyloid'           a query starting with '-' (also without --)
 
 Searchable fields: title, body (descriptions and values), subject_key, and exact
 source:, system:, kind:, project:, subject_id:.";

@@ -104,10 +104,13 @@ fn lex(query: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
     let chars: Vec<char> = query.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
+    // A field's value may hold colons (`subject_id:subj:INT_0042`).
+    let mut in_value = false;
     let special = |c: char| c.is_whitespace() || matches!(c, '(' | ')' | '"');
     while i < chars.len() {
         let c = chars[i];
         let at = i + 1;
+        let value = std::mem::take(&mut in_value);
         match c {
             c if c.is_whitespace() => i += 1,
             '(' => {
@@ -141,7 +144,7 @@ fn lex(query: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
                 let start = i;
                 while i < chars.len() && !special(chars[i]) {
                     // `field:` ends a token of its own.
-                    if chars[i] == ':' && i > start {
+                    if chars[i] == ':' && i > start && !value {
                         break;
                     }
                     i += 1;
@@ -166,6 +169,7 @@ fn lex(query: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
                         });
                     }
                     out.push((Tok::Field(name), at));
+                    in_value = true;
                     continue;
                 }
                 match word.as_str() {
@@ -397,6 +401,14 @@ mod tests {
             }
         );
         assert_eq!(parse("*").unwrap(), Node::All);
+        assert_eq!(
+            parse("subject_id:subj:INT_0042").unwrap(),
+            Node::Term {
+                field: Some("subject_id".into()),
+                text: "subj:INT_0042".into(),
+                kind: TermKind::Word
+            }
+        );
         assert_eq!(
             parse("a OR b -c").unwrap(),
             Node::Or(vec![
