@@ -729,3 +729,42 @@ fn a_closed_pipe_and_absurd_limits_do_not_panic() {
         "{run:?}"
     );
 }
+
+/// Two demos at once each get a folder of their own and both succeed; neither removes
+/// anything it did not create.
+#[test]
+fn concurrent_demos_do_not_break_each_other() {
+    let s = Sandbox::new();
+    let tmp = s.path().join("tmp");
+    let theirs = tmp.join("crossdex-demo").join("data");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("keep.txt"), "not the demo's").unwrap();
+    let spawn = || {
+        s.command()
+            .env("TMPDIR", &tmp)
+            .args(["demo", "--no-ui", "--subjects", "20"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let run: crate::common::Run = child.wait_with_output().unwrap().into();
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let demos = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("crossdex-demo-")
+        })
+        .count();
+    assert_eq!(demos, 2, "one folder per demo");
+    assert!(
+        theirs.join("keep.txt").exists(),
+        "a folder the demo did not create is left"
+    );
+}

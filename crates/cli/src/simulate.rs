@@ -149,26 +149,36 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     let opts = options(&args.cohort, &[])?;
     let sims = start(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, args.cohort.days).await?;
 
-    let dir = match &g.data_dir {
-        Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
+    let (dir, config_file) = match &g.data_dir {
+        Some(d) => {
+            let dir = std::path::absolute(d).unwrap_or_else(|_| d.clone());
+            // Beside the data directory, named after it: two demos into two folders
+            // never share one configuration.
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "crossdex".to_owned());
+            let parent = dir
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            let config = parent.join(format!("{name}-demo.toml"));
+            (dir, config)
+        }
         None => {
-            // The demo's own folder: start from scratch so every run shows the same thing.
-            let d = std::env::temp_dir().join("crossdex-demo").join("data");
-            if d.exists() {
-                std::fs::remove_dir_all(&d)
-                    .with_context(|| format!("cannot clear {}", d.display()))?;
-            }
-            d
+            // A folder of this run's own, kept after it so the printed commands work:
+            // a concurrent demo never touches it, and nothing else is removed.
+            let root = tempfile::Builder::new()
+                .prefix("crossdex-demo-")
+                .tempdir()
+                .context("cannot create the demo's folder")?
+                .keep();
+            (root.join("data"), root.join("crossdex-demo.toml"))
         }
     };
-    // The configuration sits beside the data directory, so two demos never share one.
-    let root = dir
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let has_connector = |s: System| registry::factory(s.name()).is_some();
-    let config_file = root.join("crossdex-demo.toml");
     write_file(&config_file, &sims.config_toml(Some(&dir), has_connector))?;
     let config = Config::load(&config_file)?;
 
