@@ -768,3 +768,66 @@ fn concurrent_demos_do_not_break_each_other() {
         "a folder the demo did not create is left"
     );
 }
+
+/// Secrets are text whatever they look like, and no message shows them: not a numeric
+/// password from the environment, not a digits-only token, not a URL's `?token=`.
+#[test]
+fn secrets_never_appear_in_config_errors() {
+    let s = Sandbox::new();
+    let cfg = s.path().join("secrets.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"d\"\n\
+         [sources.xnat]\ntype = \"xnat\"\nurl = \"http://127.0.0.1:9\"\nusername = \"u\"\n\
+         [sources.redcap]\ntype = \"redcap\"\nurl = \"http://127.0.0.1:9/api/\"\n\
+         [sources.omero]\ntype = \"omero\"\nurl = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword = 24681357\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run: crate::common::Run = s
+        .command()
+        .env("CROSSDEX__SOURCES__XNAT__PASSWORD", "987654321")
+        .env(
+            "CROSSDEX__SOURCES__REDCAP__TOKEN",
+            "12345678901234567890123456789012",
+        )
+        .args(["-c", cfg, "status"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "numeric secrets load as text: {run:?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    for secret in ["987654321", "1234567890123456789", "e+31", "24681357"] {
+        assert!(!all.contains(secret), "{secret} shown: {run:?}");
+    }
+    // A URL that does not parse is not echoed: it may hold a token.
+    let run: crate::common::Run = s
+        .command()
+        .env("CROSSDEX__SOURCES__XNAT__PASSWORD", "pw")
+        .env("CROSSDEX__SOURCES__REDCAP__TOKEN", "t")
+        .env(
+            "CROSSDEX__SOURCES__REDCAP__URL",
+            "htp//host/api/?token=SECRET123",
+        )
+        .args(["-c", cfg, "status"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("redcap") && run.stderr.contains("url"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("SECRET123"), "{run:?}");
+    // A value of the wrong type is named by its key, never echoed.
+    let run: crate::common::Run = s
+        .command()
+        .env("CROSSDEX__SOURCES__XNAT__PASSWORD", "pw")
+        .env("CROSSDEX__SOURCES__REDCAP__TOKEN", "t")
+        .env("CROSSDEX__SOURCES__XNAT__USERNAME", "[1, 2]")
+        .args(["-c", cfg, "status"])
+        .output()
+        .unwrap()
+        .into();
+    assert!(!run.stderr.contains("987654321"), "{run:?}");
+}

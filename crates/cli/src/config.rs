@@ -99,6 +99,27 @@ pub struct Config {
     pub missed_runs: Missed,
 }
 
+/// Whether a configuration key holds a secret (its value is never parsed or shown).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "token", "secret", "api_key", "apikey"]
+        .iter()
+        .any(|s| key.contains(s))
+        && !key.ends_with("_file")
+}
+
+/// Secrets written as bare numbers or booleans in TOML (`password = 987654321`) are
+/// taken as the text they spell.
+fn secrets_as_text(table: &mut serde_json::Value) {
+    if let Some(map) = table.as_object_mut() {
+        for (key, value) in map.iter_mut() {
+            if is_secret_key(key) && (value.is_number() || value.is_boolean()) {
+                *value = serde_json::Value::String(value.to_string());
+            }
+        }
+    }
+}
+
 impl Config {
     /// Loads `path`, applies `CROSSDEX__...` environment overrides, and validates every
     /// source table by building its connector (nothing is contacted).
@@ -112,17 +133,33 @@ impl Config {
             path: path.to_owned(),
             reason,
         };
-        let raw: RawConfig = config::Config::builder()
+        let mut builder = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("CROSSDEX")
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true),
-            )
+            );
+        // Secrets are text whatever they look like: a digits-only token parsed as a
+        // number loses digits and ends up echoed in type errors.
+        for (name, value) in std::env::vars() {
+            if let Some(rest) = name.strip_prefix("CROSSDEX__") {
+                let key = rest.to_lowercase().replace("__", ".");
+                if key.rsplit('.').next().is_some_and(is_secret_key) {
+                    builder = builder
+                        .set_override(key, value)
+                        .map_err(|e| invalid(clean_config_error(&e.to_string(), path)))?;
+                }
+            }
+        }
+        let mut raw: RawConfig = builder
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|e| invalid(clean_config_error(&e.to_string(), path)))?;
+        for table in raw.sources.values_mut() {
+            secrets_as_text(table);
+        }
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let resolve = |p: PathBuf| normalize(&if p.is_relative() { base.join(p) } else { p });
         let mut cfg = Config {

@@ -395,7 +395,36 @@ pub fn secret(
 
 /// The field named in a serde error ("unknown field `pth`"), for config errors.
 pub fn serde_field(msg: &str) -> String {
+    // Only these messages quote a field name; the others quote a value, which may be a
+    // secret.
+    let names_a_field = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|p| msg.starts_with(p));
+    if !names_a_field {
+        return String::new();
+    }
     msg.split('`').nth(1).unwrap_or("").to_owned()
+}
+
+/// A serde error's text without the values it quotes: `invalid type: integer
+/// `987654321`, expected a string` names a type, never the value, which may be a
+/// password.
+pub fn serde_reason(msg: &str) -> String {
+    if !(msg.starts_with("invalid type") || msg.starts_with("invalid value")) {
+        return msg.to_owned();
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut quoted = false;
+    for c in msg.chars() {
+        if c == '`' {
+            quoted = !quoted;
+            continue;
+        }
+        if !quoted {
+            out.push(c);
+        }
+    }
+    out.replace(" ,", ",").replace("  ", " ")
 }
 
 /// A connector's table of the configuration, typed: `type` removed, errors naming the
@@ -409,7 +438,7 @@ pub fn source_config<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_value(table).map_err(|e| ConnectorError::Config {
         key: serde_field(&e.to_string()),
-        reason: e.to_string(),
+        reason: serde_reason(&e.to_string()),
     })
 }
 
@@ -448,9 +477,10 @@ pub fn resume<T: serde::de::DeserializeOwned>(request: &crossdex_model::SyncRequ
 
 /// `value` as a URL, or a config error naming `key`.
 pub fn parse_url(key: &str, value: &str) -> Result<reqwest::Url, ConnectorError> {
+    // The text is not echoed: a URL may carry a token or a password.
     reqwest::Url::parse(value.trim()).map_err(|e| ConnectorError::Config {
         key: key.to_owned(),
-        reason: format!("{value:?} is not a URL: {e}"),
+        reason: format!("not a URL ({e}); write it as https://host[:port]/path"),
     })
 }
 
