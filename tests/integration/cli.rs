@@ -831,3 +831,137 @@ fn secrets_never_appear_in_config_errors() {
         .into();
     assert!(!run.stderr.contains("987654321"), "{run:?}");
 }
+
+/// A sync into a reused folder removes only what crossdex wrote; a folder holding
+/// someone else's files is refused before anything is written.
+#[test]
+fn a_sync_never_removes_files_it_did_not_write() {
+    let s = Sandbox::new();
+    let d = s.path().join("reused");
+    for (rel, text) in [("tables/my_results.parquet", "x"), ("spool/mine.dat", "x")] {
+        let p = d.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let dd = d.to_str().unwrap();
+    s.ok(&["--data-dir", dd, "sync", "--all"]);
+    s.ok(&["--data-dir", dd, "sync", "--all", "--full"]);
+    assert!(d.join("tables/my_results.parquet").exists());
+    assert!(d.join("spool/mine.dat").exists());
+
+    let theirs = s.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("thesis.docx"), "x").unwrap();
+    let run = s.run(&["--data-dir", theirs.to_str().unwrap(), "sync", "--all"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("is not a crossdex data directory")
+            && run.stderr.contains("thesis.docx"),
+        "{run:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&theirs).unwrap().count(),
+        1,
+        "nothing written there"
+    );
+}
+
+/// A mistyped or wrong `--data-dir` is an error that says what is there and how to
+/// make an index, never an empty answer; a missing table file is an error too.
+#[test]
+fn wrong_data_directories_and_missing_files_are_errors() {
+    let s = Sandbox::new();
+    let file = s.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let missing = s.path().join("crossdex-dta");
+    for (dir, says) in [(&file, "it is a file"), (&missing, "no such folder")] {
+        for args in [
+            &["search", "moca"][..],
+            &["sql", "SELECT count(*) FROM records"][..],
+        ] {
+            let mut all = vec!["--data-dir", dir.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let run = s.run(&all);
+            assert_eq!(run.code, 2, "{all:?}: {run:?}");
+            assert!(
+                run.stderr.contains("no crossdex index at") && run.stderr.contains(says),
+                "{all:?}: {run:?}"
+            );
+        }
+    }
+    // One source's table file lost (a bad restore, a reader two commits behind):
+    // queries fail and name it, rather than answer without that source.
+    s.ok(&["sync", "--all"]);
+    let records = s.data_dir().join("tables/records");
+    let lost = std::fs::read_dir(&records)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let run = s.run(&["sql", "SELECT source, count(*) FROM records GROUP BY 1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let name = lost.file_name().unwrap().to_str().unwrap();
+    assert!(
+        run.stderr.contains(name) && run.stderr.contains("cannot be read"),
+        "{run:?}"
+    );
+}
+
+/// Readers need read access only: another account queries a data directory it may
+/// not write, and leaves nothing in it.
+#[test]
+fn a_reader_without_write_access_can_query() {
+    if !std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    {
+        eprintln!("skipped: needs root to run a reader as another account");
+        return;
+    }
+    let s = Sandbox::new();
+    s.ok(&["sync", "--all"]);
+    // The sandbox is private to root; let other accounts through to read.
+    let mut p = s.data_dir();
+    while p.starts_with(std::env::temp_dir()) && p != std::env::temp_dir() {
+        let _ = std::process::Command::new("chmod")
+            .arg("o+rx")
+            .arg(&p)
+            .status();
+        p = p.parent().unwrap().to_owned();
+    }
+    let before: Vec<_> = walk(&s.data_dir());
+    let run: crate::common::Run = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_crossdex"))
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(*) FROM search('donepezil') s JOIN records r ON r.id = s.id",
+        ])
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_ne!(run.stdout.lines().nth(1), Some("0"), "{run:?}");
+    assert_eq!(walk(&s.data_dir()), before, "the reader wrote nothing");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}

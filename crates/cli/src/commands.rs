@@ -80,6 +80,16 @@ fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
     Ok((engine, config))
 }
 
+/// The engine for `status`: a data directory not synced yet reads as empty.
+fn engine_or_empty(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
+    let config = optional_config(g)?;
+    let engine = QueryEngine::open_or_empty(data_dir(g, config.as_ref()))?;
+    if let Some(c) = &config {
+        engine.set_visit_settings(c.visit_settings());
+    }
+    Ok((engine, config))
+}
+
 pub(crate) fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
@@ -197,7 +207,7 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
 }
 
 async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
-    let (engine, config) = engine(g)?;
+    let (engine, config) = engine_or_empty(g)?;
     let dir = engine.snapshot().root().to_owned();
     // The next runs `serve` plans from the same config and history, as a table to
     // join: one row per scheduled source.

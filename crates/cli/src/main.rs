@@ -77,7 +77,12 @@ impl From<crossdex_query::SavedQueryError> for CliError {
 
 impl From<crossdex_store::StoreError> for CliError {
     fn from(e: crossdex_store::StoreError) -> Self {
-        CliError::Runtime(e.into())
+        match e {
+            // The user named a folder that is not a data directory.
+            crossdex_store::StoreError::NoIndex { .. }
+            | crossdex_store::StoreError::NotOurs { .. } => CliError::Usage(e.into()),
+            e => CliError::Runtime(e.into()),
+        }
     }
 }
 

@@ -51,7 +51,15 @@ impl QueryError {
     /// Whether the caller's input is at fault (HTTP 400, exit code 2), rather than
     /// the engine (HTTP 500, exit code 1).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, QueryError::Store(_) | QueryError::Execution(_))
+        match self {
+            // A data directory that is not one was named by the user.
+            QueryError::Store(
+                crossdex_store::StoreError::NoIndex { .. }
+                | crossdex_store::StoreError::NotOurs { .. },
+            ) => true,
+            QueryError::Store(_) | QueryError::Execution(_) => false,
+            _ => true,
+        }
     }
 
     /// A stable snake_case code for APIs.
@@ -62,6 +70,8 @@ impl QueryError {
             QueryError::Plan(_) => "invalid_query",
             QueryError::Search(_) => "invalid_search",
             QueryError::Saved(_) => "invalid_saved_query",
+            QueryError::Store(crossdex_store::StoreError::NoIndex { .. }) => "no_index",
+            QueryError::Store(crossdex_store::StoreError::NotOurs { .. }) => "not_a_data_directory",
             QueryError::Store(_) => "store_error",
             QueryError::Execution(_) => "query_failed",
         }

@@ -58,6 +58,9 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 /// request (or per screen refresh) to see the latest committed state.
 pub struct QueryEngine {
     snapshot: Arc<Snapshot>,
+    /// The snapshot's table files, open for as long as the engine lives: a sync that
+    /// commits twice meanwhile removes their names, not what this engine reads.
+    _files: Vec<std::fs::File>,
     ctx: SessionContext,
     views: tokio::sync::OnceCell<()>,
     visits: std::sync::Mutex<VisitSettings>,
@@ -90,9 +93,22 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
-    /// Opens the current committed state of the data directory at `root`.
+    /// Opens the current committed state of the data directory at `root`; a path
+    /// without an index is an error that says so.
     pub fn open(root: impl AsRef<std::path::Path>) -> Result<QueryEngine, QueryError> {
         Self::new(Arc::new(Snapshot::open(root)?))
+    }
+
+    /// Like [`QueryEngine::open`], but a data directory that holds no index yet reads
+    /// as empty: for what a data directory looks like before its first sync (`status`).
+    pub fn open_or_empty(root: impl AsRef<std::path::Path>) -> Result<QueryEngine, QueryError> {
+        let root = root.as_ref();
+        match Snapshot::open(root) {
+            Err(crossdex_store::StoreError::NoIndex { .. }) => {
+                Self::new(Arc::new(Snapshot::empty(root)?))
+            }
+            other => Self::new(Arc::new(other?)),
+        }
     }
 
     /// An engine over `snapshot`.
@@ -120,6 +136,7 @@ impl QueryEngine {
                 Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
             )?;
         }
+        let mut files = Vec::new();
         for (table, name, schema) in [
             (Table::Records, "internal.records", &*RECORDS_SCHEMA),
             (
@@ -130,7 +147,13 @@ impl QueryEngine {
             (Table::SyncRuns, "sync_runs", &*SYNC_RUNS_SCHEMA),
             (Table::SubjectLinks, "subject_links", &*SUBJECT_LINKS_SCHEMA),
         ] {
-            let provider = parquet_table(&snapshot.files(table), schema.clone())?;
+            let mut paths = Vec::new();
+            for path in snapshot.files(table) {
+                let (file, readable) = hold(&path)?;
+                files.push(file);
+                paths.push(readable);
+            }
+            let provider = parquet_table(&paths, schema.clone())?;
             ctx.register_table(name, provider)?;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -142,6 +165,7 @@ impl QueryEngine {
         );
         Ok(QueryEngine {
             snapshot,
+            _files: files,
             ctx,
             views: tokio::sync::OnceCell::new(),
             visits: std::sync::Mutex::new(VisitSettings::default()),
@@ -237,6 +261,30 @@ impl QueryEngine {
     }
 }
 
+/// Opens a table file of the snapshot and returns it with a path that reads that very
+/// file for as long as it stays open, even once a later commit has removed its name
+/// (`/proc/self/fd/N` on Linux; elsewhere the path itself). A file the manifest names
+/// but the folder lacks is an error, never an empty table.
+fn hold(path: &std::path::Path) -> Result<(std::fs::File, std::path::PathBuf), QueryError> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        QueryError::Store(crossdex_store::StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "a table file its manifest names cannot be read ({e}); restore the data directory from a backup, or run `crossdex sync --all --full`"
+            ),
+        })
+    })?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let held = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if held.exists() {
+            return Ok((file, held));
+        }
+    }
+    Ok((file, path.to_owned()))
+}
+
 fn parquet_table(
     files: &[std::path::PathBuf],
     schema: SchemaRef,
@@ -248,8 +296,8 @@ fn parquet_table(
         .iter()
         .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
         .collect::<Result<Vec<_>, _>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // No extension filter: a held file's path (`/proc/self/fd/N`) has none.
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);

@@ -246,7 +246,7 @@ async fn renders_json_csv_and_tables() {
 #[tokio::test]
 async fn an_empty_store_has_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let e = QueryEngine::open(dir.path()).unwrap();
+    let e = QueryEngine::open_or_empty(dir.path()).unwrap();
     assert_eq!(
         rows(&e, "SELECT count(*) FROM records").await,
         vec![vec!["0"]]
@@ -255,4 +255,75 @@ async fn an_empty_store_has_empty_tables() {
         rows(&e, "SELECT count(*) FROM search('x')").await,
         vec![vec!["0"]]
     );
+}
+
+fn resync(dir: &std::path::Path, rows: usize) {
+    let mut w = Writer::open(dir).unwrap();
+    let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
+    let upserts = (0..rows)
+        .map(|n| Entity {
+            record: Record::new("clinic", "files", "row", &n.to_string(), "again"),
+            observations: vec![],
+        })
+        .collect();
+    txn.apply(Page {
+        upserts,
+        ..Page::default()
+    })
+    .unwrap();
+    txn.commit(SyncMode::Full, None).unwrap();
+}
+
+/// A reader keeps its snapshot to the end, however many commits come meanwhile and
+/// whatever garbage collection removes.
+#[tokio::test]
+async fn a_reader_keeps_its_snapshot_across_commits() {
+    let dir = store();
+    let e = QueryEngine::open(dir.path()).unwrap();
+    for n in [5, 7, 9] {
+        resync(dir.path(), n);
+    }
+    let first = std::fs::read_dir(dir.path().join("tables/records"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|f| f.file_name().to_string_lossy().ends_with(".1.parquet"));
+    assert!(
+        !first,
+        "the first generation's files are gone from the folder"
+    );
+    assert_eq!(
+        rows(&e, "SELECT count(*), count(o.record_id) FROM records r LEFT JOIN observations o ON o.record_id = r.id").await,
+        vec![vec!["40", "40"]]
+    );
+    assert_eq!(
+        rows(
+            &QueryEngine::open(dir.path()).unwrap(),
+            "SELECT count(*) FROM records"
+        )
+        .await,
+        vec![vec!["9"]]
+    );
+}
+
+/// A table file that its manifest names but the folder lacks is an error, never an
+/// empty table; a folder without an index is an error too.
+#[tokio::test]
+async fn a_missing_table_file_or_index_is_an_error_not_an_empty_table() {
+    let dir = store();
+    for f in std::fs::read_dir(dir.path().join("tables/records")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let e = QueryEngine::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("records/clinic.1.parquet") && e.contains("cannot be read"),
+        "{e}"
+    );
+    for missing in [
+        dir.path().join("nothing-here"),
+        dir.path().join("tables/sync_runs.1.parquet"),
+    ] {
+        let e = QueryEngine::open(&missing).unwrap_err().to_string();
+        assert!(e.contains("no crossdex index at"), "{e}");
+    }
+    assert!(QueryEngine::open_or_empty(dir.path().join("nothing-here")).is_ok());
 }

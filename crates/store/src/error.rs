@@ -45,6 +45,27 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// There is no index where one was expected.
+    #[error(
+        "no crossdex index at {path}: {reason}; `crossdex sync --all` builds one there, or point --data-dir (or `data_dir` in the config) at an existing one"
+    )]
+    NoIndex {
+        /// The data directory asked for.
+        path: PathBuf,
+        /// What is there instead.
+        reason: String,
+    },
+    /// A folder holding files that are not crossdex's: writing there could overwrite or
+    /// remove them.
+    #[error(
+        "{path} is not a crossdex data directory ({reason}); choose a new or empty folder so nothing else in it is overwritten or removed"
+    )]
+    NotOurs {
+        /// The folder.
+        path: PathBuf,
+        /// What it holds.
+        reason: String,
+    },
     /// A search string that cannot be parsed.
     #[error("invalid search query {query:?}: {reason}{}", position.map(|p| format!(" at character {p}")).unwrap_or_default())]
     InvalidQuery {

@@ -25,6 +25,7 @@ mod error;
 mod index;
 mod lock;
 mod manifest;
+mod reader_dir;
 mod runs;
 mod subjects;
 mod syntax;
@@ -98,8 +99,60 @@ impl DataDir {
         self.index.join("meta.json").exists()
     }
 
+    /// What crossdex creates in a data directory; a folder holding anything else is
+    /// not one.
+    const OWN_ENTRIES: &[&str] = &["index", "tables", "spool", "crossdex.lock"];
+
+    /// Refuses a folder that holds files of someone else's, before anything is written
+    /// into it: a new, empty or crossdex folder is fine.
+    pub(crate) fn check_ours(&self) -> Result<()> {
+        let not_ours = |reason: String| StoreError::NotOurs {
+            path: self.root.clone(),
+            reason,
+        };
+        match fs::metadata(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("cannot read", &self.root, e)),
+            Ok(m) if !m.is_dir() => return Err(not_ours("it is a file".into())),
+            Ok(_) => {}
+        }
+        if self.has_index() {
+            return Ok(());
+        }
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| StoreError::io("cannot read", &self.root, e))?;
+        let mut foreign: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !Self::OWN_ENTRIES.contains(&n.as_str()))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        foreign.sort();
+        let more = foreign.len().saturating_sub(3);
+        foreign.truncate(3);
+        let mut listed = foreign.join(", ");
+        if more > 0 {
+            listed.push_str(&format!(" and {more} more"));
+        }
+        Err(not_ours(format!("it holds {listed} and no crossdex index")))
+    }
+
+    /// Opens the index for reading: read access to the folder is enough.
+    fn open_index_for_reading(&self) -> Result<Index> {
+        let directory = reader_dir::ReaderDirectory::open(&self.index)
+            .map_err(|e| self.corrupt(format!("cannot open index folder: {e}")))?;
+        let index = Index::open(directory)?;
+        self.check_schema(index)
+    }
+
     fn open_index(&self) -> Result<Index> {
         let index = Index::open_in_dir(&self.index)?;
+        self.check_schema(index)
+    }
+
+    fn check_schema(&self, index: Index) -> Result<Index> {
         index::register_analyzer(&index);
         if let Err(e) = index::fields_of(&index.schema()) {
             return Err(self.corrupt(format!(
@@ -120,6 +173,28 @@ impl DataDir {
         let index = Index::create(directory, schema, Default::default())?;
         index::register_analyzer(&index);
         Ok(index)
+    }
+
+    /// tantivy writes its metadata files readable by their owner only; readers of the
+    /// data directory need to read them too. They get the folder's own read rights,
+    /// so a folder kept private stays private.
+    pub(crate) fn share_index_metadata(&self) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let Ok(folder) = fs::metadata(&self.index) else {
+                return;
+            };
+            let mode = folder.permissions().mode() & 0o666;
+            for name in ["meta.json", ".managed.json"] {
+                let path = self.index.join(name);
+                if let Ok(m) = fs::metadata(&path)
+                    && m.permissions().mode() & 0o777 != mode | 0o600
+                {
+                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o600));
+                }
+            }
+        }
     }
 
     /// Flushes the folders' entries so new file names survive a power cut.
@@ -174,22 +249,21 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Opens the current state of the data directory at `root`. A directory that does
-    /// not exist yet, or holds no sync, reads as empty.
+    /// Opens the current state of the data directory at `root`. A path that does not
+    /// exist, is a file, or holds no index is an error that says so: a mistyped
+    /// `--data-dir` must not read as an empty index. Read access is enough.
     pub fn open(root: impl AsRef<Path>) -> Result<Snapshot> {
         let dir = DataDir::new(root.as_ref());
         if !dir.has_index() {
-            let (schema, fields) = index::schema();
-            let index = Index::create_in_ram(schema);
-            index::register_analyzer(&index);
-            let searcher = index.reader()?.searcher();
-            return Ok(Snapshot {
-                dir,
-                index,
-                searcher,
-                fields,
-                manifest: Manifest::default(),
-                subjects: Default::default(),
+            let reason = match fs::metadata(&dir.root) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such folder".into(),
+                Err(e) => format!("cannot read it: {e}"),
+                Ok(m) if !m.is_dir() => "it is a file, not a folder".into(),
+                Ok(_) => "the folder holds no index".into(),
+            };
+            return Err(StoreError::NoIndex {
+                path: dir.root,
+                reason,
             });
         }
         // A writer may commit between reading the metadata and opening the segments;
@@ -207,8 +281,25 @@ impl Snapshot {
         }))
     }
 
+    /// An empty state, for a data directory that has not been synced yet.
+    pub fn empty(root: impl AsRef<Path>) -> Result<Snapshot> {
+        let dir = DataDir::new(root.as_ref());
+        let (schema, fields) = index::schema();
+        let index = Index::create_in_ram(schema);
+        index::register_analyzer(&index);
+        let searcher = index.reader()?.searcher();
+        Ok(Snapshot {
+            dir,
+            index,
+            searcher,
+            fields,
+            manifest: Manifest::default(),
+            subjects: Default::default(),
+        })
+    }
+
     fn try_open(dir: &DataDir) -> Result<Option<Snapshot>> {
-        let index = dir.open_index()?;
+        let index = dir.open_index_for_reading()?;
         let fields = index::fields_of(&index.schema()).map_err(|e| dir.corrupt(e))?;
         let metas = index.load_metas()?;
         let reader = index

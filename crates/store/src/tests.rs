@@ -273,12 +273,71 @@ fn search_reports_bad_syntax_and_unknown_fields() {
 }
 
 #[test]
-fn a_missing_data_directory_reads_as_empty() {
+fn a_missing_data_directory_is_an_error_and_an_empty_state_is_explicit() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Snapshot::open(dir.path().join("nothing-here")).unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for (path, says) in [
+        (dir.path().join("nothing-here"), "no such folder"),
+        (file, "it is a file"),
+        (dir.path().to_owned(), "the folder holds no index"),
+    ] {
+        let msg = Snapshot::open(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("no crossdex index at") && msg.contains(says),
+            "{msg}"
+        );
+        assert!(msg.contains("crossdex sync --all"), "{msg}");
+    }
+    let s = Snapshot::empty(dir.path().join("nothing-here")).unwrap();
     assert_eq!(s.num_docs(), 0);
     assert!(s.files(Table::Records).is_empty());
     assert!(s.search("anything", 10).unwrap().is_empty());
+}
+
+/// A folder holding someone else's files is refused before anything is written in
+/// it; inside a crossdex folder, files crossdex did not name are never removed.
+#[test]
+fn only_crossdex_folders_are_written_and_only_crossdex_files_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("thesis.docx"), "x").unwrap();
+    let msg = Writer::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        msg.contains("is not a crossdex data directory") && msg.contains("thesis.docx"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing created"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, text) in [
+        ("tables/my_results.parquet", "x"),
+        ("tables/records/notes.txt", "x"),
+        ("tables/records/backup.parquet", "x"),
+    ] {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    for n in 0..3 {
+        let mut w = Writer::open(dir.path()).unwrap();
+        sync(
+            &mut w,
+            "clinic",
+            SyncMode::Full,
+            vec![page("clinic", 0..3 + n, "x")],
+        );
+    }
+    for rel in [
+        "tables/my_results.parquet",
+        "tables/records/notes.txt",
+        "tables/records/backup.parquet",
+    ] {
+        assert!(dir.path().join(rel).exists(), "{rel} removed");
+    }
 }
 
 #[test]
@@ -297,6 +356,10 @@ fn an_index_of_another_schema_is_reported_not_misread() {
         assert!(
             msg.contains("written by an incompatible version of crossdex"),
             "{msg}"
+        );
+        assert!(
+            !dir.path().join("crossdex.lock").exists(),
+            "no lock file left in another program's index"
         );
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
     }

@@ -196,11 +196,18 @@ impl Writer {
     /// [`StoreError::Locked`] if another process writes to it.
     pub fn open(root: impl AsRef<Path>) -> Result<Writer> {
         let dir = DataDir::new(root.as_ref());
+        // Nothing is created, not even the lock file, in a folder that is not ours or
+        // holds an index of another program.
+        dir.check_ours()?;
+        if dir.has_index() {
+            drop(dir.open_index()?);
+        }
         for d in [&dir.root, &dir.index, &dir.records(), &dir.observations()] {
             fs::create_dir_all(d).map_err(|e| StoreError::io("cannot create", d, e))?;
         }
         let lock = WriteLock::acquire(&dir.root)?;
         let index = dir.open_or_create_index()?;
+        dir.share_index_metadata();
         let fields = index::fields_of(&index.schema()).map_err(|e| dir.corrupt(e))?;
         // Measured on 2 cores: two indexing threads beside the caller's beat one.
         let threads = std::thread::available_parallelism()
@@ -342,6 +349,7 @@ impl Writer {
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        self.dir.share_index_metadata();
         let previous = std::mem::replace(&mut self.manifest, manifest);
         self.collect_garbage(Some(&previous))?;
         Ok(())
@@ -390,7 +398,9 @@ impl Writer {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !name.ends_with(".parquet") {
+                // Only files of crossdex's naming (`<name>.<generation>.parquet`) are
+                // ever removed: a user's file dropped in here is left alone.
+                if !is_generation_file(name) {
                     continue;
                 }
                 let rel = format!("{prefix}{name}");
@@ -404,6 +414,22 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a table file crossdex writes: `<name>.<generation>.parquet`.
+fn is_generation_file(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".parquet") else {
+        return false;
+    };
+    let Some((base, generation)) = stem.rsplit_once('.') else {
+        return false;
+    };
+    !base.is_empty()
+        && !generation.is_empty()
+        && generation.bytes().all(|b| b.is_ascii_digit())
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// One sync of one source being applied. Dropping it without committing abandons

@@ -235,7 +235,7 @@ pub async fn run(
     let spool_dir = writer.root().join("spool");
     // The writer's lock is held: whatever is spooled here was left by a process that
     // died, and its run was never committed.
-    let _ = std::fs::remove_dir_all(&spool_dir);
+    clear_spool(&spool_dir);
     std::fs::create_dir_all(&spool_dir).map_err(|error| SyncError::Spool {
         path: spool_dir.clone(),
         error,
@@ -261,8 +261,30 @@ pub async fn run(
     for lane in st.lanes.values() {
         lane.task.abort();
     }
-    let _ = std::fs::remove_dir_all(&st.spool_dir);
+    clear_spool(&st.spool_dir);
+    let _ = std::fs::remove_dir(&st.spool_dir);
     result.map(|()| st.runs)
+}
+
+/// Removes the spool files crossdex wrote (`<source>.<n>.jsonl`), and nothing else: a
+/// file of someone else's in the folder stays, and so does the folder then.
+fn clear_spool(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name.to_str().is_some_and(|n| {
+            n.strip_suffix(".jsonl")
+                .and_then(|stem| stem.rsplit_once('.'))
+                .is_some_and(|(source, n)| {
+                    !source.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                })
+        });
+        if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl State {
