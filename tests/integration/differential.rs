@@ -71,3 +71,122 @@ async fn demo_sized_cohort_agrees_with_duckdb_before_and_after_a_day() {
 async fn large_cohort_agrees_with_duckdb() {
     cohort(1500, 0).await;
 }
+
+/// The number of subject keys per source is the same in the link report, in the
+/// demo's summary (which reads the same linking) and in the simulators' truth file;
+/// the output formats a user picks work on every table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_counts_agree_with_the_truth_and_formats_hold() {
+    let s = Sandbox::new();
+    let opts = crossdex_sim::SimOptions {
+        subjects: 120,
+        ..crossdex_sim::SimOptions::default()
+    };
+    let sims = crossdex_sim::Simulators::start(
+        &opts,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        0,
+    )
+    .await
+    .expect("simulators start");
+    let cfg = s.path().join("sims.toml");
+    std::fs::write(&cfg, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
+    let cfg = cfg.to_str().expect("utf-8");
+    s.ok(&["-c", cfg, "sync", "--all"]);
+    let mut truth: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in sims.truth_csv().lines().skip(1) {
+        let p: Vec<&str> = line.splitn(3, ',').collect();
+        truth
+            .entry(p[1].to_owned())
+            .or_default()
+            .insert(p[2].to_owned());
+    }
+    let run = s.ok(&["-c", cfg, "link", "report", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    for p in report["per_source"].as_array().expect("per_source") {
+        let source = p["source"].as_str().unwrap();
+        assert_eq!(
+            p["keys"].as_u64().unwrap() as usize,
+            truth[source].len(),
+            "{source}: keys in the report vs the truth file"
+        );
+    }
+    // CSV: every table, lists included; the link report as rows.
+    for table in [
+        "subjects",
+        "records",
+        "subject_links",
+        "visits",
+        "sync_runs",
+    ] {
+        let run = s.ok(&[
+            "-c",
+            cfg,
+            "sql",
+            "--format",
+            "csv",
+            &format!("SELECT * FROM {table}"),
+        ]);
+        assert!(run.stdout.lines().count() > 1, "{table}: {run:?}");
+    }
+    let run = s.ok(&[
+        "-c",
+        cfg,
+        "sql",
+        "--format",
+        "csv",
+        "SELECT sources FROM subjects WHERE n_sources > 1 LIMIT 1",
+    ]);
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("\"[")),
+        "{run:?}"
+    );
+    let run = s.ok(&["-c", cfg, "link", "report", "--format", "csv"]);
+    assert!(
+        run.stdout
+            .starts_with("kind,source,subject_key,subject_id,detail\n"),
+        "{run:?}"
+    );
+    // Status: durations in seconds, lines a terminal can show.
+    let run = s.ok(&["-c", cfg, "status"]);
+    assert!(!run.stdout.contains("PT"), "{run:?}");
+    assert!(
+        run.stdout.lines().all(|l| l.chars().count() <= 200),
+        "{run:?}"
+    );
+    let run = s.ok(&["sql", "--help"]);
+    for name in ["subjects", "subject_links", "visits", "search("] {
+        assert!(run.stdout.contains(name), "{name} in sql --help");
+    }
+    // On a terminal: the footer says shown and total, matched words are bold, and a
+    // wide table fits the terminal's width.
+    let bin = env!("CARGO_BIN_EXE_crossdex");
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty rows 40 cols 100; {bin} -c {cfg} search -n 2 moca; {bin} -c {cfg} sql 'SELECT * FROM records LIMIT 3'"
+        ))
+        .arg("/dev/null")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let total = s.csv("SELECT count(*) FROM search('moca', 100000)")[0][0].clone();
+    assert!(
+        screen.contains(&format!("2 of {total} hits shown")),
+        "{screen}"
+    );
+    assert!(screen.contains("\x1b[1m"), "bold highlights: {screen}");
+    assert!(
+        screen
+            .lines()
+            .filter(|l| l.starts_with('+') || l.starts_with('|'))
+            .all(|l| l.chars().count() <= 100),
+        "{screen}"
+    );
+}

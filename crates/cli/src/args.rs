@@ -182,9 +182,11 @@ Searchable fields: title, body (descriptions and values), subject_key, and exact
 source:, system:, kind:, project:, subject_id:.";
 
 const SQL_HELP: &str = "\
-Tables: records, observations, sync_runs; views xnat_sessions, xnat_scans, redcap_records,
-omero_images, transmart_observations, elabftw_experiments, elabftw_items;
-table function search(query [, limit]).
+Tables: records, observations, subjects, subject_links, sync_runs; views visits,
+xnat_sessions, xnat_scans, redcap_records, omero_images, transmart_observations,
+elabftw_experiments, elabftw_items; table function search(query [, limit]);
+subject_of(source, key) gives the subject a source's key is linked to.
+Columns of each: docs/tables.md, or `DESCRIBE records`.
 Only queries are accepted: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE.
 
 Examples:

@@ -90,6 +90,47 @@ fn engine_or_empty(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
     Ok((engine, config))
 }
 
+/// `out` as `format` wants it; a table on a terminal is fitted to its width.
+pub(crate) fn rendered(out: &crossdex_query::QueryOutput, format: OutputFormat) -> Result<String> {
+    let text = match format {
+        OutputFormat::Table => out.render_table(terminal_width()),
+        other => out.render(other),
+    };
+    text.map_err(|e| CliError::Runtime(e.into()))
+}
+
+/// The terminal's width in columns, when stdout is one.
+pub(crate) fn terminal_width() -> Option<u16> {
+    let term = console::Term::stdout();
+    if !term.is_term() {
+        return None;
+    }
+    term.size_checked().map(|(_, cols)| cols)
+}
+
+/// Whether stdout is a terminal that takes colours and styles (`NO_COLOR` says no).
+pub(crate) fn styled() -> bool {
+    console::Term::stdout().is_term() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A snippet's `**matched**` words in bold on a terminal that takes styles; as they
+/// are elsewhere, so files and pipes keep a marker they can search for.
+fn highlighted(snippet: &str, bold: bool) -> String {
+    if !bold {
+        return snippet.to_owned();
+    }
+    let mut out = String::with_capacity(snippet.len() + 16);
+    for (i, part) in snippet.split("**").enumerate() {
+        if i > 0 {
+            out.push_str(if i % 2 == 1 { "\x1b[1m" } else { "\x1b[0m" });
+        }
+        out.push_str(part);
+    }
+    // A `**` of the data's own could leave the terminal in bold.
+    out.push_str("\x1b[0m");
+    out
+}
+
 pub(crate) fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
@@ -165,6 +206,13 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
             dir.display(),
             s.num_docs()
         ),
+        // Not synced yet: the first sync makes it, unless a file is in the way.
+        Err(crossdex_store::StoreError::NoIndex { reason, .. }) if !dir.is_file() => {
+            outln!(
+                "ok      data directory {} ({reason}: the first sync builds the index)",
+                dir.display()
+            )
+        }
         Err(e) => {
             failed += 1;
             outln!("FAILED  data directory {}: {e}", dir.display());
@@ -245,10 +293,11 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
                       counts AS (SELECT source, count(*) AS records FROM records GROUP BY source), \
                       plan AS ({plan}) \
                  SELECT coalesce(l.source, p.source) AS source, l.system, coalesce(c.records, 0) AS records, \
-                        l.status AS last_status, l.mode AS last_mode, l.started_at AS last_start, \
-                        l.finished_at - l.started_at AS duration, \
+                        l.status AS last_status, l.mode AS last_mode, \
+                        date_trunc('second', l.started_at) AS last_start, \
+                        round(date_part('epoch', l.finished_at) - date_part('epoch', l.started_at), 1) AS seconds, \
                         l.added, l.updated, l.unchanged, l.deleted, l.rejected, \
-                        p.next_run, p.schedule, l.error \
+                        date_trunc('second', p.next_run) AS next_run, p.schedule, l.error \
                  FROM last1 l FULL JOIN plan p ON p.source = l.source \
                  LEFT JOIN counts c ON c.source = coalesce(l.source, p.source) \
                  ORDER BY 1"
@@ -276,10 +325,7 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
             }
         }
     }
-    print(
-        &out.render(OutputFormat::from(format))
-            .map_err(anyhow::Error::from)?,
-    )?;
+    print(&rendered(&out, OutputFormat::from(format))?)?;
     if format == Format::Table {
         outln!();
     }
@@ -300,24 +346,40 @@ async fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Re
                 ],
             )
             .await?;
-        print(
-            &out.render(OutputFormat::from(format))
-                .map_err(anyhow::Error::from)?,
-        )?;
+        print(&rendered(&out, OutputFormat::from(format))?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let hits = engine.search(query, limit)?;
+    let page = engine.search_page(query, limit)?;
+    let hits = &page.hits;
+    let bold = styled();
     let mut s = String::new();
-    for h in &hits {
+    for h in hits {
         s.push_str(&format!(
             "{:>6.2}  {}  [{} {}]\n        {}\n        {}\n",
-            h.score, h.title, h.source, h.kind, h.snippet, h.id
+            h.score,
+            h.title,
+            h.source,
+            h.kind,
+            highlighted(&h.snippet, bold),
+            h.id
         ));
     }
     if hits.is_empty() {
-        s.push_str("no hits\n");
+        s.push_str(if page.total == 0 {
+            "no hits\n"
+        } else {
+            "no hits shown (-n 0)\n"
+        });
     } else if std::io::stdout().is_terminal() {
-        s.push_str(&format!("{} hits\n", hits.len()));
+        s.push_str(&if hits.len() < page.total {
+            format!(
+                "{} of {} hits shown (-n to see more)\n",
+                hits.len(),
+                page.total
+            )
+        } else {
+            format!("{} hits\n", page.total)
+        });
     }
     print(&s)?;
     Ok(ExitCode::SUCCESS)
@@ -380,11 +442,7 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
             .collect();
         engine.sql(&text, params).await?
     };
-    print(
-        &output
-            .render(OutputFormat::from(args.format))
-            .map_err(anyhow::Error::from)?,
-    )?;
+    print(&rendered(&output, OutputFormat::from(args.format))?)?;
     if args.format == Format::Table {
         outln!();
     }

@@ -116,8 +116,12 @@ pub(crate) fn summary(l: &Linking) -> String {
     let subjects: BTreeSet<&str> = l.links.iter().map(|k| k.subject_id.as_str()).collect();
     format!(
         "linking: {} of {} keys linked into {} subjects; {} conflicts, {} ambiguous, {} unlinked (crossdex link report)",
-        l.links.len(),
-        l.keys.len(),
+        linked_keys(&l.links),
+        l.keys
+            .iter()
+            .map(|k| (&k.source, &k.subject_key))
+            .collect::<BTreeSet<_>>()
+            .len(),
         subjects.len(),
         l.report.conflicts.len(),
         l.report.ambiguous.len(),
@@ -241,6 +245,15 @@ pub async fn report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> 
 }
 
 /// Prints what `linking` linked and left apart.
+/// Keys linked, each once: a key read from several titles has a link per title.
+fn linked_keys(links: &[crossdex_linking::Link]) -> usize {
+    links
+        .iter()
+        .map(|l| (&l.source, &l.subject_key))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
 pub(crate) fn print_report(config: &Config, linking: &Linking, format: Format) -> Result<()> {
     let Linking {
         sources,
@@ -273,8 +286,19 @@ pub(crate) fn print_report(config: &Config, linking: &Linking, format: Format) -
     let per_source: Vec<Value> = sources
         .iter()
         .map(|s| {
-            let n_keys = keys.iter().filter(|k| &k.source == s).count();
-            let linked = links.iter().filter(|l| &l.source == s).count();
+            // A key read from several titles is listed once per title: count keys once.
+            let n_keys = keys
+                .iter()
+                .filter(|k| &k.source == s)
+                .map(|k| &k.subject_key)
+                .collect::<BTreeSet<_>>()
+                .len();
+            let linked = links
+                .iter()
+                .filter(|l| &l.source == s)
+                .map(|l| &l.subject_key)
+                .collect::<BTreeSet<_>>()
+                .len();
             let unlinked = report.unlinked.iter().filter(|(src, _)| src == s).count();
             let conflicts = report.conflicts.iter().filter(|c| &c.source == s).count();
             json!({"source": s, "keys": n_keys, "linked": linked, "unlinked": unlinked, "conflicts": conflicts})
@@ -285,7 +309,7 @@ pub(crate) fn print_report(config: &Config, linking: &Linking, format: Format) -
         Format::Json => {
             let v = json!({
                 "subjects": systems.len(),
-                "links": links.len(),
+                "links": linked_keys(links),
                 "per_source": per_source,
                 "conflicts": report.conflicts,
                 "ambiguous": report.ambiguous.iter().map(|(s, k, ids)| json!({"source": s, "subject_key": k, "subject_ids": ids})).collect::<Vec<_>>(),
@@ -297,10 +321,53 @@ pub(crate) fn print_report(config: &Config, linking: &Linking, format: Format) -
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             ))?;
         }
-        Format::Table | Format::Csv => {
+        Format::Csv => {
+            // One row per key that is not simply linked, then per-source totals: what a
+            // data steward opens in a spreadsheet.
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let mut row = |cells: &[&str]| w.write_record(cells).map_err(anyhow::Error::from);
+            row(&["kind", "source", "subject_key", "subject_id", "detail"])?;
+            for p in &per_source {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                row(&[
+                    "source",
+                    p["source"].as_str().unwrap_or(""),
+                    "",
+                    "",
+                    &format!(
+                        "{} keys, {} linked, {} unlinked, {} conflicts",
+                        n("keys"),
+                        n("linked"),
+                        n("unlinked"),
+                        n("conflicts")
+                    ),
+                ])?;
+            }
+            for c in &report.conflicts {
+                row(&[
+                    "conflict",
+                    &c.source,
+                    &c.subject_key,
+                    &c.subject_id,
+                    &format!(
+                        "{} is {:?}, the subject's is {:?}",
+                        c.identifier, c.value, c.subject_value
+                    ),
+                ])?;
+            }
+            for (s, k, ids) in &report.ambiguous {
+                row(&["ambiguous", s, k, "", &ids.join(" ")])?;
+            }
+            for (s, k) in &report.unlinked {
+                row(&["unlinked", s, k, "", "no rule reads it"])?;
+            }
+            let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(&String::from_utf8_lossy(&bytes))?;
+        }
+        Format::Table => {
             let mut out = format!(
                 "{} keys linked into {} subjects; {} conflicts, {} ambiguous, {} unlinked\n\n",
-                links.len(),
+                linked_keys(links),
                 systems.len(),
                 report.conflicts.len(),
                 report.ambiguous.len(),
@@ -441,7 +508,7 @@ pub async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCod
                 };
                 print(&format!(
                     "\n{name}\n{}\n",
-                    out.render(fmt).map_err(anyhow::Error::from)?
+                    crate::commands::rendered(&out, fmt)?
                 ))?;
             }
         }

@@ -214,19 +214,25 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     crate::link::print_report(&config, &linking, crate::args::Format::Table)?;
 
     outln!("\nSubject keys per source (each system spells them its own way):");
-    let keys = engine
-        .sql(
-            "SELECT source, system, count(DISTINCT subject_key) AS subject_keys, \
-             min(subject_key) AS first_key FROM records WHERE subject_key IS NOT NULL \
-             GROUP BY source, system ORDER BY source",
-            Default::default(),
-        )
-        .await?;
-    print(
-        &keys
-            .render(OutputFormat::Table)
-            .map_err(anyhow::Error::from)?,
-    )?;
+    // The keys linking read (titles included, for sources that name subjects only in
+    // titles), each counted once: the same numbers as the link report.
+    let mut per_source: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for k in &linking.keys {
+        per_source
+            .entry(k.source.as_str())
+            .or_default()
+            .insert(k.subject_key.as_str());
+    }
+    let mut table = String::from("source       subject keys  first key\n");
+    for (source, keys) in &per_source {
+        table.push_str(&format!(
+            "{source:<12} {:>12}  {}\n",
+            keys.len(),
+            keys.iter().next().copied().unwrap_or("")
+        ));
+    }
+    print(&table)?;
     outln!();
 
     for (name, params) in [

@@ -259,6 +259,15 @@ impl QueryEngine {
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, QueryError> {
         Ok(self.snapshot.search(query, limit)?)
     }
+
+    /// Full-text search with the number of records matched in all.
+    pub fn search_page(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<crossdex_store::SearchPage, QueryError> {
+        Ok(self.snapshot.search_page(query, limit)?)
+    }
 }
 
 /// Opens a table file of the snapshot and returns it with a path that reads that very

@@ -1,8 +1,61 @@
 //! Query results and their renderings.
 
-use arrow::array::{Array, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// Whether CSV can hold a column as it is; lists, structs and maps it cannot.
+fn is_flat(t: &DataType) -> bool {
+    !t.is_nested()
+}
+
+fn flat_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if is_flat(f.data_type()) {
+                    f.as_ref().clone()
+                } else {
+                    Field::new(f.name(), DataType::Utf8, true)
+                }
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `batch` with nested columns rendered as text (`[a, b]`), for CSV.
+fn flatten(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .all(|f| is_flat(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| -> Result<ArrayRef, ArrowError> {
+            if is_flat(c.data_type()) {
+                return Ok(c.clone());
+            }
+            let f = ArrayFormatter::try_new(c.as_ref(), &options)?;
+            Ok(Arc::new(
+                (0..c.len())
+                    .map(|i| (!c.is_null(i)).then(|| f.value(i).to_string()))
+                    .collect::<StringArray>(),
+            ))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(flat_schema(&batch.schema()), columns)
+}
 
 /// How `crossdex sql` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,14 +88,55 @@ impl QueryOutput {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    /// An aligned text table at most `width` characters wide: cells wrap where the
+    /// columns would not fit (a terminal's width); `None` never wraps (a file, a pipe).
+    pub fn render_table(&self, width: Option<u16>) -> Result<String, ArrowError> {
+        use comfy_table::{Cell, ContentArrangement, Row, Table};
+        let mut table = Table::new();
+        // The layout of arrow's own tables, so pipes and files see what they always did.
+        table.load_preset("||--+-++|    ++++++");
+        if let Some(w) = width {
+            table
+                .set_width(w)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        // On a terminal, one line per row, long cells cut with `…`, as k9s and
+        // harlequin show wide results: a row wrapped over ten lines cannot be scanned.
+        let row = |cells: Vec<Cell>| {
+            let mut r = Row::from(cells);
+            if width.is_some() {
+                r.max_height(1);
+            }
+            r
+        };
+        table.set_truncation_indicator("…");
+        table.set_header(row(self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Cell::new(f.name()))
+            .collect()));
+        let options = FormatOptions::default().with_display_error(true);
+        for batch in &self.batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()?;
+            for i in 0..batch.num_rows() {
+                table.add_row(row(formatters
+                    .iter()
+                    .map(|f| Cell::new(f.value(i)))
+                    .collect()));
+            }
+        }
+        Ok(table.to_string())
+    }
+
     /// Renders the rows in `format`.
     pub fn render(&self, format: OutputFormat) -> Result<String, ArrowError> {
         match format {
-            OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches_with_schema(
-                self.schema.clone(),
-                &self.batches,
-            )?
-            .to_string()),
+            OutputFormat::Table => self.render_table(None),
             OutputFormat::Csv => {
                 let mut buf = Vec::new();
                 {
@@ -50,10 +144,10 @@ impl QueryOutput {
                         .with_header(true)
                         .build(&mut buf);
                     if self.batches.is_empty() {
-                        w.write(&RecordBatch::new_empty(self.schema.clone()))?;
+                        w.write(&RecordBatch::new_empty(flat_schema(&self.schema)))?;
                     }
                     for b in &self.batches {
-                        w.write(b)?;
+                        w.write(&flatten(b)?)?;
                     }
                 }
                 Ok(String::from_utf8_lossy(&buf).into_owned())

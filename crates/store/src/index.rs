@@ -1,7 +1,7 @@
 //! The tantivy side of the store: schema, analyzer, documents and lookups.
 
 use std::collections::BTreeMap;
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
 
 use tantivy::query::{
@@ -236,7 +236,7 @@ pub(crate) fn search(
     subjects: &SubjectIndex,
     query: &str,
     limit: usize,
-) -> Result<Vec<Hit>> {
+) -> Result<SearchPage> {
     let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
         query: query.to_owned(),
         reason,
@@ -260,9 +260,15 @@ pub(crate) fn search(
     // allocation of that size.
     let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
     if limit == 0 {
-        return Ok(Vec::new());
+        return Ok(SearchPage {
+            total: searcher.search(&*compiled, &Count)?,
+            hits: Vec::new(),
+        });
     }
-    let top = searcher.search(&*compiled, &TopDocs::with_limit(limit).order_by_score())?;
+    let (top, total) = searcher.search(
+        &*compiled,
+        &(TopDocs::with_limit(limit).order_by_score(), Count),
+    )?;
     let snippets = compiler.snippets(searcher)?;
     let mut hits = Vec::with_capacity(top.len());
     for (score, addr) in top {
@@ -271,7 +277,16 @@ pub(crate) fn search(
     // Equal scores come in index order, which depends on indexing threads: order them
     // by id so the same query on the same data lists the same hits the same way.
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-    Ok(hits)
+    Ok(SearchPage { hits, total })
+}
+
+/// The best hits of a search, and how many records match in all.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SearchPage {
+    /// At most the limit's worth of hits, best first.
+    pub hits: Vec<Hit>,
+    /// Every record the query matches, shown or not.
+    pub total: usize,
 }
 
 /// How many typos a word tolerates, by its length in characters, as researchers know

@@ -40,7 +40,7 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, ReloadPolicy, Searcher};
 
 pub use error::{Result, StoreError};
-pub use index::Hit;
+pub use index::{Hit, SearchPage};
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
 pub use subjects::SubjectIndex;
@@ -365,6 +365,11 @@ impl Snapshot {
     /// Full-text search; see the search syntax in `docs/search.md`. At most `limit`
     /// hits, best first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        Ok(self.search_page(query, limit)?.hits)
+    }
+
+    /// Like [`Snapshot::search`], with the number of records the query matches in all.
+    pub fn search_page(&self, query: &str, limit: usize) -> Result<SearchPage> {
         let subjects = self.subjects()?;
         index::search(
             &self.index,
