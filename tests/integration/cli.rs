@@ -961,3 +961,35 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// `doctor` checks every source at once and says one line each: a source that is down
+/// is not retried for minutes, and no retry warning floods the terminal.
+#[test]
+fn doctor_says_one_line_per_source_without_retrying() {
+    let s = Sandbox::new();
+    let cfg = s.path().join("down.toml");
+    let mut text = String::from("data_dir = \"d\"\n");
+    for (name, system) in [("xnat", "xnat"), ("omero", "omero"), ("eln", "elabftw")] {
+        // A closed port on loopback: refused at once.
+        text.push_str(&format!(
+            "[sources.{name}]\ntype = \"{system}\"\nurl = \"http://127.0.0.1:9\"\n"
+        ));
+        text.push_str(if system == "elabftw" {
+            "api_key = \"k\"\n"
+        } else {
+            "username = \"u\"\npassword = \"p\"\n"
+        });
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let run = s.run(&["-c", cfg.to_str().unwrap(), "doctor"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for name in ["xnat", "omero", "eln"] {
+        let lines: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("FAILED  {name} ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{name}: {run:?}");
+    }
+    assert!(!run.stderr.contains("retrying"), "{run:?}");
+}

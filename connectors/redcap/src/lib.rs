@@ -61,6 +61,15 @@ fn default_concurrency() -> usize {
     2
 }
 
+/// `14.5.10`: digits in two to four dot-separated parts.
+fn looks_like_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    (2..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Builds `redcap` connectors.
 #[derive(Debug, Default)]
 pub struct RedcapFactory;
@@ -295,7 +304,11 @@ impl Connector for RedcapConnector {
             })
             .await
         {
-            Ok(a) => a.text().trim().to_owned(),
+            // Pasted into record URLs: only what looks like a version (`14.5.10`), never
+            // an error page or a proxy's answer.
+            Ok(a) => Some(a.text().trim().to_owned())
+                .filter(|v| looks_like_version(v))
+                .unwrap_or_default(),
             Err(_) => String::new(),
         };
         let dict = Dictionary::new(&self.rows(&[("content", "metadata")]).await?)
@@ -529,6 +542,23 @@ mod tests {
                 .expect("config"),
             http: HttpClient::new("clinic", crossdex_http::HttpSettings::default())
                 .expect("client"),
+        }
+    }
+
+    #[test]
+    fn only_a_version_is_taken_for_record_urls() {
+        for v in ["14.5.10", "9.1.3", "13.7"] {
+            assert!(looks_like_version(v), "{v}");
+        }
+        for v in [
+            "",
+            "<html>error</html>",
+            "14",
+            "14.5.10/../../x",
+            "1.2.3.4.5",
+            "v14.5",
+        ] {
+            assert!(!looks_like_version(v), "{v}");
         }
     }
 

@@ -104,10 +104,13 @@ impl Dictionary {
             && let Some(f) = self.fields.get(base)
             && f.ftype == "checkbox"
         {
+            // REDCap writes a code's `-` and `.` as `_` in column names: `-99` is
+            // exported as `field____99`.
+            let column_code = |c: &str| c.replace(['-', '.'], "_");
             let choice = f
                 .choices
                 .iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(code))
+                .find(|(c, _)| column_code(c).eq_ignore_ascii_case(code))
                 .map(|(_, l)| l.clone())
                 .unwrap_or_else(|| code.to_owned());
             let checked = raw == "1";
@@ -177,7 +180,7 @@ mod tests {
             json!({"field_name": "dob", "field_type": "text", "field_label": "Birth", "text_validation_type_or_show_slider_number": "date_ymd"}),
             json!({"field_name": "moca", "field_type": "text", "field_label": "MoCA", "text_validation_type_or_show_slider_number": "integer"}),
             json!({"field_name": "sex", "field_type": "radio", "field_label": "<b>Sex</b>", "select_choices_or_calculations": "1, Female | 2, Male"}),
-            json!({"field_name": "cm", "field_type": "checkbox", "field_label": "Comorbid", "select_choices_or_calculations": "1, HTN | 99, Other"}),
+            json!({"field_name": "cm", "field_type": "checkbox", "field_label": "Comorbid", "select_choices_or_calculations": "1, HTN | 99, Other | -99, Unknown | 1.5, Borderline"}),
             json!({"field_name": "bmi", "field_type": "calc", "field_label": "BMI"}),
             json!({"field_name": "scan", "field_type": "file", "field_label": "Scan"}),
         ]
@@ -215,6 +218,17 @@ mod tests {
             (cb.value_num, cb.label.as_deref()),
             (Some(1.0), Some("Comorbid: Other"))
         );
+        // Negative and decimal codes, as REDCap names their columns.
+        for (col, label) in [
+            ("cm____99", "Comorbid: Unknown"),
+            ("cm___1_5", "Comorbid: Borderline"),
+        ] {
+            let cb = d.observation(col, "0").expect("obs");
+            assert_eq!(
+                (cb.value_text.as_deref(), cb.label.as_deref()),
+                (Some("Unchecked"), Some(label))
+            );
+        }
         assert_eq!(
             d.observation("bmi", "23.5").expect("obs").value_num,
             Some(23.5)

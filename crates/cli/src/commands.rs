@@ -183,19 +183,39 @@ fn selected_sources(config: &Config, names: &[String], all: bool) -> Result<Vec<
 }
 
 async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
+    /// Seconds a source has to answer: enough for a slow server, short enough that a
+    /// check of sources that are down ends at once.
+    const CHECK_TIMEOUT_S: u64 = 10;
     let config = load_config(g)?;
     let mut failed = 0;
+    // Every source at once, one line each in the config's order.
+    let mut checks = Vec::new();
     for name in selected_sources(&config, names, names.is_empty())? {
-        let connector = config.connector(&name)?;
-        match connector.check().await {
-            Ok(report) => outln!(
-                "ok      {name} ({}): {}",
-                connector.system(),
-                report.summary
-            ),
+        let connector = config.connector_for_check(&name, CHECK_TIMEOUT_S)?;
+        let system = connector.system().to_owned();
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(CHECK_TIMEOUT_S + 2),
+                connector.check(),
+            )
+            .await
+        });
+        checks.push((name, system, task));
+    }
+    for (name, system, task) in checks {
+        match task.await {
+            Ok(Ok(Ok(report))) => outln!("ok      {name} ({system}): {}", report.summary),
+            Ok(Ok(Err(e))) => {
+                failed += 1;
+                outln!("FAILED  {name} ({system}): {e}");
+            }
+            Ok(Err(_)) => {
+                failed += 1;
+                outln!("FAILED  {name} ({system}): no answer within {CHECK_TIMEOUT_S} s");
+            }
             Err(e) => {
                 failed += 1;
-                outln!("FAILED  {name} ({}): {e}", connector.system());
+                outln!("FAILED  {name} ({system}): the check stopped: {e}");
             }
         }
     }

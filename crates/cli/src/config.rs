@@ -205,6 +205,34 @@ impl Config {
 
     /// Builds the connector of source `name`.
     pub fn connector(&self, name: &str) -> Result<Box<dyn Connector>, ConfigError> {
+        self.connector_with(name, |_| {})
+    }
+
+    /// The connector of source `name` for `doctor`: no retries and at most
+    /// `timeout_s` seconds per answer, so a source that is down says so at once.
+    pub fn connector_for_check(
+        &self,
+        name: &str,
+        timeout_s: u64,
+    ) -> Result<Box<dyn Connector>, ConfigError> {
+        self.connector_with(name, |table| {
+            // Only connectors that speak HTTP take these keys.
+            if table.contains_key("url") {
+                table.insert("retries".into(), 0.into());
+                let configured = table
+                    .get("timeout_s")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(u64::MAX);
+                table.insert("timeout_s".into(), configured.min(timeout_s).into());
+            }
+        })
+    }
+
+    fn connector_with(
+        &self,
+        name: &str,
+        adjust: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> Result<Box<dyn Connector>, ConfigError> {
         let err = |key: &str, reason: String| self.source_error(name, key, reason);
         if !is_valid_source_name(name) {
             return Err(err(
@@ -236,6 +264,7 @@ impl Config {
             for key in ENGINE_KEYS {
                 map.remove(*key);
             }
+            adjust(map);
         }
         factory
             .build(SourceContext {
