@@ -480,6 +480,55 @@ macro_rules! compliance {
     };
 }
 
+/// eLabFTW's timestamps have whole seconds: an entry edited in the second the last
+/// sync's newest change carries is still picked up by the next incremental sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elabftw_an_edit_in_the_same_second_is_not_missed() {
+    let t = elabftw();
+    let s = sims(30).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    ok(&sync(&t, (t.config)(&s), dir.path(), true).await);
+    s.with_world_mut(|w| {
+        let newest = w
+            .elab
+            .experiments
+            .iter()
+            .map(|e| e.modified_at)
+            .max()
+            .expect("experiments");
+        let e = w
+            .elab
+            .experiments
+            .iter_mut()
+            .find(|e| e.modified_at < newest && e.state != 3)
+            .expect("an older experiment");
+        e.title = "Edited in the same second".into();
+        e.modified_at = newest;
+    });
+    let run = sync(&t, (t.config)(&s), dir.path(), false).await;
+    ok(&run);
+    assert_eq!(run.counts.updated, 1, "{run:?}");
+    let engine = QueryEngine::open(dir.path().join("data")).expect("engine");
+    let out = engine
+        .sql(
+            "SELECT count(*) FROM records WHERE title = 'Edited in the same second'",
+            vec![],
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        out.rows_as_text().expect("rows"),
+        vec![vec!["1".to_owned()]]
+    );
+    // And nothing read at that second before is fetched again as if new.
+    let again = sync(&t, (t.config)(&s), dir.path(), false).await;
+    assert_eq!(
+        (again.counts.added, again.counts.updated),
+        (0, 0),
+        "{again:?}"
+    );
+}
+
 compliance!(xnat_connector, xnat());
 compliance!(redcap_connector, redcap());
 compliance!(omero_connector, omero());

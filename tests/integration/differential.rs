@@ -112,6 +112,11 @@ async fn key_counts_agree_with_the_truth_and_formats_hold() {
             "{source}: keys in the report vs the truth file"
         );
     }
+    // tranSMART's units come with its concepts' metadata tags.
+    let units = s.csv(
+        "SELECT count(unit) FROM observations WHERE system = 'transmart' AND value_num IS NOT NULL",
+    );
+    assert_ne!(units[0][0], "0", "tranSMART units");
     // CSV: every table, lists included; the link report as rows.
     for table in [
         "subjects",

@@ -141,11 +141,18 @@ impl Kind {
     }
 }
 
-/// What an incremental sync resumes from: the newest `modified_at` seen per kind.
+/// What an incremental sync resumes from: the newest `modified_at` seen per kind, and
+/// the entries read at that very second. eLabFTW's timestamps have whole seconds: an
+/// entry edited in the second the last sync read is listed again (`>=`), and skipped
+/// only if it is one already read then.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     experiments_modified: Option<String>,
     items_modified: Option<String>,
+    #[serde(default)]
+    experiments_at_mark: Vec<i64>,
+    #[serde(default)]
+    items_at_mark: Vec<i64>,
 }
 
 const DELETED: i64 = 3;
@@ -159,15 +166,23 @@ fn s(m: &Map<String, Value>, k: &str) -> String {
 }
 
 fn ts(v: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(v.trim(), "%Y-%m-%d %H:%M:%S")
-        .ok()
-        .map(|t| Utc.from_utc_datetime(&t))
-        .or_else(|| {
-            NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| Utc.from_utc_datetime(&t))
-        })
+    // eLabFTW's own timestamps, then `datetime-local` fields as browsers write them
+    // (`2026-03-30T14:05`, seconds optional).
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(v.trim(), f).ok())
+    .map(|t| Utc.from_utc_datetime(&t))
+    .or_else(|| {
+        NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| Utc.from_utc_datetime(&t))
+    })
 }
 
 impl ElabConnector {
@@ -192,6 +207,7 @@ impl ElabConnector {
         &self,
         kind: Kind,
         since: Option<&str>,
+        read_at_mark: &[i64],
     ) -> Result<Vec<(i64, String, i64)>, ConnectorError> {
         let mut out = Vec::new();
         let mut offset = 0;
@@ -220,7 +236,12 @@ impl ElabConnector {
                 })?;
                 let modified = s(r, "modified_at");
                 let state = r.get("state").and_then(Value::as_i64).unwrap_or(1);
-                if since.is_none_or(|w| modified.as_str() > w) {
+                let new = match since {
+                    None => true,
+                    Some(w) if modified.as_str() == w => !read_at_mark.contains(&id),
+                    Some(w) => modified.as_str() > w,
+                };
+                if new {
                     any_new = true;
                     out.push((id, modified, state));
                 }
@@ -245,7 +266,16 @@ impl ElabConnector {
             &id.to_string(),
             &title,
         );
-        let body = html_to_text(&s(e, "body"));
+        // The rendered HTML where eLabFTW gives it (a Markdown body comes rendered in
+        // `body_html`): what a reader sees, not Markdown's markup.
+        let html = s(e, "body_html");
+        let body = if !html.trim().is_empty() {
+            html_to_text(&html)
+        } else if e.get("content_type").and_then(Value::as_i64) == Some(2) {
+            s(e, "body").trim().to_owned()
+        } else {
+            html_to_text(&s(e, "body"))
+        };
         r.description = (!body.is_empty()).then_some(body);
         let category = s(e, "category_title");
         r.project = (!category.is_empty()).then_some(category.clone());
@@ -402,19 +432,36 @@ impl Connector for ElabConnector {
         let prev = previous.unwrap_or_default();
         let mut state = prev.clone();
         for kind in [Kind::Item, Kind::Experiment] {
-            let since = match (mode, kind) {
-                (SyncMode::Full, _) => None,
-                (_, Kind::Experiment) => prev.experiments_modified.clone(),
-                (_, Kind::Item) => prev.items_modified.clone(),
+            let (since, at_mark) = match (mode, kind) {
+                (SyncMode::Full, _) => (None, &[][..]),
+                (_, Kind::Experiment) => (
+                    prev.experiments_modified.clone(),
+                    &prev.experiments_at_mark[..],
+                ),
+                (_, Kind::Item) => (prev.items_modified.clone(), &prev.items_at_mark[..]),
             };
-            let listed = self.list(kind, since.as_deref()).await?;
+            let listed = self.list(kind, since.as_deref(), at_mark).await?;
             let newest = listed.iter().map(|(_, m, _)| m.clone()).max();
-            let slot = match kind {
-                Kind::Experiment => &mut state.experiments_modified,
-                Kind::Item => &mut state.items_modified,
+            let (slot, mark) = match kind {
+                Kind::Experiment => (
+                    &mut state.experiments_modified,
+                    &mut state.experiments_at_mark,
+                ),
+                Kind::Item => (&mut state.items_modified, &mut state.items_at_mark),
             };
             if newest.as_deref() > slot.as_deref() {
                 *slot = newest;
+                mark.clear();
+            }
+            if let Some(top) = slot.as_deref() {
+                mark.extend(
+                    listed
+                        .iter()
+                        .filter(|(_, m, _)| m == top)
+                        .map(|(id, _, _)| *id),
+                );
+                mark.sort_unstable();
+                mark.dedup();
             }
             let mut page = Page::default();
             let live: Vec<i64> = listed
@@ -519,6 +566,32 @@ mod tests {
         assert!(get("Empty").is_empty());
         assert_eq!(get("tag").len(), 2);
         assert_eq!(ent.record.attributes["links"], json!(["lab:item:3"]));
+        // Browsers write `datetime-local` without seconds.
+        let meta = json!({"extra_fields": {"Thawed": {"type": "datetime-local", "value": "2026-03-30T14:05"}}});
+        let e = json!({"id": 9, "title": "x", "metadata": meta.to_string(), "content_type": 2,
+                       "body": "| Batch | B7 |\n|---|---|\n**bold**",
+                       "body_html": "<table><tr><td>Batch</td><td>B7</td></tr></table><p><strong>bold</strong></p>"});
+        let ent = connector()
+            .entity(Kind::Item, e.as_object().expect("object"))
+            .expect("entity");
+        let thawed = ent
+            .observations
+            .iter()
+            .find(|o| o.variable == "Thawed")
+            .expect("thawed");
+        assert_eq!(
+            thawed.value_date.map(|d| d.to_rfc3339()),
+            Some("2026-03-30T14:05:00+00:00".to_owned())
+        );
+        let text = ent.record.description.unwrap_or_default();
+        assert!(
+            text.contains("Batch") && text.contains("B7") && !text.contains("BatchB7"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("**") && !text.contains("|---"),
+            "rendered, not Markdown: {text}"
+        );
         let bad = json!({"id": 8, "title": "x", "metadata": "{not json"});
         assert!(
             connector()

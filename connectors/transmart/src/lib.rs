@@ -631,7 +631,8 @@ impl Connector for TransmartConnector {
             }
             list.retain(|s| wanted.contains(&text(s, "studyId")));
         }
-        let tree: Value = self.call("/v2/tree_nodes", None).await?;
+        // Units are metadata tags, which the server leaves out unless asked.
+        let tree: Value = self.call("/v2/tree_nodes?tags=true", None).await?;
         let mut nodes = Vec::new();
         flatten(
             tree.get("tree_nodes")

@@ -487,6 +487,36 @@ pub fn parse_url(key: &str, value: &str) -> Result<reqwest::Url, ConnectorError>
 /// Text of an HTML fragment for the full-text index: tags dropped, block ends as line
 /// breaks, the common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {
+    const BLOCKS: &[&str] = &[
+        "p",
+        "br",
+        "div",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "table",
+        "thead",
+        "tbody",
+        "tfoot",
+        "caption",
+        "blockquote",
+        "pre",
+        "hr",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "dt",
+        "dd",
+        "figcaption",
+    ];
     let mut out = String::with_capacity(html.len());
     let mut tag = String::new();
     let mut in_tag = false;
@@ -500,32 +530,69 @@ pub fn html_to_text(html: &str) -> String {
                 in_tag = false;
                 let name = tag
                     .trim_start_matches('/')
-                    .split_whitespace()
+                    .split(|c: char| c.is_whitespace() || c == '/')
                     .next()
-                    .unwrap_or("");
-                if ["p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4"]
-                    .contains(&name.to_ascii_lowercase().as_str())
-                {
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if BLOCKS.contains(&name.as_str()) {
                     out.push('\n');
+                } else if matches!(name.as_str(), "td" | "th") {
+                    // Cells of a row stay words of their own: `Batch B7`, not `BatchB7`.
+                    out.push(' ');
                 }
             }
             (true, c) => tag.push(c),
             (false, c) => out.push(c),
         }
     }
-    let decoded = out
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
+    let decoded = decode_entities(&out);
     decoded
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The named entities editors write most, and every numeric one (`&#233;`, `&#xE9;`).
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "nbsp" => Some(' '),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "amp" => Some('&'),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -664,6 +731,12 @@ mod tests {
         assert_eq!(
             html_to_text("<h1>NfL run</h1><p>12 samples &amp; 2 <b>controls</b></p>"),
             "NfL run\n12 samples & 2 controls"
+        );
+        assert_eq!(
+            html_to_text(
+                "<table><tr><th>Batch</th><td>B7</td></tr><tr><td>Vol</td><td>2&#160;mL</td></tr></table>Line<br/>next &eacute; &#xE9;"
+            ),
+            "Batch B7\nVol 2 mL\nLine\nnext &eacute; \u{e9}"
         );
     }
 }

@@ -236,6 +236,12 @@ impl Simulators {
         }
     }
 
+    /// Changes the world by hand: for tests of one precise change (an entry edited in
+    /// the very second a sync read), which `advance` does not make on purpose.
+    pub fn with_world_mut<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Reads the world (for tests that compare what was served with what exists).
     pub fn with_world<T>(&self, f: impl FnOnce(&World) -> T) -> T {
         f(&self.world.read().unwrap_or_else(|e| e.into_inner()))

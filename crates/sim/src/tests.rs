@@ -743,7 +743,10 @@ async fn transmart_answers_as_recorded_and_as_specified() {
         true,
     );
 
-    let tree = transmart_get(&s, &token, "/v2/tree_nodes?depth=3&counts=true").await;
+    // Metadata (units among them) only when asked for, as the reference says.
+    let bare = transmart_get(&s, &token, "/v2/tree_nodes?depth=3").await;
+    assert!(!bare.to_string().contains("\"metadata\""), "{bare}");
+    let tree = transmart_get(&s, &token, "/v2/tree_nodes?depth=3&counts=true&tags=true").await;
     let rec = reference("transmart/mock_v2_tree_nodes_depth0.json");
     assert_eq!(keys(&tree), keys(&rec));
     let study = &tree["tree_nodes"][0];

@@ -213,6 +213,9 @@ async fn tree_nodes(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Ur
         },
     };
     let counts = get("counts") == Some("true");
+    // "Metadata tags will be in the response if set to true" (the reference OpenAPI
+    // document): without `tags=true`, no node carries `metadata`.
+    let tags = get("tags") == Some("true");
     let w = st.world();
     let root_path = format!("\\Public Studies\\{TM_STUDY}\\");
     let study_constraint = json!({"type": "study_name", "studyId": TM_STUDY});
@@ -251,7 +254,7 @@ async fn tree_nodes(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Ur
             leaf["observationCount"] = json!(obs.len());
             leaf["patientCount"] = json!(pats.len());
         }
-        if let Some(u) = c.unit {
+        if let Some(u) = c.unit.filter(|_| tags) {
             leaf["metadata"] = json!({"unit": u});
         }
         folders.entry(folder).or_default().push(leaf);
@@ -279,8 +282,10 @@ async fn tree_nodes(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Ur
         "type": "STUDY",
         "visualAttributes": ["FOLDER", "ACTIVE", "STUDY"],
         "constraint": study_constraint,
-        "metadata": {"upload date": w.transmart.upload_date.to_string()},
     });
+    if tags {
+        study_node["metadata"] = json!({"upload date": w.transmart.upload_date.to_string()});
+    }
     if depth.is_none_or(|d| d > 1) {
         study_node["children"] = json!(children);
     }
