@@ -993,3 +993,48 @@ fn doctor_says_one_line_per_source_without_retrying() {
     }
     assert!(!run.stderr.contains("retrying"), "{run:?}");
 }
+
+/// A source taken out of the configuration is listed by `status` until `forget`
+/// removes its data: then search, SQL and the links no longer show it.
+#[test]
+fn a_removed_source_is_listed_then_forgotten() {
+    let s = Sandbox::new();
+    s.ok(&["sync", "--all"]);
+    let run = s.run(&["forget", "imaging"]);
+    assert_eq!(run.code, 2, "still configured: {run:?}");
+    assert!(run.stderr.contains("still configured"), "{run:?}");
+    // The config without [sources.imaging].
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    let mut kept = String::new();
+    let mut skip = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skip = line.starts_with("[sources.imaging");
+        }
+        if !skip {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    std::fs::write(s.config(), kept).unwrap();
+    let run = s.ok(&["status"]);
+    assert!(
+        run.stdout.contains("indexed but no longer configured: imaging"),
+        "{run:?}"
+    );
+    let run = s.ok(&["forget", "imaging"]);
+    assert!(run.stdout.contains("forgot imaging: "), "{run:?}");
+    for sql in [
+        "SELECT count(*) FROM records WHERE source = 'imaging'",
+        "SELECT count(*) FROM observations WHERE source = 'imaging'",
+        "SELECT count(*) FROM search('*', 100000) WHERE source = 'imaging'",
+        "SELECT count(*) FROM subject_links WHERE source = 'imaging'",
+    ] {
+        assert_eq!(s.csv(sql), [["0"]], "{sql}");
+    }
+    assert_ne!(s.csv("SELECT count(*) FROM records"), [["0"]], "the others stay");
+    let run = s.ok(&["status"]);
+    assert!(!run.stdout.contains("no longer configured"), "{run:?}");
+    let run = s.run(&["forget", "imaging"]);
+    assert_eq!(run.code, 2, "{run:?}");
+}

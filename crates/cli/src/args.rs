@@ -69,6 +69,19 @@ pub enum Command {
         after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared\n  crossdex sync --all -j 1      one source at a time"
     )]
     Sync(SyncArgs),
+    /// Remove a source's data (records, observations, its checkpoint) from the index,
+    /// after it was taken out of the configuration; its run history stays.
+    #[command(
+        after_help = "Example:\n  crossdex forget old_lab          after removing [sources.old_lab] from the config\n\n`crossdex status` lists sources that are indexed but no longer configured.\nA source still configured comes back at its next sync: --force removes it anyway."
+    )]
+    Forget {
+        /// Sources to remove
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// Remove a source that is still configured
+        #[arg(long)]
+        force: bool,
+    },
     /// Show each source's state and its last sync run.
     #[command(
         after_help = "Example:\n  crossdex status\n  crossdex sql \"SELECT * FROM sync_runs ORDER BY started_at DESC\"   the full history"

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { sources } => doctor(g, &sources).await,
         Command::Sync(args) => sync(g, &args).await,
         Command::Status { format } => status(g, format).await,
+        Command::Forget { sources, force } => forget(g, &sources, force).await,
         Command::Serve => {
             let config = load_config(g)?;
             let dir = data_dir(g, Some(&config));
@@ -274,6 +275,36 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn forget(g: &GlobalArgs, sources: &[String], force: bool) -> Result<ExitCode> {
+    let config = load_config(g)?;
+    let configured = config.source_names();
+    if let Some(s) = sources.iter().find(|s| configured.contains(s)) {
+        if !force {
+            return Err(CliError::usage(format!(
+                "source {s:?} is still configured in {}: its next sync would bring it back; remove its [sources.{s}] table first, or pass --force",
+                config.path.display()
+            )));
+        }
+    }
+    let dir = data_dir(g, Some(&config));
+    let mut writer = crate::syncing::open_writer(&dir)?;
+    for s in sources {
+        let (records, observations) = writer.forget_source(s).map_err(|e| match e {
+            crossdex_store::StoreError::UnknownSource(_) => CliError::usage(format!(
+                "{e}; `crossdex status` lists what it holds"
+            )),
+            other => other.into(),
+        })?;
+        outln!("forgot {s}: {records} records, {observations} observations");
+    }
+    // Its keys no longer link anything: subjects are linked again without them.
+    if !configured.is_empty() {
+        let linking = crate::link::update(&config, &mut writer).await?;
+        outln!("{}", crate::link::summary(&linking));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
     let (engine, config) = engine_or_empty(g)?;
     let dir = engine.snapshot().root().to_owned();
@@ -342,6 +373,19 @@ async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
                 .collect();
             if !never.is_empty() {
                 outln!("never synced: {}", never.join(", "));
+            }
+            let gone: Vec<&str> = m
+                .sources
+                .keys()
+                .filter(|n| !config.sources.contains_key(*n))
+                .map(String::as_str)
+                .collect();
+            if !gone.is_empty() {
+                outln!(
+                    "indexed but no longer configured: {} (`crossdex forget {}` removes its data)",
+                    gone.join(", "),
+                    gone.join(" ")
+                );
             }
         }
     }

@@ -227,7 +227,7 @@ fn limits(config: &Config, jobs: Option<usize>) -> Limits {
     }
 }
 
-fn open_writer(dir: &Path) -> Result<Writer> {
+pub(crate) fn open_writer(dir: &Path) -> Result<Writer> {
     Writer::open(dir).map_err(|e| match e {
         StoreError::Locked { .. } => CliError::Runtime(anyhow::anyhow!(
             "{e}; is `crossdex serve` or another sync running? Its runs show in `crossdex status`"

@@ -76,6 +76,9 @@ pub enum StoreError {
         /// Where, as a 1-based character position, when the parser knows.
         position: Option<usize>,
     },
+    /// The store holds nothing of this source.
+    #[error("the data directory holds nothing of source {0:?}")]
+    UnknownSource(String),
     /// A source name that cannot be used.
     #[error("invalid source name {0:?}: use letters, digits, `_` and `-` only")]
     InvalidSourceName(String),

@@ -321,6 +321,21 @@ impl Writer {
         Ok(run)
     }
 
+    /// Removes everything held of `source` (its records, observations and checkpoint),
+    /// in one commit: for a source taken out of the configuration. Its past runs stay
+    /// in `sync_runs`, as history. Returns the records and observations removed.
+    pub fn forget_source(&mut self, source: &str) -> Result<(u64, u64)> {
+        let mut manifest = self.manifest.clone();
+        let Some(state) = manifest.sources.remove(source) else {
+            return Err(StoreError::UnknownSource(source.to_owned()));
+        };
+        manifest.generation += 1;
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.source, source));
+        self.switch(manifest)?;
+        Ok((state.n_records, state.n_observations))
+    }
+
     /// Replaces the `subject_links` table, in one commit of its own: readers see the old
     /// links or the new ones, never a mix.
     pub fn set_subject_links(&mut self, links: &[crate::SubjectLink]) -> Result<()> {
