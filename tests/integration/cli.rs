@@ -1019,7 +1019,8 @@ fn a_removed_source_is_listed_then_forgotten() {
     std::fs::write(s.config(), kept).unwrap();
     let run = s.ok(&["status"]);
     assert!(
-        run.stdout.contains("indexed but no longer configured: imaging"),
+        run.stdout
+            .contains("indexed but no longer configured: imaging"),
         "{run:?}"
     );
     let run = s.ok(&["forget", "imaging"]);
@@ -1032,7 +1033,11 @@ fn a_removed_source_is_listed_then_forgotten() {
     ] {
         assert_eq!(s.csv(sql), [["0"]], "{sql}");
     }
-    assert_ne!(s.csv("SELECT count(*) FROM records"), [["0"]], "the others stay");
+    assert_ne!(
+        s.csv("SELECT count(*) FROM records"),
+        [["0"]],
+        "the others stay"
+    );
     let run = s.ok(&["status"]);
     assert!(!run.stdout.contains("no longer configured"), "{run:?}");
     let run = s.run(&["forget", "imaging"]);

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use crossdex_http::{
-    Answer, HttpClient, HttpError, at_least_one, parse_url, secret, source_config,
+    Answer, HttpClient, HttpError, at_least_one, decode_json, parse_url, secret, source_config,
 };
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
@@ -183,8 +183,13 @@ fn length(v: Option<&Value>) -> Option<(f64, String)> {
 impl OmeroConnector {
     async fn login(&self) -> Result<String, ConnectorError> {
         let token_url = format!("{}/api/v0/token/", self.base);
-        let a = self.http.send(|c| c.get(&token_url)).await?;
-        let csrf: Value = a.json()?;
+        let (a, csrf) = self
+            .http
+            .send_with(
+                |c| c.get(&token_url),
+                |a| decode_json::<Value>(&a).map(|v| (a, v)),
+            )
+            .await?;
         let token = csrf
             .get("data")
             .and_then(Value::as_str)
@@ -238,18 +243,29 @@ impl OmeroConnector {
                 Some(c) => c,
                 None => self.login().await?,
             };
+            // An expired session: 403 from the JSON API, a redirect to the login page
+            // from the web client (`None`); anything else is JSON, a body cut off in
+            // the middle retried.
             let r = self
                 .http
-                .send(|c| c.get(&url).header("Cookie", &cookies))
+                .send_with(
+                    |c| c.get(&url).header("Cookie", &cookies),
+                    |a| {
+                        if a.status.is_redirection()
+                            || (a.body.first() == Some(&b'<') && attempt == 0)
+                        {
+                            Ok(None)
+                        } else {
+                            decode_json::<Value>(&a).map(Some)
+                        }
+                    },
+                )
                 .await;
             match r {
-                // An expired session: 403 from the JSON API, a redirect to the login
-                // page from the web client.
                 Err(HttpError::Status { status: 403, .. }) if attempt == 0 => {}
-                Ok(a)
-                    if a.status.is_redirection()
-                        || (a.body.first() == Some(&b'<') && attempt == 0) => {}
-                other => return Ok(other?.json()?),
+                Ok(None) => {}
+                Ok(Some(v)) => return Ok(v),
+                Err(e) => return Err(e.into()),
             }
             *self.cookies.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }

@@ -135,7 +135,8 @@ struct State {
 const PAGE: usize = 200;
 
 impl RedcapConnector {
-    async fn send(&self, params: &[(&str, &str)]) -> Result<crossdex_http::Answer, HttpError> {
+    /// One API call, its answer as JSON (a body cut off mid-JSON is retried).
+    async fn send(&self, params: &[(&str, &str)]) -> Result<Value, HttpError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("token", self.token.as_str()),
             ("format", "json"),
@@ -143,22 +144,18 @@ impl RedcapConnector {
         ];
         form.extend_from_slice(params);
         self.http
-            .send(|c| c.post(self.url.clone()).form(&form))
+            .json(|c| c.post(self.url.clone()).form(&form))
             .await
     }
 
     async fn call(&self, params: &[(&str, &str)]) -> Result<Value, ConnectorError> {
-        let answer = self
-            .send(params)
-            .await
-            .map_err(|e| match e.status() {
-                Some(403) => ConnectorError::Auth(format!(
-                    "REDCap refused the token for {} (403: no API rights on this project, or a wrong token)",
-                    crossdex_http::redact_url(&self.url)
-                )),
-                _ => e.into_connector(),
-            })?;
-        Ok(answer.json::<Value>()?)
+        self.send(params).await.map_err(|e| match e.status() {
+            Some(403) => ConnectorError::Auth(format!(
+                "REDCap refused the token for {} (403: no API rights on this project, or a wrong token)",
+                crossdex_http::redact_url(&self.url)
+            )),
+            _ => e.into_connector(),
+        })
     }
 
     async fn rows(
@@ -188,7 +185,7 @@ impl RedcapConnector {
             }) => return Ok(None),
             Err(e) => return Err(e.into_connector()),
         };
-        let rows = array_rows(answer.json::<Value>()?, &params)?;
+        let rows = array_rows(answer, &params)?;
         let mut newest: Option<String> = None;
         let mut deleted = Vec::new();
         for r in &rows {

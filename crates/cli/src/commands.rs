@@ -290,9 +290,9 @@ async fn forget(g: &GlobalArgs, sources: &[String], force: bool) -> Result<ExitC
     let mut writer = crate::syncing::open_writer(&dir)?;
     for s in sources {
         let (records, observations) = writer.forget_source(s).map_err(|e| match e {
-            crossdex_store::StoreError::UnknownSource(_) => CliError::usage(format!(
-                "{e}; `crossdex status` lists what it holds"
-            )),
+            crossdex_store::StoreError::UnknownSource(_) => {
+                CliError::usage(format!("{e}; `crossdex status` lists what it holds"))
+            }
             other => other.into(),
         })?;
         outln!("forgot {s}: {records} records, {observations} observations");

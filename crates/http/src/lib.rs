@@ -115,12 +115,11 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The body as JSON, or an error naming the URL and what is wrong with it.
+    /// The body as JSON, or an error naming the URL and what is wrong with it. Prefer
+    /// [`HttpClient::json`] or [`HttpClient::send_with`] with [`decode_json`], which
+    /// retry a body cut off mid-JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
-        serde_json::from_slice(&self.body).map_err(|e| HttpError::Json {
-            url: self.url.clone(),
-            message: format!("{e} (body of {} bytes)", self.body.len()),
-        })
+        decode_json(self)
     }
 
     pub fn text(&self) -> String {
@@ -231,6 +230,17 @@ impl HttpClient {
         &self,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Answer, HttpError> {
+        self.send_with(build, Ok).await
+    }
+
+    /// `send`, then `decode` the answer, both inside the retry loop: a decode error
+    /// that is a transport failure in disguise (a body cut off mid-JSON, see
+    /// [`decode_json`]) is retried.
+    pub async fn send_with<T>(
+        &self,
+        build: impl Fn(&Client) -> RequestBuilder,
+        decode: impl Fn(Answer) -> Result<T, HttpError>,
+    ) -> Result<T, HttpError> {
         let attempt = || async {
             let request = build(&self.client)
                 .build()
@@ -277,7 +287,7 @@ impl HttpClient {
                     retry_after: retry_after(&headers),
                 });
             }
-            Ok(Answer {
+            decode(Answer {
                 status,
                 headers,
                 body,
@@ -325,13 +335,32 @@ impl HttpClient {
         }
     }
 
-    /// `send`, then the body as JSON.
+    /// `send`, then the body as JSON. A body that ends mid-JSON was cut off on its
+    /// way (a proxy, a lost connection): it is retried like any lost answer.
     pub async fn json<T: serde::de::DeserializeOwned>(
         &self,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<T, HttpError> {
-        self.send(build).await?.json()
+        self.send_with(build, |a| decode_json(&a)).await
     }
+}
+
+/// An answer's body as JSON. A body that ends mid-JSON was cut off on its way (a proxy,
+/// a lost connection): it is a lost answer ([`HttpError::Body`], retried), not a bad one.
+pub fn decode_json<T: serde::de::DeserializeOwned>(a: &Answer) -> Result<T, HttpError> {
+    serde_json::from_slice(&a.body).map_err(|e| {
+        if e.is_eof() {
+            HttpError::Body {
+                url: a.url.clone(),
+                message: format!("answer cut off after {} bytes", a.body.len()),
+            }
+        } else {
+            HttpError::Json {
+                url: a.url.clone(),
+                message: format!("{e} (body of {} bytes)", a.body.len()),
+            }
+        }
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

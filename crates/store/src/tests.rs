@@ -391,12 +391,21 @@ fn a_forgotten_source_leaves_the_index_and_the_tables() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::open(dir.path()).unwrap();
     sync(&mut w, "old", SyncMode::Full, vec![page("old", 0..5, "x")]);
-    sync(&mut w, "kept", SyncMode::Full, vec![page("kept", 0..3, "x")]);
+    sync(
+        &mut w,
+        "kept",
+        SyncMode::Full,
+        vec![page("kept", 0..3, "x")],
+    );
     assert_eq!(w.forget_source("old").unwrap().0, 5);
     let s = Snapshot::open(dir.path()).unwrap();
     assert_eq!(s.num_docs(), 3);
     assert_eq!(s.manifest().sources.keys().collect::<Vec<_>>(), ["kept"]);
-    assert!(s.files(Table::Records).iter().all(|f| !f.to_string_lossy().contains("old.")));
+    assert!(
+        s.files(Table::Records)
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("old."))
+    );
     let msg = w.forget_source("old").unwrap_err().to_string();
     assert!(msg.contains("holds nothing of source \"old\""), "{msg}");
 }
