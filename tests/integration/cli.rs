@@ -1043,3 +1043,64 @@ fn a_removed_source_is_listed_then_forgotten() {
     let run = s.run(&["forget", "imaging"]);
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+/// A full disk fails the source being written, recorded in `sync_runs`, and the others
+/// go on; a disk too full to start is refused before anything is written.
+#[test]
+fn a_full_disk_fails_one_source_cleanly() {
+    let s = Sandbox::new();
+    let disk = s.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mount = |size: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&disk)
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    let umount = || {
+        let _ = std::process::Command::new("umount").arg(&disk).status();
+    };
+    if !mount("300k") {
+        eprintln!("skipped: cannot mount a small file system here (needs root)");
+        return;
+    }
+    let d = disk.join("d");
+    let dd = d.to_str().unwrap();
+    let refused = s.run(&["--data-dir", dd, "sync", "--all"]);
+    let run: crate::common::Run = s
+        .command()
+        .env("CROSSDEX_MIN_FREE_MIB", "0")
+        .args(["--data-dir", dd, "sync", "--all", "-j", "1"])
+        .output()
+        .unwrap()
+        .into();
+    let runs = s.run(&[
+        "--data-dir",
+        dd,
+        "sql",
+        "--format",
+        "csv",
+        "SELECT source, status, error FROM sync_runs ORDER BY source",
+    ]);
+    umount();
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("MiB free") && refused.stderr.contains("Disk space"),
+        "{refused:?}"
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("killed"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("the others are synced"), "{run:?}");
+    let rows: Vec<&str> = runs.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "every source has its run: {runs:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",failed,") && r.contains("No space left")),
+        "{runs:?}"
+    );
+    assert!(rows.iter().any(|r| r.contains(",succeeded,")), "{runs:?}");
+}

@@ -227,6 +227,44 @@ fn limits(config: &Config, jobs: Option<usize>) -> Limits {
     }
 }
 
+/// Below this many MiB free, no sync can work: refused before it starts, rather than
+/// failing halfway. `CROSSDEX_MIN_FREE_MIB` changes it (0 turns the check off).
+const MIN_FREE_MIB: u64 = 64;
+/// A sync's peak, in times the data directory's final size (docs/operations.md).
+const PEAK_FACTOR: u64 = 5;
+
+/// Refuses to start a sync on a nearly full disk, and warns when the room left is
+/// below what a sync of everything needs at its peak.
+fn check_space(writer: &Writer) -> Result<()> {
+    let Ok((free, size)) = writer.space() else {
+        return Ok(());
+    };
+    let mib = |b: u64| b >> 20;
+    let min_free_mib = std::env::var("CROSSDEX_MIN_FREE_MIB")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(MIN_FREE_MIB);
+    if free < min_free_mib << 20 {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "only {} MiB free for {}: a sync needs at least {} MiB and up to {PEAK_FACTOR} times the data directory's size ({} MiB now); free some space or move the data directory (docs/operations.md, \"Disk space\")",
+            mib(free),
+            writer.root().display(),
+            min_free_mib,
+            mib(size)
+        )));
+    }
+    if free < size.saturating_mul(PEAK_FACTOR) {
+        tracing::warn!(
+            "{} MiB free for {} ({} MiB now): a full sync of every source may need up to {} MiB at its peak",
+            mib(free),
+            writer.root().display(),
+            mib(size),
+            mib(size * PEAK_FACTOR)
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn open_writer(dir: &Path) -> Result<Writer> {
     Writer::open(dir).map_err(|e| match e {
         StoreError::Locked { .. } => CliError::Runtime(anyhow::anyhow!(
@@ -253,6 +291,7 @@ pub(crate) async fn sync_all(
     jobs_limit: Option<usize>,
 ) -> Result<(Vec<SyncRun>, Option<Linking>)> {
     let mut writer = open_writer(dir)?;
+    check_space(&writer)?;
     let jobs = names
         .iter()
         .map(|name| job(&config, name, full))
@@ -327,6 +366,7 @@ pub(crate) async fn serve(config: Arc<Config>, dir: &Path) -> Result<std::proces
         )));
     }
     let mut writer = open_writer(dir)?;
+    check_space(&writer)?;
     let scheduler = plan(&config, &crossdex_query::QueryEngine::open(dir)?).await?;
     let follow = Arc::new(Follow::new(config.clone(), true));
     for (name, s, next) in scheduler.plan() {

@@ -474,6 +474,9 @@ impl State {
         Ok(())
     }
 
+    /// Records `lane`'s run as failed. When even that cannot be stored (a full disk),
+    /// the failure is still reported to the caller and logged, and the other sources
+    /// go on: one source's store failure never stops the rest.
     fn record_failure(
         &mut self,
         writer: &mut Writer,
@@ -482,18 +485,30 @@ impl State {
     ) -> Result<(), SyncError> {
         tracing::error!(source = %lane.source, "sync failed: {message}");
         let _ = std::fs::remove_file(&lane.shared.path);
-        let run = writer
-            .record_failure(
-                &lane.source,
-                lane.connector.system(),
-                lane.mode,
-                lane.started_at,
-                message,
-            )
-            .map_err(|error| SyncError::Store {
-                source_name: lane.source.clone(),
-                error,
-            })?;
+        let run = match writer.record_failure(
+            &lane.source,
+            lane.connector.system(),
+            lane.mode,
+            lane.started_at,
+            message,
+        ) {
+            Ok(run) => run,
+            Err(error) => {
+                tracing::error!(source = %lane.source, "cannot record the failed run: {error}");
+                SyncRun {
+                    run_id: format!("{}-unrecorded", lane.source),
+                    source: lane.source.clone(),
+                    system: lane.connector.system().to_owned(),
+                    mode: lane.mode,
+                    started_at: lane.started_at,
+                    finished_at: chrono::Utc::now(),
+                    status: crossdex_store::RunStatus::Failed,
+                    counts: Default::default(),
+                    error: Some(format!("{message} (not recorded in sync_runs: {error})")),
+                    rejections: Vec::new(),
+                }
+            }
+        };
         self.finish(run);
         Ok(())
     }
@@ -534,13 +549,14 @@ impl State {
                 lane.shared.clone(),
             )
         };
-        let store_err = |error| SyncError::Store {
-            source_name: source.clone(),
-            error,
-        };
-        let mut txn = writer
-            .begin(&source, system, started_at)
-            .map_err(store_err)?;
+        // Opening new files fails only with a store unusable for every source.
+        let mut txn =
+            writer
+                .begin(&source, system, started_at)
+                .map_err(|error| SyncError::Store {
+                    source_name: source.clone(),
+                    error,
+                })?;
         let (tx, mut rx) = mpsc::channel(DIRECT_PAGES);
         let mut tx = Some(tx);
         let mut reader = SpoolReader {
@@ -569,9 +585,19 @@ impl State {
                             break 'apply Some(e);
                         }
                     }
-                    let run = txn
-                        .commit(outcome.mode, outcome.checkpoint)
-                        .map_err(store_err)?;
+                    // A failed commit rolls itself back: this source fails, recorded,
+                    // and the others go on.
+                    let run = match txn.commit(outcome.mode, outcome.checkpoint) {
+                        Ok(run) => run,
+                        Err(e) => {
+                            let lane = self.lanes.remove(&id).expect("the lane being applied");
+                            return self.record_failure(
+                                writer,
+                                &lane,
+                                &format!("cannot store its data: {e}"),
+                            );
+                        }
+                    };
                     let lane = self.lanes.remove(&id).expect("the lane being applied");
                     let _ = std::fs::remove_file(&lane.shared.path);
                     self.finish(run);
