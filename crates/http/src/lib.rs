@@ -725,12 +725,25 @@ mod tests {
                 ..Faults::default()
             },
         );
+        // A body cut off mid-JSON is a lost answer: retried, then named as such.
         let e = c
             .json::<serde_json::Value>(|c| c.get(&items).header("Authorization", &key))
             .await
             .expect_err("cut JSON");
+        assert!(e.to_string().contains("answer cut off after"), "{e}");
+        assert_eq!(
+            s.requests(System::Elabftw).len(),
+            1 + 1 + 3,
+            "the 401 once, the cut answer with its retries"
+        );
+        // A whole answer that is not JSON is the server's word: not retried.
+        let page = format!("{}/webclient/login/", s.url(System::Omero));
+        let e = c
+            .json::<serde_json::Value>(|c| c.get(&page))
+            .await
+            .expect_err("HTML");
         assert!(e.to_string().contains("invalid JSON from http://"), "{e}");
-        assert_eq!(s.requests(System::Elabftw).len(), 2, "one attempt each");
+        assert_eq!(s.requests(System::Omero).len(), 1, "one attempt");
     }
 
     #[tokio::test]

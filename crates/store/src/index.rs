@@ -47,6 +47,9 @@ pub(crate) struct Fields {
     /// The body text, stored only, for snippets.
     pub content: Field,
     pub hash: Field,
+    /// A hash of the id: breaks ties between equal scores the same way whatever the
+    /// segments' layout, so a limit cuts the same hits on every run.
+    pub id_order: Field,
 }
 
 pub(crate) fn schema() -> (Schema, Fields) {
@@ -68,6 +71,7 @@ pub(crate) fn schema() -> (Schema, Fields) {
         body: b.add_text_field("body", indexed),
         content: b.add_text_field("content", STORED),
         hash: b.add_u64_field("hash", FAST),
+        id_order: b.add_u64_field("id_order", FAST),
     };
     (b.build(), fields)
 }
@@ -95,6 +99,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError
         body: f("body")?,
         content: f("content")?,
         hash: f("hash")?,
+        id_order: f("id_order")?,
     })
 }
 
@@ -154,6 +159,7 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
     d.add_text(f.body, body);
     d.add_text(f.content, content);
     d.add_u64(f.hash, hash);
+    d.add_u64(f.id_order, xxhash_rust::xxh3::xxh3_64(r.id.as_bytes()));
     d
 }
 
@@ -265,13 +271,26 @@ pub(crate) fn search(
             hits: Vec::new(),
         });
     }
-    let (top, total) = searcher.search(
-        &*compiled,
-        &(TopDocs::with_limit(limit).order_by_score(), Count),
-    )?;
+    // Best score first; among equal scores, the id's hash decides, not where the
+    // document sits in the index.
+    let by_score_then_id =
+        TopDocs::with_limit(limit).tweak_score(|segment: &tantivy::SegmentReader| {
+            let order = segment
+                .fast_fields()
+                .u64("id_order")
+                .ok()
+                .map(|c| c.first_or_default_col(0));
+            move |doc: tantivy::DocId, score: tantivy::Score| {
+                (
+                    score,
+                    std::cmp::Reverse(order.as_ref().map_or(0, |c| c.get_val(doc))),
+                )
+            }
+        });
+    let (top, total) = searcher.search(&*compiled, &(by_score_then_id, Count))?;
     let snippets = compiler.snippets(searcher)?;
     let mut hits = Vec::with_capacity(top.len());
-    for (score, addr) in top {
+    for ((score, _), addr) in top {
         hits.push(hit(searcher, f, subjects, &snippets, score, addr)?);
     }
     // Equal scores come in index order, which depends on indexing threads: order them
