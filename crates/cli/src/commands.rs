@@ -278,13 +278,13 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
 async fn forget(g: &GlobalArgs, sources: &[String], force: bool) -> Result<ExitCode> {
     let config = load_config(g)?;
     let configured = config.source_names();
-    if let Some(s) = sources.iter().find(|s| configured.contains(s)) {
-        if !force {
-            return Err(CliError::usage(format!(
-                "source {s:?} is still configured in {}: its next sync would bring it back; remove its [sources.{s}] table first, or pass --force",
-                config.path.display()
-            )));
-        }
+    if let Some(s) = sources.iter().find(|s| configured.contains(s))
+        && !force
+    {
+        return Err(CliError::usage(format!(
+            "source {s:?} is still configured in {}: its next sync would bring it back; remove its [sources.{s}] table first, or pass --force",
+            config.path.display()
+        )));
     }
     let dir = data_dir(g, Some(&config));
     let mut writer = crate::syncing::open_writer(&dir)?;
