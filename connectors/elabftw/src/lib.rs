@@ -515,6 +515,41 @@ impl ElabConnector {
     }
 }
 
+/// The decoding of eLabFTW's answers without a server, for the fuzz targets of
+/// `fuzz/`: whatever the bytes, it returns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads `data` as an experiment and as an item, as a sync does.
+    pub fn decode(data: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        let Some(map) = doc.as_object() else {
+            return;
+        };
+        let Ok(config) =
+            serde_json::from_value::<ElabConfig>(serde_json::json!({"url": "http://127.0.0.1:9"}))
+        else {
+            return;
+        };
+        let Ok(http) = HttpClient::for_source("elabftw", 1, 0, 1) else {
+            return;
+        };
+        let elab = ElabConnector {
+            name: "elabftw".into(),
+            base: "http://127.0.0.1:9".into(),
+            key: "k".into(),
+            http,
+            config,
+        };
+        let _ = elab.entity(Kind::Experiment, map);
+        let _ = elab.entity(Kind::Item, map);
+        let _ = ts(&String::from_utf8_lossy(data));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -676,6 +676,46 @@ impl OmeroConnector {
     }
 }
 
+/// The decoding of OMERO's answers without a server, for the fuzz targets of `fuzz/`:
+/// whatever the bytes, it returns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads `data` as a listing (`data` array) of containers and images, as a sync does.
+    pub fn decode(data: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        let Ok(config) = serde_json::from_value::<OmeroConfig>(
+            serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
+        ) else {
+            return;
+        };
+        let Ok(http) = HttpClient::for_source("omero", 1, 0, 1) else {
+            return;
+        };
+        let omero = OmeroConnector {
+            name: "omero".into(),
+            base: "http://127.0.0.1:9".into(),
+            password: "p".into(),
+            config,
+            http,
+            cookies: Mutex::new(None),
+        };
+        let dataset = omero.container("dataset", &doc, None);
+        let ann = [
+            ("Subject".to_owned(), "INT_0001".to_owned()),
+            (TAG.to_owned(), "stain".to_owned()),
+        ];
+        let items = doc.get("data").and_then(Value::as_array);
+        for v in items.into_iter().flatten().chain([&doc]) {
+            let _ = omero.image(v, &dataset, Some("P"), &ann);
+            let _ = length(v.get("PhysicalSizeX"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -526,6 +526,64 @@ impl RedcapConnector {
     }
 }
 
+/// The decoding of REDCap's answers without a server, for the fuzz targets of `fuzz/`:
+/// whatever the bytes, it returns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads `data` as a data dictionary and as records typed by it, as a sync does.
+    pub fn decode(data: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        let rows: Vec<Map<String, Value>> = doc
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_object().cloned())
+            .collect();
+        let Ok(dict) = Dictionary::new(&rows) else {
+            return;
+        };
+        for row in &rows {
+            for (col, v) in row {
+                if let Some(raw) = v.as_str() {
+                    let _ = dict.observation(col, raw);
+                }
+            }
+        }
+        let Ok(config) = serde_json::from_value::<RedcapConfig>(
+            serde_json::json!({"url": "http://127.0.0.1:9/api/"}),
+        ) else {
+            return;
+        };
+        let (Ok(http), Ok(url)) = (
+            HttpClient::for_source("redcap", 1, 0, 1),
+            reqwest::Url::parse("http://127.0.0.1:9/api/"),
+        ) else {
+            return;
+        };
+        let redcap = RedcapConnector {
+            name: "redcap".into(),
+            url,
+            token: "T".into(),
+            config,
+            http,
+        };
+        let _ = redcap.entity(
+            &dict,
+            "1",
+            &rows,
+            "P",
+            "1",
+            "14.5.10",
+            "http://127.0.0.1:9/",
+        );
+        let _ = looks_like_version(&String::from_utf8_lossy(data));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -743,6 +743,53 @@ impl Connector for TransmartConnector {
     }
 }
 
+/// The decoding of tranSMART's answers without a server, for the fuzz targets of
+/// `fuzz/`: whatever the bytes, it returns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads `data` as a tree of nodes and as an observations hypercube, as a sync does.
+    pub fn decode(data: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        let Ok(config) = serde_json::from_value::<TransmartConfig>(serde_json::json!({
+            "url": "http://127.0.0.1:9",
+            "token_url": "http://127.0.0.1:9/token",
+            "client_secret": "s"
+        })) else {
+            return;
+        };
+        let Ok(http) = HttpClient::for_source("transmart", 1, 0, 1) else {
+            return;
+        };
+        let Ok(token_url) = reqwest::Url::parse("http://127.0.0.1:9/token") else {
+            return;
+        };
+        let tm = TransmartConnector {
+            name: "transmart".into(),
+            base: "http://127.0.0.1:9".into(),
+            token_url,
+            password: None,
+            client_secret: Some("s".into()),
+            config,
+            http,
+            token: Mutex::new(None),
+        };
+        let mut nodes = Vec::new();
+        flatten(
+            doc.get("tree_nodes")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
+            &mut nodes,
+        );
+        let (_, units) = tm.study_records(&doc, &nodes);
+        let _ = tm.patient_records("S", &units, &doc);
+        let _ = tm.subject(&doc);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

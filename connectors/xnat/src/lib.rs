@@ -696,6 +696,41 @@ impl Connector for XnatConnector {
     }
 }
 
+/// The decoding of XNAT's answers without a server, for the fuzz targets of `fuzz/`:
+/// whatever the bytes, it returns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads `data` as a listing and as a session document, as a sync does.
+    pub fn decode(data: &[u8]) {
+        let Ok(config) = serde_json::from_value::<XnatConfig>(
+            serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
+        ) else {
+            return;
+        };
+        let Ok(http) = HttpClient::for_source("xnat", 1, 0, 1) else {
+            return;
+        };
+        let xnat = XnatConnector {
+            name: "xnat".into(),
+            base: "http://127.0.0.1:9".into(),
+            password: "p".into(),
+            config,
+            http,
+            session: Mutex::new(None),
+        };
+        if let Ok(listing) = serde_json::from_slice::<Listing>(data) {
+            for row in &listing.result_set.result {
+                let _ = xnat.subject_entity(row);
+            }
+        }
+        if let Ok(doc) = serde_json::from_slice::<Value>(data) {
+            let _ = xnat.session_entities(&Row::default(), &doc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -51,6 +51,12 @@ pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Whether `sql` is one read-only statement crossdex would run, checked on its syntax
+/// tree alone (no data needed): the gate every query passes before planning.
+pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
+    guard::parse_read_only(sql).map(|_| ())
+}
+
 /// Default number of hits of `search()` when no limit is given.
 pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 
