@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 each=${SECONDS_EACH:-20}
+# FUZZ_TARGET_DIR: a build cache kept outside the checkout (CI sets it).
+target_dir=()
+[ -n "${FUZZ_TARGET_DIR:-}" ] && target_dir=(--target-dir "$FUZZ_TARGET_DIR")
 reference=../../shared/reference
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked --quiet
 fi
-cargo +nightly fuzz build --release
+cargo +nightly fuzz build --release "${target_dir[@]}"
 for target in search sql_guard xnat redcap omero transmart elabftw; do
     seeds=()
     case $target in
@@ -18,7 +21,7 @@ for target in search sql_guard xnat redcap omero transmart elabftw; do
     [ "$target" = sql_guard ] && seeds+=(../queries)
     mkdir -p "corpus/$target"
     echo "fuzz: $target for ${each}s"
-    cargo +nightly fuzz run --release "$target" "corpus/$target" "${seeds[@]}" -- \
+    cargo +nightly fuzz run --release "${target_dir[@]}" "$target" "corpus/$target" "${seeds[@]}" -- \
         -max_total_time="$each" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 |
         grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)' || true
     if [ -n "$(ls -A "artifacts/$target" 2>/dev/null)" ]; then

@@ -116,6 +116,50 @@ def define(con, data_dir, m):
             WHERE r.system = 'omero' AND r.kind = 'image'
             GROUP BY ALL"""
     )
+    con.execute(
+        f"""CREATE VIEW xnat_scans AS
+            SELECT r.id, r.source, r.project, r.subject_key, r.subject_id,
+                   r.parent_id AS session_record_id,
+                   split_part(r.native_id, '/', 1) AS session_id, split_part(r.native_id, '/', 2) AS scan_id,
+                   {pick('type', 'value_text', 'scan_type')},
+                   {pick('series_description', 'value_text', 'series_description')},
+                   {pick('quality', 'value_text', 'quality')}, {pick('frames', 'value_num', 'frames')},
+                   {pick('note', 'value_text', 'note')}, r.url
+            FROM records r LEFT JOIN observations o ON o.record_id = r.id
+            WHERE r.system = 'xnat' AND r.kind = 'scan'
+            GROUP BY ALL"""
+    )
+    con.execute(
+        """CREATE VIEW redcap_records AS
+           SELECT r.id, r.source, r.project, r.native_id AS record, r.subject_key, r.subject_id,
+                  count(DISTINCT o.event) AS events, max(o.instance) AS max_instance,
+                  count(o.variable) AS n_values, count(o.value_num) AS n_numeric,
+                  min(o.value_date) AS first_date, max(o.value_date) AS last_date, r.url
+           FROM records r LEFT JOIN observations o ON o.record_id = r.id
+           WHERE r.system = 'redcap' AND r.kind = 'record'
+           GROUP BY ALL"""
+    )
+    con.execute(
+        """CREATE VIEW transmart_observations AS
+           SELECT o.record_id, o.source, r.project AS study, o.subject_key, o.subject_id,
+                  o.variable AS concept_code, o.label AS concept, o.value_num, o.value_text,
+                  o.unit, o.event AS visit, o.observed_at
+           FROM observations o JOIN records r ON r.id = o.record_id
+           WHERE o.system = 'transmart' AND r.kind = 'observation set'"""
+    )
+    for view, kind, extra in [
+        ("elabftw_experiments", "experiment", f"{pick('status', 'value_text', 'status')}, "),
+        ("elabftw_items", "item", "r.subject_key, r.subject_id, "),
+    ]:
+        con.execute(
+            f"""CREATE VIEW {view} AS
+                SELECT r.id, r.source, r.native_id AS {kind}_id, r.title, r.project AS category, {extra}
+                       {pick('author', 'value_text', 'author')}, {pick('date', 'value_date', 'date')},
+                       r.created_at, r.modified_at, r.url
+                FROM records r LEFT JOIN observations o ON o.record_id = r.id
+                WHERE r.system = 'elabftw' AND r.kind = '{kind}'
+                GROUP BY ALL"""
+        )
     # Sessions tied to assessments of the same subject at most 90 days apart.
     con.execute(
         """CREATE VIEW visits AS
@@ -166,6 +210,21 @@ def generated():
         "SELECT system, count(*) FROM observations WHERE subject_id IS NOT NULL GROUP BY system",
         "SELECT source, subject_key, subject_id FROM records WHERE kind IN ('session', 'record', 'patient', 'image')",
         "SELECT * FROM subjects",
+        # Every view, whole (columns aggregated with string_agg, whose order no engine
+        # defines, left out).
+        "SELECT * FROM records",
+        "SELECT * FROM observations",
+        "SELECT * FROM xnat_sessions",
+        "SELECT * FROM xnat_scans",
+        "SELECT * FROM redcap_records",
+        "SELECT id, source, project, subject_key, subject_id, image_id, name, dataset_record_id, acquired_at, "
+        "size_x, size_y, size_z, size_c, size_t, pixel_size_x, pixel_size_z, pixel_unit, pixel_type, url FROM omero_images",
+        "SELECT * FROM transmart_observations",
+        "SELECT id, source, experiment_id, title, category, status, author, date, created_at, modified_at, url "
+        "FROM elabftw_experiments",
+        "SELECT id, source, item_id, title, category, subject_key, subject_id, author, date, created_at, modified_at, url "
+        "FROM elabftw_items",
+        "SELECT * FROM visits",
         "SELECT subject_id, visit, session, days_apart FROM visits",
         "SELECT count(*) FROM visits WHERE session IS NOT NULL AND visit IS NOT NULL",
         "SELECT count(*) FROM visits WHERE visit IS NULL",
