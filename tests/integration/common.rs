@@ -106,3 +106,21 @@ impl Sandbox {
             .collect()
     }
 }
+
+/// Simulators in this process, and a config for them in the sandbox.
+pub async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators, String) {
+    let opts = crossdex_sim::SimOptions {
+        subjects,
+        ..crossdex_sim::SimOptions::default()
+    };
+    let sims = crossdex_sim::Simulators::start(
+        &opts,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        0,
+    )
+    .await
+    .expect("simulators start");
+    let path = s.path().join("sims.toml");
+    std::fs::write(&path, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
+    (sims, path.to_str().expect("utf-8").to_owned())
+}

@@ -9,7 +9,7 @@
 //! DuckDB comes from PyPI (`pip install duckdb`, which `.ci/run` does); without it this
 //! test fails and says so.
 
-use crate::common::{Sandbox, repo};
+use crate::common::{Sandbox, repo, simulators};
 
 /// Runs the oracle over the sandbox's data directory and fails with its report.
 fn agree_with_duckdb(s: &Sandbox, label: &str) {
@@ -34,20 +34,8 @@ fn agree_with_duckdb(s: &Sandbox, label: &str) {
 
 async fn cohort(subjects: u32, days: u32) {
     let s = Sandbox::new();
-    let opts = crossdex_sim::SimOptions {
-        subjects,
-        ..crossdex_sim::SimOptions::default()
-    };
-    let sims = crossdex_sim::Simulators::start(
-        &opts,
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        0,
-    )
-    .await
-    .expect("simulators start");
-    let cfg = s.path().join("sims.toml");
-    std::fs::write(&cfg, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
-    let cfg = cfg.to_str().expect("utf-8");
+    let (sims, cfg) = simulators(&s, subjects).await;
+    let cfg = cfg.as_str();
     s.ok(&["-c", cfg, "sync", "--all"]);
     agree_with_duckdb(&s, &format!("{subjects} subjects"));
     if days > 0 {
@@ -78,20 +66,8 @@ async fn large_cohort_agrees_with_duckdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_counts_agree_with_the_truth_and_formats_hold() {
     let s = Sandbox::new();
-    let opts = crossdex_sim::SimOptions {
-        subjects: 120,
-        ..crossdex_sim::SimOptions::default()
-    };
-    let sims = crossdex_sim::Simulators::start(
-        &opts,
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        0,
-    )
-    .await
-    .expect("simulators start");
-    let cfg = s.path().join("sims.toml");
-    std::fs::write(&cfg, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
-    let cfg = cfg.to_str().expect("utf-8");
+    let (sims, cfg) = simulators(&s, 120).await;
+    let cfg = cfg.as_str();
     s.ok(&["-c", cfg, "sync", "--all"]);
     let mut truth: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::Sandbox;
+use crate::common::{Sandbox, simulators};
 
 /// Stops the simulators even when an assertion fails first.
 struct Running(Child);
@@ -440,24 +440,6 @@ fn sim_refuses_bad_flags_with_a_reason() {
     );
     let run = s.run(&["sim", "--subjects", "0"]);
     assert_eq!(run.code, 2, "{run:?}");
-}
-
-/// Simulators in this process, and a config for them in the sandbox.
-async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators, String) {
-    let opts = crossdex_sim::SimOptions {
-        subjects,
-        ..crossdex_sim::SimOptions::default()
-    };
-    let sims = crossdex_sim::Simulators::start(
-        &opts,
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        0,
-    )
-    .await
-    .expect("simulators start");
-    let path = s.path().join("sims.toml");
-    std::fs::write(&path, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
-    (sims, path.to_str().expect("utf-8").to_owned())
 }
 
 fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {

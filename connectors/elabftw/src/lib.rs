@@ -521,6 +521,25 @@ impl ElabConnector {
 pub mod fuzzing {
     use super::*;
 
+    fn connector() -> Option<&'static ElabConnector> {
+        static CONNECTOR: std::sync::OnceLock<Option<ElabConnector>> = std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let config = serde_json::from_value::<ElabConfig>(
+                    serde_json::json!({"url": "http://127.0.0.1:9"}),
+                )
+                .ok()?;
+                Some(ElabConnector {
+                    name: "elabftw".into(),
+                    base: "http://127.0.0.1:9".into(),
+                    key: "k".into(),
+                    http: HttpClient::for_source("elabftw", 1, 0, 1).ok()?,
+                    config,
+                })
+            })
+            .as_ref()
+    }
+
     /// Reads `data` as an experiment and as an item, as a sync does.
     pub fn decode(data: &[u8]) {
         let Ok(doc) = serde_json::from_slice::<Value>(data) else {
@@ -529,20 +548,8 @@ pub mod fuzzing {
         let Some(map) = doc.as_object() else {
             return;
         };
-        let Ok(config) =
-            serde_json::from_value::<ElabConfig>(serde_json::json!({"url": "http://127.0.0.1:9"}))
-        else {
+        let Some(elab) = connector() else {
             return;
-        };
-        let Ok(http) = HttpClient::for_source("elabftw", 1, 0, 1) else {
-            return;
-        };
-        let elab = ElabConnector {
-            name: "elabftw".into(),
-            base: "http://127.0.0.1:9".into(),
-            key: "k".into(),
-            http,
-            config,
         };
         let _ = elab.entity(Kind::Experiment, map);
         let _ = elab.entity(Kind::Item, map);

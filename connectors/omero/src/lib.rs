@@ -682,26 +682,33 @@ impl OmeroConnector {
 pub mod fuzzing {
     use super::*;
 
+    fn connector() -> Option<&'static OmeroConnector> {
+        static CONNECTOR: std::sync::OnceLock<Option<OmeroConnector>> = std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let config = serde_json::from_value::<OmeroConfig>(
+                    serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
+                )
+                .ok()?;
+                Some(OmeroConnector {
+                    name: "omero".into(),
+                    base: "http://127.0.0.1:9".into(),
+                    password: "p".into(),
+                    config,
+                    http: HttpClient::for_source("omero", 1, 0, 1).ok()?,
+                    cookies: Mutex::new(None),
+                })
+            })
+            .as_ref()
+    }
+
     /// Reads `data` as a listing (`data` array) of containers and images, as a sync does.
     pub fn decode(data: &[u8]) {
         let Ok(doc) = serde_json::from_slice::<Value>(data) else {
             return;
         };
-        let Ok(config) = serde_json::from_value::<OmeroConfig>(
-            serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
-        ) else {
+        let Some(omero) = connector() else {
             return;
-        };
-        let Ok(http) = HttpClient::for_source("omero", 1, 0, 1) else {
-            return;
-        };
-        let omero = OmeroConnector {
-            name: "omero".into(),
-            base: "http://127.0.0.1:9".into(),
-            password: "p".into(),
-            config,
-            http,
-            cookies: Mutex::new(None),
         };
         let dataset = omero.container("dataset", &doc, None);
         let ann = [

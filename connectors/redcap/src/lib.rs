@@ -532,6 +532,25 @@ impl RedcapConnector {
 pub mod fuzzing {
     use super::*;
 
+    fn connector() -> Option<&'static RedcapConnector> {
+        static CONNECTOR: std::sync::OnceLock<Option<RedcapConnector>> = std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let config = serde_json::from_value::<RedcapConfig>(
+                    serde_json::json!({"url": "http://127.0.0.1:9/api/"}),
+                )
+                .ok()?;
+                Some(RedcapConnector {
+                    name: "redcap".into(),
+                    url: reqwest::Url::parse("http://127.0.0.1:9/api/").ok()?,
+                    token: "T".into(),
+                    config,
+                    http: HttpClient::for_source("redcap", 1, 0, 1).ok()?,
+                })
+            })
+            .as_ref()
+    }
+
     /// Reads `data` as a data dictionary and as records typed by it, as a sync does.
     pub fn decode(data: &[u8]) {
         let Ok(doc) = serde_json::from_slice::<Value>(data) else {
@@ -553,23 +572,8 @@ pub mod fuzzing {
                 }
             }
         }
-        let Ok(config) = serde_json::from_value::<RedcapConfig>(
-            serde_json::json!({"url": "http://127.0.0.1:9/api/"}),
-        ) else {
+        let Some(redcap) = connector() else {
             return;
-        };
-        let (Ok(http), Ok(url)) = (
-            HttpClient::for_source("redcap", 1, 0, 1),
-            reqwest::Url::parse("http://127.0.0.1:9/api/"),
-        ) else {
-            return;
-        };
-        let redcap = RedcapConnector {
-            name: "redcap".into(),
-            url,
-            token: "T".into(),
-            config,
-            http,
         };
         let _ = redcap.entity(
             &dict,

@@ -749,33 +749,38 @@ impl Connector for TransmartConnector {
 pub mod fuzzing {
     use super::*;
 
+    fn connector() -> Option<&'static TransmartConnector> {
+        static CONNECTOR: std::sync::OnceLock<Option<TransmartConnector>> =
+            std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let config = serde_json::from_value::<TransmartConfig>(serde_json::json!({
+                    "url": "http://127.0.0.1:9",
+                    "token_url": "http://127.0.0.1:9/token",
+                    "client_secret": "s"
+                }))
+                .ok()?;
+                Some(TransmartConnector {
+                    name: "transmart".into(),
+                    base: "http://127.0.0.1:9".into(),
+                    token_url: reqwest::Url::parse("http://127.0.0.1:9/token").ok()?,
+                    password: None,
+                    client_secret: Some("s".into()),
+                    config,
+                    http: HttpClient::for_source("transmart", 1, 0, 1).ok()?,
+                    token: Mutex::new(None),
+                })
+            })
+            .as_ref()
+    }
+
     /// Reads `data` as a tree of nodes and as an observations hypercube, as a sync does.
     pub fn decode(data: &[u8]) {
         let Ok(doc) = serde_json::from_slice::<Value>(data) else {
             return;
         };
-        let Ok(config) = serde_json::from_value::<TransmartConfig>(serde_json::json!({
-            "url": "http://127.0.0.1:9",
-            "token_url": "http://127.0.0.1:9/token",
-            "client_secret": "s"
-        })) else {
+        let Some(tm) = connector() else {
             return;
-        };
-        let Ok(http) = HttpClient::for_source("transmart", 1, 0, 1) else {
-            return;
-        };
-        let Ok(token_url) = reqwest::Url::parse("http://127.0.0.1:9/token") else {
-            return;
-        };
-        let tm = TransmartConnector {
-            name: "transmart".into(),
-            base: "http://127.0.0.1:9".into(),
-            token_url,
-            password: None,
-            client_secret: Some("s".into()),
-            config,
-            http,
-            token: Mutex::new(None),
         };
         let mut nodes = Vec::new();
         flatten(

@@ -702,23 +702,30 @@ impl Connector for XnatConnector {
 pub mod fuzzing {
     use super::*;
 
+    fn connector() -> Option<&'static XnatConnector> {
+        static CONNECTOR: std::sync::OnceLock<Option<XnatConnector>> = std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let config = serde_json::from_value::<XnatConfig>(
+                    serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
+                )
+                .ok()?;
+                Some(XnatConnector {
+                    name: "xnat".into(),
+                    base: "http://127.0.0.1:9".into(),
+                    password: "p".into(),
+                    config,
+                    http: HttpClient::for_source("xnat", 1, 0, 1).ok()?,
+                    session: Mutex::new(None),
+                })
+            })
+            .as_ref()
+    }
+
     /// Reads `data` as a listing and as a session document, as a sync does.
     pub fn decode(data: &[u8]) {
-        let Ok(config) = serde_json::from_value::<XnatConfig>(
-            serde_json::json!({"url": "http://127.0.0.1:9", "username": "u"}),
-        ) else {
+        let Some(xnat) = connector() else {
             return;
-        };
-        let Ok(http) = HttpClient::for_source("xnat", 1, 0, 1) else {
-            return;
-        };
-        let xnat = XnatConnector {
-            name: "xnat".into(),
-            base: "http://127.0.0.1:9".into(),
-            password: "p".into(),
-            config,
-            http,
-            session: Mutex::new(None),
         };
         if let Ok(listing) = serde_json::from_slice::<Listing>(data) {
             for row in &listing.result_set.result {

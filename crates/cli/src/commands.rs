@@ -73,18 +73,20 @@ pub(crate) fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
 }
 
 fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
-    let config = optional_config(g)?;
-    let engine = QueryEngine::open(data_dir(g, config.as_ref()))?;
-    if let Some(c) = &config {
-        engine.set_visit_settings(c.visit_settings());
-    }
-    Ok((engine, config))
+    engine_with(g, QueryEngine::open)
 }
 
 /// The engine for `status`: a data directory not synced yet reads as empty.
 fn engine_or_empty(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
+    engine_with(g, QueryEngine::open_or_empty)
+}
+
+fn engine_with(
+    g: &GlobalArgs,
+    open: fn(PathBuf) -> Result<QueryEngine, crossdex_query::QueryError>,
+) -> Result<(QueryEngine, Option<Config>)> {
     let config = optional_config(g)?;
-    let engine = QueryEngine::open_or_empty(data_dir(g, config.as_ref()))?;
+    let engine = open(data_dir(g, config.as_ref()))?;
     if let Some(c) = &config {
         engine.set_visit_settings(c.visit_settings());
     }

@@ -19,6 +19,9 @@ use datafusion::logical_expr::{
 
 use crossdex_store::SubjectIndex;
 
+/// One source's keys and their subjects.
+type SourceKeys = std::collections::HashMap<String, Arc<str>>;
+
 #[derive(Debug)]
 pub(crate) struct SubjectOf {
     subjects: Arc<SubjectIndex>,
@@ -71,14 +74,23 @@ impl ScalarUDFImpl for SubjectOf {
             return datafusion::common::exec_err!("subject_of(source, key) takes 2 arguments");
         };
         let (sources, keys) = (as_string_array(sources)?, as_string_array(keys)?);
+        // A table file holds one source: its keys are looked up once per run of rows.
+        let mut current: Option<(&str, Option<&SourceKeys>)> = None;
         let resolved: StringArray = (0..sources.len())
             .map(|i| {
                 if sources.is_null(i) || keys.is_null(i) {
                     return None;
                 }
-                self.subjects
-                    .resolve(sources.value(i), keys.value(i))
-                    .map(|s| &**s)
+                let source = sources.value(i);
+                let keys_of_source = match current {
+                    Some((s, k)) if s == source => k,
+                    _ => {
+                        let k = self.subjects.source_keys(source);
+                        current = Some((source, k));
+                        k
+                    }
+                };
+                keys_of_source?.get(keys.value(i)).map(|s| &**s)
             })
             .collect();
         let out: ArrayRef = Arc::new(resolved);

@@ -85,6 +85,12 @@ impl SubjectIndex {
         self.by_key.get(source)?.get(matched)
     }
 
+    /// The keys of one source and their subjects: for callers resolving many rows of
+    /// the same source, one lookup of the source instead of one per row.
+    pub fn source_keys(&self, source: &str) -> Option<&HashMap<String, Arc<str>>> {
+        self.by_key.get(source)
+    }
+
     /// Every `(source, matched)` linked to `subject_id`.
     pub fn keys_of(&self, subject_id: &str) -> &[(String, String)] {
         self.by_subject
