@@ -115,13 +115,6 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The body as JSON, or an error naming the URL and what is wrong with it. Prefer
-    /// [`HttpClient::json`] or [`HttpClient::send_with`] with [`decode_json`], which
-    /// retry a body cut off mid-JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
-        decode_json(self)
-    }
-
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
