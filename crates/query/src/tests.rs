@@ -4,10 +4,20 @@ use crossdex_store::Writer;
 
 use super::*;
 
+/// One full sync of `entities` into the data directory at `dir`.
+fn full_sync(dir: &std::path::Path, entities: Vec<Entity>) {
+    let mut w = Writer::open(dir).unwrap();
+    let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
+    txn.apply(Page {
+        upserts: entities,
+        ..Page::default()
+    })
+    .unwrap();
+    txn.commit(SyncMode::Full, None).unwrap();
+}
+
 fn store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Writer::open(dir.path()).unwrap();
-    let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
     let upserts = (0..20)
         .map(|n| {
             let mut r = Record::new(
@@ -27,12 +37,7 @@ fn store() -> tempfile::TempDir {
             }
         })
         .collect();
-    txn.apply(Page {
-        upserts,
-        ..Page::default()
-    })
-    .unwrap();
-    txn.commit(SyncMode::Full, None).unwrap();
+    full_sync(dir.path(), upserts);
     dir
 }
 
@@ -258,20 +263,13 @@ async fn an_empty_store_has_empty_tables() {
 }
 
 fn resync(dir: &std::path::Path, rows: usize) {
-    let mut w = Writer::open(dir).unwrap();
-    let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
-    let upserts = (0..rows)
+    let entities = (0..rows)
         .map(|n| Entity {
             record: Record::new("clinic", "files", "row", &n.to_string(), "again"),
             observations: vec![],
         })
         .collect();
-    txn.apply(Page {
-        upserts,
-        ..Page::default()
-    })
-    .unwrap();
-    txn.commit(SyncMode::Full, None).unwrap();
+    full_sync(dir, entities);
 }
 
 /// A reader keeps its snapshot to the end, however many commits come meanwhile and
