@@ -121,6 +121,26 @@ pub async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators
     .await
     .expect("simulators start");
     let path = s.path().join("sims.toml");
-    std::fs::write(&path, sims.config_toml(Some(&s.data_dir()), |_| true)).expect("config");
+    let draft = crossdex_service::config::ConfigDraft {
+        header: vec!["the simulators of one test".into()],
+        data_dir: Some(s.data_dir()),
+        sources: sims
+            .sources()
+            .into_iter()
+            .map(|src| {
+                let mut table = src.settings;
+                table.insert("link".into(), src.link);
+                crossdex_service::config::SourceDraft {
+                    name: src.system.name().to_owned(),
+                    table,
+                }
+            })
+            .collect(),
+        link_priority: crossdex_sim::LINK_PRIORITY
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+    };
+    std::fs::write(&path, draft.to_toml().expect("config")).expect("config");
     (sims, path.to_str().expect("utf-8").to_owned())
 }

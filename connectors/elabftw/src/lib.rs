@@ -8,13 +8,13 @@
 //! from the index.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
-//! `crossdex-http` only.
+//! `crossdex-http-client` only.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, at_least_one, html_to_text, parse_url, secret, source_config};
+use crossdex_http_client::{HttpClient, at_least_one, html_to_text, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
@@ -40,13 +40,13 @@ pub struct ElabConfig {
     #[serde(default = "default_subject_fields")]
     pub subject_fields: Vec<String>,
     /// Seconds to wait for one answer [default 60].
-    #[serde(default = "crossdex_http::default_timeout_s")]
+    #[serde(default = "crossdex_http_client::default_timeout_s")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "crossdex_http::default_retries")]
+    #[serde(default = "crossdex_http_client::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 4].
-    #[serde(default = "crossdex_http::default_max_concurrency")]
+    #[serde(default = "crossdex_http_client::default_max_concurrency")]
     pub max_concurrency: usize,
 }
 
@@ -423,7 +423,7 @@ impl Connector for ElabConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = crossdex_http::resume(&request);
+        let previous: Option<State> = crossdex_http_client::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {
@@ -570,7 +570,7 @@ mod tests {
             name: "lab".into(),
             base: "http://x".into(),
             key: "k".into(),
-            http: HttpClient::new("lab", crossdex_http::HttpSettings::default()).expect("client"),
+            http: HttpClient::new("lab", crossdex_http_client::HttpSettings::default()).expect("client"),
             config,
         }
     }

@@ -112,15 +112,7 @@ path = "exports"
     }
 
     fn build(&self, context: SourceContext) -> Result<Box<dyn Connector>, ConnectorError> {
-        let mut table = context.config.clone();
-        if let Some(map) = table.as_object_mut() {
-            map.remove("type");
-        }
-        let mut config: FilesConfig =
-            serde_json::from_value(table).map_err(|e| ConnectorError::Config {
-                key: field_of_serde_error(&e.to_string()),
-                reason: e.to_string(),
-            })?;
+        let mut config: FilesConfig = crossdex_model::config::source_config(&context.config)?;
         if config.path.is_relative() {
             config.path = context.base_dir.join(&config.path);
         }
@@ -132,11 +124,6 @@ path = "exports"
             config,
         }))
     }
-}
-
-fn field_of_serde_error(msg: &str) -> String {
-    // serde names the offending field between backticks: "unknown field `pth`".
-    msg.split('`').nth(1).unwrap_or("").to_owned()
 }
 
 /// A connector over one folder of exports.

@@ -9,7 +9,7 @@
 //! content hash per object kept in the checkpoint, deletions by comparing key sets.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
-//! `crossdex-http` only.
+//! `crossdex-http-client` only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use crossdex_http::{
+use crossdex_http_client::{
     Answer, HttpClient, HttpError, at_least_one, decode_json, parse_url, secret, source_config,
 };
 use crossdex_model::{
@@ -48,11 +48,11 @@ pub struct OmeroConfig {
     /// Map-annotation keys naming the subject an image is about, first match wins.
     #[serde(default = "default_subject_keys")]
     pub subject_keys: Vec<String>,
-    #[serde(default = "crossdex_http::default_timeout_s")]
+    #[serde(default = "crossdex_http_client::default_timeout_s")]
     pub timeout_s: u64,
-    #[serde(default = "crossdex_http::default_retries")]
+    #[serde(default = "crossdex_http_client::default_retries")]
     pub retries: usize,
-    #[serde(default = "crossdex_http::default_max_concurrency")]
+    #[serde(default = "crossdex_http_client::default_max_concurrency")]
     pub max_concurrency: usize,
 }
 
@@ -550,7 +550,7 @@ impl Connector for OmeroConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = crossdex_http::resume(&request);
+        let previous: Option<State> = crossdex_http_client::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

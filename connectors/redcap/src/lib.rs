@@ -8,7 +8,7 @@
 //! logging API; a full sync deletes what the server no longer lists.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
-//! `crossdex-http` only.
+//! `crossdex-http-client` only.
 
 mod typing;
 
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
+use crossdex_http_client::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -44,7 +44,7 @@ pub struct RedcapConfig {
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "crossdex_http::default_retries")]
+    #[serde(default = "crossdex_http_client::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 2].
     #[serde(default = "default_concurrency")]
@@ -152,7 +152,7 @@ impl RedcapConnector {
         self.send(params).await.map_err(|e| match e.status() {
             Some(403) => ConnectorError::Auth(format!(
                 "REDCap refused the token for {} (403: no API rights on this project, or a wrong token)",
-                crossdex_http::redact_url(&self.url)
+                crossdex_http_client::redact_url(&self.url)
             )),
             _ => e.into_connector(),
         })
@@ -285,7 +285,7 @@ impl Connector for RedcapConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: State = crossdex_http::resume(&request).unwrap_or_default();
+        let previous: State = crossdex_http_client::resume(&request).unwrap_or_default();
         let info = self.call(&[("content", "project")]).await?;
         let title = info
             .get("project_title")
@@ -599,7 +599,7 @@ mod tests {
             token: "T".into(),
             config: serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9/api/"}))
                 .expect("config"),
-            http: HttpClient::new("clinic", crossdex_http::HttpSettings::default())
+            http: HttpClient::new("clinic", crossdex_http_client::HttpSettings::default())
                 .expect("client"),
         }
     }

@@ -34,7 +34,7 @@ fn parse_choices(s: &str) -> Vec<(String, String)> {
 }
 
 fn strip_html(s: &str) -> String {
-    crossdex_http::html_to_text(s).replace('\n', " ")
+    crossdex_http_client::html_to_text(s).replace('\n', " ")
 }
 
 fn date(s: &str) -> Option<chrono::DateTime<Utc>> {

@@ -11,7 +11,7 @@
 //! the study no longer lists.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
-//! `crossdex-http` only.
+//! `crossdex-http-client` only.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
+use crossdex_http_client::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
@@ -52,7 +52,7 @@ pub struct TransmartConfig {
     pub subject_id_key: String,
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
-    #[serde(default = "crossdex_http::default_retries")]
+    #[serde(default = "crossdex_http_client::default_retries")]
     pub retries: usize,
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -261,7 +261,7 @@ impl TransmartConnector {
             .map_err(|e| match e.status() {
                 Some(400 | 401 | 403) => ConnectorError::Auth(format!(
                     "the token endpoint {} refused the credentials ({})",
-                    crossdex_http::redact_url(&self.token_url),
+                    crossdex_http_client::redact_url(&self.token_url),
                     e.status().unwrap_or_default()
                 )),
                 _ => e.into_connector(),
@@ -603,7 +603,7 @@ impl Connector for TransmartConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = crossdex_http::resume(&request);
+        let previous: Option<State> = crossdex_http_client::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

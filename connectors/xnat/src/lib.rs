@@ -10,7 +10,7 @@
 //! report as deleted what the listings no longer hold.
 //!
 //! It must not reach the store or any other system; it speaks HTTP through
-//! `crossdex-http` only.
+//! `crossdex-http-client` only.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
+use crossdex_http_client::{HttpClient, HttpError, at_least_one, parse_url, secret, source_config};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, SourceContext, SyncMode, SyncOutcome, SyncRequest,
@@ -47,13 +47,13 @@ pub struct XnatConfig {
     /// Rows per listing request; none reads each listing in one request.
     pub page_size: Option<usize>,
     /// Seconds to wait for one answer [default 60].
-    #[serde(default = "crossdex_http::default_timeout_s")]
+    #[serde(default = "crossdex_http_client::default_timeout_s")]
     pub timeout_s: u64,
     /// Retries on 429, 5xx and lost connections [default 4].
-    #[serde(default = "crossdex_http::default_retries")]
+    #[serde(default = "crossdex_http_client::default_retries")]
     pub retries: usize,
     /// Requests in flight at once [default 4].
-    #[serde(default = "crossdex_http::default_max_concurrency")]
+    #[serde(default = "crossdex_http_client::default_max_concurrency")]
     pub max_concurrency: usize,
 }
 
@@ -588,7 +588,7 @@ impl Connector for XnatConnector {
         request: SyncRequest,
         sink: &mut dyn PageSink,
     ) -> Result<SyncOutcome, ConnectorError> {
-        let previous: Option<State> = crossdex_http::resume(&request);
+        let previous: Option<State> = crossdex_http_client::resume(&request);
         let mode = if previous.is_some() {
             SyncMode::Incremental
         } else {

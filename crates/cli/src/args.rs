@@ -66,7 +66,7 @@ pub enum Command {
     },
     /// Pull sources into the index. Each source's sync becomes visible all at once.
     #[command(
-        after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared\n  crossdex sync --all -j 1      one source at a time"
+        after_help = "Examples:\n  crossdex sync --all           every configured source\n  crossdex sync exports         one source\n  crossdex sync --all --full    re-read everything, deleting what disappeared\n  crossdex sync --all -j 1      one source at a time\n  crossdex sync --all --wait 600   wait up to 10 minutes for another sync to end\n\nOne process writes to a data directory at a time. Another `crossdex sync` frees it\nwhen it ends (--wait waits for that); `crossdex serve` holds it for as long as it\nruns and syncs each source on its schedule: stop it to sync by hand."
     )]
     Sync(SyncArgs),
     /// Remove a source's data (records, observations, its checkpoint) from the index,
@@ -104,6 +104,9 @@ pub enum Command {
         /// Maximum number of hits
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
+        /// Hits skipped first, to page: `-n 20 --offset 20` is the second page
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: usize,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -121,6 +124,18 @@ pub enum Command {
     )]
     Subject {
         /// A subject id (subj:...), its label, or a source's key
+        id: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One record: its fields, observations, related records and a link into its
+    /// source's own interface.
+    #[command(
+        after_help = "Examples:\n  crossdex record clinic:row:P-0001\n  crossdex record xnat:session:XNAT_E00001 --format json\n\nRecord ids are the `id` of search hits and of the records table."
+    )]
+    Record {
+        /// The record's id (source:kind:native_id)
         id: String,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -292,6 +307,10 @@ pub struct SyncArgs {
     /// Sources fetched at the same time [default: `parallel_sources` in [sync], else 4]
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// When another sync holds the data directory, wait up to this many seconds for
+    /// it to finish instead of failing at once
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -333,12 +352,12 @@ pub enum Format {
     Json,
 }
 
-impl From<Format> for crossdex_query::OutputFormat {
+impl From<Format> for crossdex_service::OutputFormat {
     fn from(f: Format) -> Self {
         match f {
-            Format::Table => crossdex_query::OutputFormat::Table,
-            Format::Csv => crossdex_query::OutputFormat::Csv,
-            Format::Json => crossdex_query::OutputFormat::Json,
+            Format::Table => crossdex_service::OutputFormat::Table,
+            Format::Csv => crossdex_service::OutputFormat::Csv,
+            Format::Json => crossdex_service::OutputFormat::Json,
         }
     }
 }

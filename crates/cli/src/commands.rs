@@ -1,21 +1,23 @@
-//! One function per command.
+//! One function per command: arguments to a service call, its answer to text.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use crossdex_query::{OutputFormat, QueryEngine, SavedQuery, sql_literal};
-use crossdex_store::RunStatus;
+use crossdex_service::{
+    OpenOptions, OutputFormat, QueryControl, QueryOutput, ScalarValue, SearchRequest, Service,
+    SyncRequest,
+};
+use tokio::sync::mpsc;
 
 use crate::CliError;
-use crate::args::{Cli, Command, Format, GlobalArgs, SqlArgs, SyncArgs};
-use crate::config::{self, Config};
+use crate::args::{Cli, Command, FailOn, Format, GlobalArgs, LinkCommand, SqlArgs, SyncArgs};
+use crate::progress::{Follow, drain};
+use crate::render;
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
-
-const DEFAULT_CONFIG: &str = "crossdex.toml";
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
@@ -25,22 +27,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync(args) => sync(g, &args).await,
         Command::Status { format } => status(g, format).await,
         Command::Forget { sources, force } => forget(g, &sources, force).await,
-        Command::Serve => {
-            let config = load_config(g)?;
-            let dir = data_dir(g, Some(&config));
-            crate::syncing::serve(Arc::new(config), &dir).await
-        }
+        Command::Serve => crate::progress::serve(&service(g, true)?).await,
         Command::Search {
             query,
             limit,
+            offset,
             format,
-        } => search(g, &query, limit, format).await,
+        } => search(g, &query, limit, offset, format).await,
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo(args) => crate::simulate::demo(g, &args).await,
         Command::Sim(args) => crate::simulate::sim(&args).await,
-        Command::Subject { id, format } => crate::link::subject(g, &id, format).await,
-        Command::Link(crate::args::LinkCommand::Report { format, fail_on }) => {
-            crate::link::report(g, format, fail_on).await
+        Command::Subject { id, format } => subject(g, &id, format).await,
+        Command::Record { id, format } => record(g, &id, format).await,
+        Command::Link(LinkCommand::Report { format, fail_on }) => {
+            link_report(g, format, fail_on).await
         }
     }
 }
@@ -48,53 +48,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 fn config_path(g: &GlobalArgs) -> PathBuf {
     g.config
         .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+        .unwrap_or_else(|| PathBuf::from(crossdex_service::DEFAULT_CONFIG))
 }
 
-pub(crate) fn load_config(g: &GlobalArgs) -> Result<Config> {
-    Ok(Config::load(&config_path(g))?)
-}
-
-/// The config if one is given or present; commands that only read the store work
-/// without one.
-fn optional_config(g: &GlobalArgs) -> Result<Option<Config>> {
-    let path = config_path(g);
-    if g.config.is_none() && !path.exists() {
-        return Ok(None);
-    }
-    Ok(Some(Config::load(&path)?))
-}
-
-pub(crate) fn data_dir(g: &GlobalArgs, config: Option<&Config>) -> PathBuf {
-    g.data_dir
-        .clone()
-        .or_else(|| config.and_then(|c| c.data_dir.clone()))
-        .unwrap_or_else(config::default_data_dir)
-}
-
-fn engine(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
-    engine_with(g, QueryEngine::open)
-}
-
-/// The engine for `status`: a data directory not synced yet reads as empty.
-fn engine_or_empty(g: &GlobalArgs) -> Result<(QueryEngine, Option<Config>)> {
-    engine_with(g, QueryEngine::open_or_empty)
-}
-
-fn engine_with(
-    g: &GlobalArgs,
-    open: fn(PathBuf) -> Result<QueryEngine, crossdex_query::QueryError>,
-) -> Result<(QueryEngine, Option<Config>)> {
-    let config = optional_config(g)?;
-    let engine = open(data_dir(g, config.as_ref()))?;
-    if let Some(c) = &config {
-        engine.set_visit_settings(c.visit_settings());
-    }
-    Ok((engine, config))
+/// The service, its configuration required or read only if present (commands that
+/// only read the data directory work without one).
+pub(crate) fn service(g: &GlobalArgs, config_required: bool) -> Result<Service> {
+    Ok(Service::open(OpenOptions {
+        config: g.config.clone(),
+        config_required,
+        data_dir: g.data_dir.clone(),
+        query_timeout: None,
+    })?)
 }
 
 /// `out` as `format` wants it; a table on a terminal is fitted to its width.
-pub(crate) fn rendered(out: &crossdex_query::QueryOutput, format: OutputFormat) -> Result<String> {
+pub(crate) fn rendered(out: &QueryOutput, format: OutputFormat) -> Result<String> {
     let text = match format {
         OutputFormat::Table => out.render_table(terminal_width()),
         other => out.render(other),
@@ -153,7 +122,7 @@ fn init(g: &GlobalArgs, force: bool) -> Result<ExitCode> {
             path.display()
         )));
     }
-    std::fs::write(&path, config::example())
+    std::fs::write(&path, crossdex_service::config::example())
         .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!(
         "wrote {}; edit its [sources] and run `crossdex doctor`, then `crossdex sync --all`",
@@ -162,83 +131,23 @@ fn init(g: &GlobalArgs, force: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn selected_sources(config: &Config, names: &[String], all: bool) -> Result<Vec<String>> {
-    let configured = config.source_names();
-    if configured.is_empty() {
-        return Err(CliError::usage(format!(
-            "{} configures no source; add a [sources.<name>] table",
-            config.path.display()
-        )));
-    }
-    if all || names.is_empty() {
-        return Ok(configured);
-    }
-    for n in names {
-        if !configured.contains(n) {
-            return Err(CliError::usage(format!(
-                "no source named `{n}` in {}; configured: {}",
-                config.path.display(),
-                configured.join(", ")
-            )));
-        }
-    }
-    Ok(names.to_vec())
-}
-
 async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
     /// Seconds a source has to answer: enough for a slow server, short enough that a
     /// check of sources that are down ends at once.
-    const CHECK_TIMEOUT_S: u64 = 10;
-    let config = load_config(g)?;
+    const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+    let service = service(g, true)?;
+    let report = service.doctor(names, CHECK_TIMEOUT).await?;
     let mut failed = 0;
-    // Every source at once, one line each in the config's order.
-    let mut checks = Vec::new();
-    for name in selected_sources(&config, names, names.is_empty())? {
-        let connector = config.connector_for_check(&name, CHECK_TIMEOUT_S)?;
-        let system = connector.system().to_owned();
-        let task = tokio::spawn(async move {
-            tokio::time::timeout(
-                std::time::Duration::from_secs(CHECK_TIMEOUT_S + 2),
-                connector.check(),
-            )
-            .await
-        });
-        checks.push((name, system, task));
-    }
-    for (name, system, task) in checks {
-        match task.await {
-            Ok(Ok(Ok(report))) => outln!("ok      {name} ({system}): {}", report.summary),
-            Ok(Ok(Err(e))) => {
-                failed += 1;
-                outln!("FAILED  {name} ({system}): {e}");
-            }
-            Ok(Err(_)) => {
-                failed += 1;
-                outln!("FAILED  {name} ({system}): no answer within {CHECK_TIMEOUT_S} s");
-            }
-            Err(e) => {
-                failed += 1;
-                outln!("FAILED  {name} ({system}): the check stopped: {e}");
-            }
-        }
-    }
-    let dir = data_dir(g, Some(&config));
-    match crossdex_store::Snapshot::open(&dir) {
-        Ok(s) => outln!(
-            "ok      data directory {} ({} documents)",
-            dir.display(),
-            s.num_docs()
-        ),
-        // Not synced yet: the first sync makes it, unless a file is in the way.
-        Err(crossdex_store::StoreError::NoIndex { reason, .. }) if !dir.is_file() => {
-            outln!(
-                "ok      data directory {} ({reason}: the first sync builds the index)",
-                dir.display()
-            )
-        }
-        Err(e) => {
+    for c in &report.checks {
+        let what = match &c.system {
+            Some(system) => format!("{} ({system}):", c.name),
+            None => c.name.clone(),
+        };
+        if c.ok {
+            outln!("ok      {what} {}", c.message);
+        } else {
             failed += 1;
-            outln!("FAILED  data directory {}: {e}", dir.display());
+            outln!("FAILED  {what} {}", c.message);
         }
     }
     Ok(if failed > 0 {
@@ -249,28 +158,28 @@ async fn doctor(g: &GlobalArgs, names: &[String]) -> Result<ExitCode> {
 }
 
 async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
-    let config = load_config(g)?;
-    if args.sources.is_empty() && !args.all {
-        return Err(CliError::usage(format!(
-            "name the sources to sync or pass --all; configured: {}",
-            config.source_names().join(", ")
-        )));
-    }
-    let names = selected_sources(&config, &args.sources, args.all)?;
-    if args.jobs == Some(0) {
-        return Err(CliError::usage("--jobs must be at least 1"));
-    }
-    let dir = data_dir(g, Some(&config));
-    let (runs, _linking) =
-        crate::syncing::sync_all(Arc::new(config), &dir, &names, args.full, args.jobs).await?;
-    let failed = runs
-        .iter()
-        .filter(|r| r.status == RunStatus::Failed)
-        .count();
-    if failed > 0 {
+    let service = service(g, true)?;
+    let (events, rx) = mpsc::unbounded_channel();
+    let shown = Follow::new(false).spawn(rx);
+    let outcome = service
+        .sync(
+            &SyncRequest {
+                sources: args.sources.clone(),
+                all: args.all,
+                full: args.full,
+                jobs: args.jobs,
+                wait: args.wait.map(Duration::from_secs),
+            },
+            events,
+        )
+        .await;
+    drain(shown).await;
+    let outcome = outcome?;
+    if outcome.failed > 0 {
         eprintln!(
-            "{failed} of {} sources failed; the others are synced",
-            runs.len()
+            "{} of {} sources failed; the others are synced",
+            outcome.failed,
+            outcome.runs.len()
         );
         return Ok(ExitCode::from(1));
     }
@@ -278,145 +187,64 @@ async fn sync(g: &GlobalArgs, args: &SyncArgs) -> Result<ExitCode> {
 }
 
 async fn forget(g: &GlobalArgs, sources: &[String], force: bool) -> Result<ExitCode> {
-    let config = load_config(g)?;
-    let configured = config.source_names();
-    if let Some(s) = sources.iter().find(|s| configured.contains(s))
-        && !force
-    {
-        return Err(CliError::usage(format!(
-            "source {s:?} is still configured in {}: its next sync would bring it back; remove its [sources.{s}] table first, or pass --force",
-            config.path.display()
-        )));
+    let service = service(g, true)?;
+    let (forgotten, linking) = service.forget(sources, force).await?;
+    for f in forgotten {
+        outln!(
+            "forgot {}: {} records, {} observations",
+            f.source,
+            f.records,
+            f.observations
+        );
     }
-    let dir = data_dir(g, Some(&config));
-    let mut writer = crate::syncing::open_writer(&dir)?;
-    for s in sources {
-        let (records, observations) = writer.forget_source(s).map_err(|e| match e {
-            crossdex_store::StoreError::UnknownSource(_) => {
-                CliError::usage(format!("{e}; `crossdex status` lists what it holds"))
-            }
-            other => other.into(),
-        })?;
-        outln!("forgot {s}: {records} records, {observations} observations");
-    }
-    // Its keys no longer link anything: subjects are linked again without them.
-    if !configured.is_empty() {
-        let linking = crate::link::update(&config, &mut writer).await?;
-        outln!("{}", crate::link::summary(&linking));
+    if let Some(l) = linking {
+        outln!(
+            "linking: {} of {} keys linked into {} subjects; {} conflicts, {} ambiguous, {} unlinked (crossdex link report)",
+            l.linked,
+            l.keys,
+            l.subjects,
+            l.conflicts,
+            l.ambiguous,
+            l.unlinked
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn status(g: &GlobalArgs, format: Format) -> Result<ExitCode> {
-    let (engine, config) = engine_or_empty(g)?;
-    let dir = engine.snapshot().root().to_owned();
-    // The next runs `serve` plans from the same config and history, as a table to
-    // join: one row per scheduled source.
-    let mut plan_rows = Vec::new();
-    if let Some(config) = &config {
-        let scheduler = crate::syncing::plan(config, &engine).await?;
-        for (name, schedule, next) in scheduler.plan() {
-            let next = next
-                .map(|t| sql_literal(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
-                .unwrap_or_else(|| "NULL".into());
-            plan_rows.push(format!(
-                "({}, {}, {next})",
-                sql_literal(name),
-                sql_literal(&format!("{} ({})", schedule.expr(), schedule.zone()))
-            ));
-        }
-    }
-    let plan = if plan_rows.is_empty() {
-        "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS schedule, \
-         arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))') AS next_run WHERE false"
-            .to_owned()
-    } else {
-        format!(
-            "SELECT column1 AS source, column2 AS schedule, \
-             arrow_cast(column3, 'Timestamp(Microsecond, Some(\"UTC\"))') AS next_run FROM (VALUES {})",
-            plan_rows.join(", ")
-        )
-    };
-    let out = engine
-        .sql(
-            &format!(
-                "WITH last AS (SELECT *, row_number() OVER (PARTITION BY source ORDER BY finished_at DESC, run_id DESC) AS n \
-                               FROM sync_runs), \
-                      last1 AS (SELECT * FROM last WHERE n = 1), \
-                      counts AS (SELECT source, count(*) AS records FROM records GROUP BY source), \
-                      plan AS ({plan}) \
-                 SELECT coalesce(l.source, p.source) AS source, l.system, coalesce(c.records, 0) AS records, \
-                        l.status AS last_status, l.mode AS last_mode, \
-                        date_trunc('second', l.started_at) AS last_start, \
-                        round(date_part('epoch', l.finished_at) - date_part('epoch', l.started_at), 1) AS seconds, \
-                        l.added, l.updated, l.unchanged, l.deleted, l.rejected, \
-                        date_trunc('second', p.next_run) AS next_run, p.schedule, l.error \
-                 FROM last1 l FULL JOIN plan p ON p.source = l.source \
-                 LEFT JOIN counts c ON c.source = coalesce(l.source, p.source) \
-                 ORDER BY 1"
-            ),
-            vec![],
-        )
-        .await?;
-    if format == Format::Table {
-        let m = engine.snapshot().manifest();
-        let records: u64 = m.sources.values().map(|s| s.n_records).sum();
-        let observations: u64 = m.sources.values().map(|s| s.n_observations).sum();
-        outln!(
-            "data directory {}: {} sources, {records} records, {observations} observations",
-            dir.display(),
-            m.sources.len()
-        );
-        if let Some(config) = &config {
-            let never: Vec<String> = config
-                .source_names()
-                .into_iter()
-                .filter(|n| !m.sources.contains_key(n))
-                .collect();
-            if !never.is_empty() {
-                outln!("never synced: {}", never.join(", "));
-            }
-            let gone: Vec<&str> = m
-                .sources
-                .keys()
-                .filter(|n| !config.sources.contains_key(*n))
-                .map(String::as_str)
-                .collect();
-            if !gone.is_empty() {
-                outln!(
-                    "indexed but no longer configured: {} (`crossdex forget {}` removes its data)",
-                    gone.join(", "),
-                    gone.join(" ")
-                );
-            }
-        }
-    }
-    print(&rendered(&out, OutputFormat::from(format))?)?;
-    if format == Format::Table {
-        outln!();
-    }
+    let service = service(g, false)?;
+    let status = service.status(&QueryControl::default()).await?;
+    print(&match format {
+        Format::Json => render::json(&status)?,
+        Format::Csv => render::status_csv(&status)?,
+        Format::Table => render::status_table(&status, terminal_width()),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Result<ExitCode> {
-    let (engine, _) = engine(g)?;
-    if format != Format::Table {
-        // The same hits as rows of search(), rendered by the query engine's writers.
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let out = engine
-            .sql(
-                "SELECT score, id, source, kind, subject_id, title, snippet FROM search($query, $limit)",
-                vec![
-                    ("query".into(), crossdex_query::ScalarValue::Utf8(Some(query.to_owned()))),
-                    ("limit".into(), crossdex_query::ScalarValue::Int64(Some(limit))),
-                ],
-            )
-            .await?;
-        print(&rendered(&out, OutputFormat::from(format))?)?;
-        return Ok(ExitCode::SUCCESS);
+async fn search(
+    g: &GlobalArgs,
+    query: &str,
+    limit: usize,
+    offset: usize,
+    format: Format,
+) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let request = SearchRequest {
+        // An absurd limit shows every hit a page can hold, rather than failing.
+        limit: limit.min(crossdex_service::MAX_SEARCH_LIMIT),
+        offset,
+        ..SearchRequest::new(query, limit)
+    };
+    let result = service
+        .search(&request, &QueryControl::default())
+        .await?;
+    match format {
+        Format::Json => return print(&render::json(&result)?).map(|()| ExitCode::SUCCESS),
+        Format::Csv => return print(&render::hits_csv(&result)?).map(|()| ExitCode::SUCCESS),
+        Format::Table => {}
     }
-    let page = engine.search_page(query, limit)?;
-    let hits = &page.hits;
+    let hits = &result.hits;
     let bold = styled();
     let mut s = String::new();
     for h in hits {
@@ -431,37 +259,35 @@ async fn search(g: &GlobalArgs, query: &str, limit: usize, format: Format) -> Re
         ));
     }
     if hits.is_empty() {
-        s.push_str(if page.total == 0 {
+        s.push_str(if result.total == 0 {
             "no hits\n"
         } else {
-            "no hits shown (-n 0)\n"
+            "no hits shown (-n 0, or an offset past the last hit)\n"
         });
     } else if std::io::stdout().is_terminal() {
-        s.push_str(&if hits.len() < page.total {
+        let last = offset + hits.len();
+        s.push_str(&if last < result.total || offset > 0 {
             format!(
-                "{} of {} hits shown (-n to see more)\n",
-                hits.len(),
-                page.total
+                "hits {} to {last} of {} shown (-n and --offset to see more)\n",
+                offset + 1,
+                result.total
             )
         } else {
-            format!("{} hits\n", page.total)
+            format!("{} hits\n", result.total)
         });
+    }
+    if result.total > 0 {
+        s.push_str(&render::facets_text(&result));
     }
     print(&s)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn saved_queries(config: Option<&Config>) -> Result<Vec<SavedQuery>> {
-    Ok(crate::saved::load(
-        config.and_then(|c| c.queries_dir.as_deref()),
-    )?)
-}
-
 async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
-    let (engine, config) = engine(g)?;
+    let service = service(g, false)?;
     if args.list {
         let mut s = String::new();
-        for q in saved_queries(config.as_ref())? {
+        for q in service.saved_queries() {
             s.push_str(&format!("{}\n    {}\n", q.name, q.description));
             for p in &q.params {
                 let default = p
@@ -470,7 +296,7 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
                     .map(|d| format!(" (default {d})"))
                     .unwrap_or_default();
                 s.push_str(&format!(
-                    "    --param {}=<{:?}>{default}  {}\n",
+                    "    --param {}=<{}>{default}  {}\n",
                     p.name, p.kind, p.description
                 ));
             }
@@ -478,10 +304,9 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
         print(&s)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let control = QueryControl::default();
     let output = if let Some(name) = &args.saved {
-        let queries = saved_queries(config.as_ref())?;
-        let query = SavedQuery::find(&queries, name)?;
-        engine.saved(query, &args.params).await?
+        service.run_saved(name, &args.params, &control).await?
     } else {
         let text = match (&args.query, &args.file) {
             (Some(q), None) => q.clone(),
@@ -501,12 +326,14 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
                 ));
             }
         };
+        // `--param` values of an ad-hoc query are bound as text: write
+        // `CAST($x AS DOUBLE)` where a number is meant. Saved queries type theirs.
         let params = args
             .params
             .iter()
-            .map(|(k, v)| (k.clone(), text_param(v)))
+            .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone()))))
             .collect();
-        engine.sql(&text, params).await?
+        service.sql(&text, params, &control).await?
     };
     print(&rendered(&output, OutputFormat::from(args.format))?)?;
     if args.format == Format::Table {
@@ -515,8 +342,48 @@ async fn sql(g: &GlobalArgs, args: &SqlArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--param` values of an ad-hoc query are bound as text: write `CAST($x AS DOUBLE)`
-/// where a number is meant. Saved queries declare their parameters' types.
-fn text_param(v: &str) -> crossdex_query::ScalarValue {
-    crossdex_query::ScalarValue::Utf8(Some(v.to_owned()))
+async fn subject(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let view = service.subject(id, &QueryControl::default()).await?;
+    print(&match format {
+        Format::Json => render::json(&view)?,
+        Format::Csv => render::subject(&view, true, None)?,
+        Format::Table => render::subject(&view, false, terminal_width())?,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn record(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let view = service.record(id, &QueryControl::default()).await?;
+    if format == Format::Json {
+        print(&render::json(&view)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print(&render::record(&view, format == Format::Csv, terminal_width())?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn link_report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) -> Result<ExitCode> {
+    let service = service(g, true)?;
+    let report = service.link_report(&QueryControl::default()).await?;
+    print(&match format {
+        Format::Json => render::json(&report)?,
+        Format::Csv => render::link_report_csv(&report)?,
+        Format::Table => render::link_report_table(&report),
+    })?;
+    let fail = match fail_on {
+        None => false,
+        Some(FailOn::Conflicts) => !report.conflicts.is_empty(),
+        Some(FailOn::Any) => {
+            !report.conflicts.is_empty()
+                || !report.ambiguous.is_empty()
+                || !report.unlinked.is_empty()
+        }
+    };
+    Ok(if fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,9 +1,11 @@
-//! The `crossdex` binary: parses the command line, loads the configuration, wires the
-//! connectors of the registry to the store, the sync runner and the query engine.
+//! The `crossdex` binary: a thin client of `crossdex-service`. It parses the command
+//! line, calls the service, renders its typed answers (tables, CSV, JSON, progress
+//! bars) and turns errors into exit codes: 0 success, 1 runtime failure, 2 usage or
+//! configuration error.
 //!
-//! This is the only place that knows every crate; it holds no domain logic of its own
-//! beyond presenting results. Errors become exit codes here: 0 success, 1 runtime
-//! failure, 2 usage or configuration error.
+//! It must hold no domain logic and never reach the store, the writer or a snapshot:
+//! what a user can ask lives in the service, shared with the HTTP API and the TUI.
+//! Only `crossdex sim` and `demo` link the simulators.
 
 /// `println!` for results: a closed stdout (`| head`) ends the output quietly instead
 /// of panicking, as `commands::print` does for whole renderings.
@@ -18,12 +20,9 @@ macro_rules! outln {
 
 mod args;
 mod commands;
-mod config;
-mod link;
-mod registry;
-mod saved;
+mod progress;
+mod render;
 mod simulate;
-mod syncing;
 
 use std::process::ExitCode;
 
@@ -53,35 +52,19 @@ impl CliError {
     }
 }
 
-impl From<config::ConfigError> for CliError {
-    fn from(e: config::ConfigError) -> Self {
-        CliError::Usage(e.into())
-    }
-}
-
-impl From<crossdex_query::QueryError> for CliError {
-    fn from(e: crossdex_query::QueryError) -> Self {
-        if e.is_user_error() {
-            CliError::Usage(e.into())
+impl From<crossdex_service::ServiceError> for CliError {
+    fn from(e: crossdex_service::ServiceError) -> Self {
+        use crossdex_service::{ErrorCode, ErrorKind};
+        // The operator runs this process: an internal error's detail is theirs to see.
+        let err = anyhow::anyhow!("{}", e.operator_text());
+        let runtime = matches!(
+            e.kind,
+            ErrorKind::Internal | ErrorKind::Unavailable | ErrorKind::Auth
+        ) || e.code == ErrorCode::DataDirectoryBusy;
+        if runtime {
+            CliError::Runtime(err)
         } else {
-            CliError::Runtime(e.into())
-        }
-    }
-}
-
-impl From<crossdex_query::SavedQueryError> for CliError {
-    fn from(e: crossdex_query::SavedQueryError) -> Self {
-        CliError::Usage(e.into())
-    }
-}
-
-impl From<crossdex_store::StoreError> for CliError {
-    fn from(e: crossdex_store::StoreError) -> Self {
-        match e {
-            // The user named a folder that is not a data directory.
-            crossdex_store::StoreError::NoIndex { .. }
-            | crossdex_store::StoreError::NotOurs { .. } => CliError::Usage(e.into()),
-            e => CliError::Runtime(e.into()),
+            CliError::Usage(err)
         }
     }
 }

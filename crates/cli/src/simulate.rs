@@ -6,16 +6,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use crossdex_query::{OutputFormat, QueryEngine, SavedQuery};
+use crossdex_service::config::{ConfigDraft, SourceDraft};
+use crossdex_service::{
+    OpenOptions, OutputFormat, QueryControl, SearchRequest, Service, SyncRequest, registry,
+};
 use crossdex_sim::{SimOptions, Simulators, System, World};
-use crossdex_store::RunStatus;
+use tokio::sync::mpsc;
 
 use crate::CliError;
 use crate::args::{CohortArgs, DemoArgs, GlobalArgs, SimArgs};
-use crate::commands::{print, saved_queries};
-use crate::config::Config;
-use crate::registry;
-use crate::syncing::sync_all;
+use crate::commands::print;
+use crate::progress::{Follow, drain};
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
@@ -92,6 +93,37 @@ fn login_hint(sims: &Simulators, s: System) -> String {
     }
 }
 
+/// A configuration with one source per simulator, credentials included.
+fn config_text(sims: &Simulators, data_dir: Option<&Path>) -> Result<String> {
+    let draft = ConfigDraft {
+        header: vec![
+            "crossdex configuration for the simulated systems of `crossdex sim`.".into(),
+            "Credentials are inline because the servers are simulated; for real systems".into(),
+            "put secrets in a file (`password_file`, `token_file`) or the environment.".into(),
+        ],
+        data_dir: data_dir.map(Path::to_owned),
+        sources: sims
+            .sources()
+            .into_iter()
+            .map(|s| {
+                let mut table = s.settings;
+                table.insert("link".into(), s.link);
+                SourceDraft {
+                    name: s.system.name().to_owned(),
+                    table,
+                }
+            })
+            .collect(),
+        link_priority: crossdex_sim::LINK_PRIORITY
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    };
+    Ok(draft
+        .to_toml()
+        .map_err(crossdex_service::ServiceError::from)?)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text)
         .with_context(|| format!("cannot write {}", path.display()))
@@ -125,8 +157,7 @@ pub async fn sim(args: &SimArgs) -> Result<ExitCode> {
         }
     });
     if let Some(path) = &args.write_config {
-        let has_connector = |s: System| registry::factory(s.name()).is_some();
-        write_file(path, &sims.config_toml(None, has_connector))?;
+        write_file(path, &config_text(&sims, None)?)?;
         outln!("Configuration written to {}", path.display());
     }
     if let Some(path) = &args.truth {
@@ -179,8 +210,13 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         }
     };
     let has_connector = |s: System| registry::factory(s.name()).is_some();
-    write_file(&config_file, &sims.config_toml(Some(&dir), has_connector))?;
-    let config = Config::load(&config_file)?;
+    write_file(&config_file, &config_text(&sims, Some(&dir))?)?;
+    let service = Service::open(OpenOptions {
+        config: Some(config_file.clone()),
+        config_required: true,
+        data_dir: Some(dir.clone()),
+        query_timeout: None,
+    })?;
 
     outln!(
         "crossdex demo: five simulated research systems over one synthetic cohort ({} people, seed {})\n",
@@ -203,38 +239,41 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         }
     });
     outln!("\nIndexing them into {}:\n", dir.display());
-    let names = config.source_names();
-    let config = std::sync::Arc::new(config);
-    let (runs, linking) = sync_all(config.clone(), &dir, &names, false, None).await?;
-    let linking = linking.ok_or_else(|| anyhow::anyhow!("no source was synced"))?;
-    let engine = QueryEngine::open(&dir)?;
-    let queries = saved_queries(None)?;
+    let (events, rx) = mpsc::unbounded_channel();
+    let shown = Follow::new(false).spawn(rx);
+    let outcome = service
+        .sync(
+            &SyncRequest {
+                all: true,
+                ..SyncRequest::default()
+            },
+            events,
+        )
+        .await;
+    drain(shown).await;
+    let outcome = outcome?;
+    let control = QueryControl::default();
+    let report = service.link_report(&control).await?;
 
     outln!("\n$ crossdex link report   (one person, five spellings: the config's rules link them)");
-    crate::link::print_report(&config, &linking, crate::args::Format::Table)?;
+    print(&crate::render::link_report_table(&report))?;
 
-    outln!("\nSubject keys per source (each system spells them its own way):");
     // The keys linking read (titles included, for sources that name subjects only in
     // titles), each counted once: the same numbers as the link report.
-    let mut per_source: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
-        Default::default();
-    for k in &linking.keys {
-        per_source
-            .entry(k.source.as_str())
-            .or_default()
-            .insert(k.subject_key.as_str());
-    }
+    outln!("\nSubject keys per source (each system spells them its own way):");
     let mut table = String::from("source       subject keys  first key\n");
-    for (source, keys) in &per_source {
+    for p in &report.per_source {
         table.push_str(&format!(
-            "{source:<12} {:>12}  {}\n",
-            keys.len(),
-            keys.iter().next().copied().unwrap_or("")
+            "{:<12} {:>12}  {}\n",
+            p.source,
+            p.keys,
+            p.example_key.as_deref().unwrap_or("")
         ));
     }
     print(&table)?;
     outln!();
 
+    let saved = service.saved_queries();
     for (name, params) in [
         ("records-per-source", vec![]),
         (
@@ -242,24 +281,36 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             vec![("threshold".to_owned(), "14".to_owned())],
         ),
     ] {
-        let q = SavedQuery::find(&queries, name)?;
+        let description = saved
+            .iter()
+            .find(|q| q.name == name)
+            .map(|q| q.description.clone())
+            .unwrap_or_default();
         let shown: Vec<String> = params
             .iter()
             .map(|(k, v)| format!(" --param {k}={v}"))
             .collect();
         outln!(
-            "\n$ crossdex sql --saved {name}{}\n-- {}",
+            "\n$ crossdex sql --saved {name}{}\n-- {description}",
             shown.concat(),
-            q.description
         );
-        let out = engine.saved(q, &params).await?;
+        let out = service.run_saved(name, &params, &control).await?;
         print(
             &out.render(OutputFormat::Table)
                 .map_err(anyhow::Error::from)?,
         )?;
         outln!();
     }
-    let hits = engine.search("plasma nfl", 3)?;
+    let hits = service
+        .search(
+            &SearchRequest {
+                facets: None,
+                ..SearchRequest::new("plasma nfl", 3)
+            },
+            &control,
+        )
+        .await?
+        .hits;
     outln!("\n$ crossdex search 'plasma nfl'");
     for h in &hits {
         outln!(
@@ -284,8 +335,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         tracing::debug!("no terminal UI in this build; the summary above stands in for it");
     }
     sims.shutdown().await;
-    let failed = runs.iter().any(|r| r.status == RunStatus::Failed);
-    Ok(if failed {
+    Ok(if outcome.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

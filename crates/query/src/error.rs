@@ -19,8 +19,13 @@ pub enum QueryError {
     #[error("invalid query: {0}")]
     Plan(String),
     /// A full-text search string that does not parse.
-    #[error("{0}")]
-    Search(String),
+    #[error("{message}")]
+    Search {
+        /// What is wrong, with the query.
+        message: String,
+        /// 1-based character where the parser stopped, when it says.
+        position: Option<usize>,
+    },
     /// A saved query or its parameters are wrong.
     #[error(transparent)]
     Saved(#[from] SavedQueryError),
@@ -35,7 +40,10 @@ pub enum QueryError {
 impl From<crossdex_store::StoreError> for QueryError {
     fn from(e: crossdex_store::StoreError) -> Self {
         match e {
-            crossdex_store::StoreError::InvalidQuery { .. } => QueryError::Search(e.to_string()),
+            crossdex_store::StoreError::InvalidQuery { position, .. } => QueryError::Search {
+                position,
+                message: e.to_string(),
+            },
             other => QueryError::Store(other),
         }
     }
@@ -68,7 +76,7 @@ impl QueryError {
             QueryError::NotAQuery { .. } => "not_a_query",
             QueryError::Syntax(_) => "invalid_sql",
             QueryError::Plan(_) => "invalid_query",
-            QueryError::Search(_) => "invalid_search",
+            QueryError::Search { .. } => "invalid_search",
             QueryError::Saved(_) => "invalid_saved_query",
             QueryError::Store(crossdex_store::StoreError::NoIndex { .. }) => "no_index",
             QueryError::Store(crossdex_store::StoreError::NotOurs { .. }) => "not_a_data_directory",

@@ -36,10 +36,11 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crossdex_store::{
-    Hit, OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot,
+    OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot,
     Table,
 };
 
+pub use crossdex_store::{Bucket, Facets, Hit, SearchOptions, SearchPage};
 pub use datafusion::common::ScalarValue;
 pub use error::QueryError;
 pub use output::{OutputFormat, QueryOutput};
@@ -69,7 +70,25 @@ pub struct QueryEngine {
     _files: Vec<std::fs::File>,
     ctx: SessionContext,
     views: tokio::sync::OnceCell<()>,
-    visits: std::sync::Mutex<VisitSettings>,
+    settings: EngineSettings,
+}
+
+/// What an engine needs besides its data, fixed when it is opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineSettings {
+    /// How the `visits` view ties sessions to visits.
+    pub visits: VisitSettings,
+}
+
+/// What the engine's state holds of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// The source's name.
+    pub source: String,
+    /// Its records.
+    pub records: u64,
+    /// Its observations.
+    pub observations: u64,
 }
 
 /// How the `visits` view ties imaging sessions to clinical visits.
@@ -102,23 +121,34 @@ impl QueryEngine {
     /// Opens the current committed state of the data directory at `root`; a path
     /// without an index is an error that says so.
     pub fn open(root: impl AsRef<std::path::Path>) -> Result<QueryEngine, QueryError> {
-        Self::new(Arc::new(Snapshot::open(root)?))
+        Self::open_with(root, EngineSettings::default())
+    }
+
+    /// Like [`QueryEngine::open`], with `settings`.
+    pub fn open_with(
+        root: impl AsRef<std::path::Path>,
+        settings: EngineSettings,
+    ) -> Result<QueryEngine, QueryError> {
+        Self::new(Arc::new(Snapshot::open(root)?), settings)
     }
 
     /// Like [`QueryEngine::open`], but a data directory that holds no index yet reads
     /// as empty: for what a data directory looks like before its first sync (`status`).
-    pub fn open_or_empty(root: impl AsRef<std::path::Path>) -> Result<QueryEngine, QueryError> {
+    pub fn open_or_empty(
+        root: impl AsRef<std::path::Path>,
+        settings: EngineSettings,
+    ) -> Result<QueryEngine, QueryError> {
         let root = root.as_ref();
         match Snapshot::open(root) {
             Err(crossdex_store::StoreError::NoIndex { .. }) => {
-                Self::new(Arc::new(Snapshot::empty(root)?))
+                Self::new(Arc::new(Snapshot::empty(root)?), settings)
             }
-            other => Self::new(Arc::new(other?)),
+            other => Self::new(Arc::new(other?), settings),
         }
     }
 
     /// An engine over `snapshot`.
-    pub fn new(snapshot: Arc<Snapshot>) -> Result<QueryEngine, QueryError> {
+    fn new(snapshot: Arc<Snapshot>, settings: EngineSettings) -> Result<QueryEngine, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("crossdex", "public");
@@ -174,26 +204,15 @@ impl QueryEngine {
             _files: files,
             ctx,
             views: tokio::sync::OnceCell::new(),
-            visits: std::sync::Mutex::new(VisitSettings::default()),
+            settings,
         })
-    }
-
-    /// Sets how `visits` ties sessions to visits; takes effect if called before the
-    /// first query.
-    pub fn set_visit_settings(&self, settings: VisitSettings) {
-        *self.visits.lock().unwrap_or_else(|e| e.into_inner()) = settings;
     }
 
     /// Registers the per-system views, once, before the first query.
     async fn views(&self) -> Result<(), QueryError> {
         self.views
             .get_or_try_init(|| async {
-                let visits = self
-                    .visits
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let visits_view = [("visits", views::visits_view(&visits))];
+                let visits_view = [("visits", views::visits_view(&self.settings.visits))];
                 for (name, body) in views::core_views()
                     .iter()
                     .map(|(n, b)| (*n, b.as_str()))
@@ -215,9 +234,38 @@ impl QueryEngine {
             .map(|_| ())
     }
 
-    /// The snapshot this engine reads.
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+    /// The data directory this engine reads.
+    pub fn root(&self) -> &std::path::Path {
+        self.snapshot.root()
+    }
+
+    /// Documents in the full-text index of this state.
+    pub fn num_docs(&self) -> u64 {
+        self.snapshot.num_docs()
+    }
+
+    /// What this state holds of each source, by name.
+    pub fn source_counts(&self) -> Vec<SourceCounts> {
+        self.snapshot
+            .manifest()
+            .sources
+            .iter()
+            .map(|(name, s)| SourceCounts {
+                source: name.clone(),
+                records: s.n_records,
+                observations: s.n_observations,
+            })
+            .collect()
+    }
+
+    /// The subject `source` spells `key` (a subject key, or a title for title-linked
+    /// sources), resolved through this state's links.
+    pub fn subject_of(&self, source: &str, key: &str) -> Result<Option<String>, QueryError> {
+        Ok(self
+            .snapshot
+            .subjects()?
+            .resolve(source, key)
+            .map(|s| s.to_string()))
     }
 
     /// Runs one read-only SQL statement. Named parameters (`$name`) are bound from
@@ -270,9 +318,9 @@ impl QueryEngine {
     pub fn search_page(
         &self,
         query: &str,
-        limit: usize,
-    ) -> Result<crossdex_store::SearchPage, QueryError> {
-        Ok(self.snapshot.search_page(query, limit)?)
+        options: SearchOptions,
+    ) -> Result<SearchPage, QueryError> {
+        Ok(self.snapshot.search_page(query, options)?)
     }
 }
 

@@ -20,6 +20,7 @@ pub static SEARCH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("id", DataType::Utf8, false),
         Field::new("score", DataType::Float64, false),
         Field::new("source", DataType::Utf8, false),
+        Field::new("system", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("subject_id", DataType::Utf8, true),
         Field::new("title", DataType::Utf8, false),
@@ -95,6 +96,11 @@ impl TableFunctionImpl for SearchFunction {
                 Arc::new(
                     hits.iter()
                         .map(|h| Some(h.source.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                Arc::new(
+                    hits.iter()
+                        .map(|h| Some(h.system.as_str()))
                         .collect::<StringArray>(),
                 ),
                 Arc::new(

@@ -251,7 +251,7 @@ async fn renders_json_csv_and_tables() {
 #[tokio::test]
 async fn an_empty_store_has_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let e = QueryEngine::open_or_empty(dir.path()).unwrap();
+    let e = QueryEngine::open_or_empty(dir.path(), Default::default()).unwrap();
     assert_eq!(
         rows(&e, "SELECT count(*) FROM records").await,
         vec![vec!["0"]]
@@ -323,5 +323,5 @@ async fn a_missing_table_file_or_index_is_an_error_not_an_empty_table() {
         let e = QueryEngine::open(&missing).unwrap_err().to_string();
         assert!(e.contains("no crossdex index at"), "{e}");
     }
-    assert!(QueryEngine::open_or_empty(dir.path().join("nothing-here")).is_ok());
+    assert!(QueryEngine::open_or_empty(dir.path().join("nothing-here"), Default::default()).is_ok());
 }

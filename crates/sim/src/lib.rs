@@ -27,9 +27,7 @@ mod transmart;
 mod world;
 mod xnat;
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::oneshot;
@@ -252,76 +250,57 @@ impl Simulators {
         self.with_world(World::truth_csv)
     }
 
-    /// A crossdex configuration with one source per simulator, credentials included.
-    /// Systems for which `active` is false are written commented out, so the file loads
-    /// in a build without their connector.
-    pub fn config_toml(&self, data_dir: Option<&Path>, active: impl Fn(System) -> bool) -> String {
-        let mut out = String::from(
-            "# crossdex configuration for the simulated systems of `crossdex sim`.\n\
-             # Credentials are inline because the servers are simulated; for real systems\n\
-             # put secrets in a file (`password_file`, `token_file`) or the environment.\n\n",
-        );
-        if let Some(d) = data_dir {
-            let _ = writeln!(out, "data_dir = {}\n", toml_str(&d.display().to_string()));
-        }
-        for r in &self.running {
-            let c = &r.state.credentials;
-            let url = format!("http://{}", r.addr);
-            let mut lines = vec![format!("[sources.{}]", r.system.name())];
-            lines.push(format!("type = {}", toml_str(r.system.name())));
-            match r.system {
-                System::Xnat | System::Omero => {
-                    lines.push(format!("url = {}", toml_str(&url)));
-                    lines.push(format!("username = {}", toml_str(&c.username)));
-                    lines.push(format!("password = {}", toml_str(&c.password)));
+    /// One source per simulator, as a crossdex configuration would declare it: the
+    /// connector's keys (credentials included) and how the system spells subjects.
+    /// The simulators know their endpoints; writing crossdex's configuration format
+    /// is the configuration code's job.
+    pub fn sources(&self) -> Vec<SimSource> {
+        self.running
+            .iter()
+            .map(|r| {
+                let c = &r.state.credentials;
+                let url = format!("http://{}", r.addr);
+                let mut settings = serde_json::Map::new();
+                let mut set = |k: &str, v: String| {
+                    settings.insert(k.to_owned(), serde_json::Value::String(v));
+                };
+                set("type", r.system.name().to_owned());
+                match r.system {
+                    System::Xnat | System::Omero => {
+                        set("url", url.clone());
+                        set("username", c.username.clone());
+                        set("password", c.password.clone());
+                    }
+                    System::Redcap => {
+                        set("url", format!("{url}/api/"));
+                        set("token", c.token.clone());
+                    }
+                    System::Transmart => {
+                        set("url", url.clone());
+                        set(
+                            "token_url",
+                            format!(
+                                "{url}/auth/realms/{}/protocol/openid-connect/token",
+                                transmart::REALM
+                            ),
+                        );
+                        set("client_id", TRANSMART_CLIENT_ID.to_owned());
+                        set("username", c.username.clone());
+                        set("password", c.password.clone());
+                    }
+                    System::Elabftw => {
+                        set("url", url.clone());
+                        set("api_key", c.token.clone());
+                    }
                 }
-                System::Redcap => {
-                    lines.push(format!("url = {}", toml_str(&format!("{url}/api/"))));
-                    lines.push(format!("token = {}", toml_str(&c.token)));
+                SimSource {
+                    system: r.system,
+                    url,
+                    settings,
+                    link: link_rule(r.system),
                 }
-                System::Transmart => {
-                    lines.push(format!("url = {}", toml_str(&url)));
-                    lines.push(format!(
-                        "token_url = {}",
-                        toml_str(&format!(
-                            "{url}/auth/realms/{}/protocol/openid-connect/token",
-                            transmart::REALM
-                        ))
-                    ));
-                    lines.push(format!("client_id = {}", toml_str(TRANSMART_CLIENT_ID)));
-                    lines.push(format!("username = {}", toml_str(&c.username)));
-                    lines.push(format!("password = {}", toml_str(&c.password)));
-                }
-                System::Elabftw => {
-                    lines.push(format!("url = {}", toml_str(&url)));
-                    lines.push(format!("api_key = {}", toml_str(&c.token)));
-                }
-            }
-            // How this system spells subjects, for `crossdex link`.
-            lines.push(String::new());
-            lines.push(format!("[sources.{}.link]", r.system.name()));
-            lines.extend(link_rule(r.system).iter().map(|l| (*l).to_owned()));
-            if active(r.system) {
-                for l in lines {
-                    let _ = writeln!(out, "{l}");
-                }
-            } else {
-                let _ = writeln!(
-                    out,
-                    "# No {} connector in this build yet; the simulator serves it at {url}.",
-                    r.system.display()
-                );
-                for l in lines {
-                    let _ = writeln!(out, "# {l}");
-                }
-            }
-            out.push('\n');
-        }
-        out.push_str(
-            "# Whose sex and year of birth are the reference when sources disagree.\n\
-             [linking]\npriority = [\"redcap\", \"xnat\", \"transmart\", \"omero\", \"elabftw\"]\n",
-        );
-        out
+            })
+            .collect()
     }
 
     /// Tells every server to stop (graceful: requests in flight are answered).
@@ -362,50 +341,51 @@ impl Drop for Simulators {
 }
 
 /// The linking rule of each system, as `crossdex link` reads it.
-fn link_rule(s: System) -> &'static [&'static str] {
-    match s {
-        System::Xnat => &[
-            r#"pattern = '^INT[_-]?(\d+)$'"#,
-            r#"template = "INT_{1:04}""#,
-            "# A letter O typed for a zero is a known slip in this archive.",
-            r#"replace = { O = "0" }"#,
-            r#"hard = { sex = "gender", birth_year = "yob" }"#,
-        ],
-        System::Redcap => &[
-            r#"pattern = '^0*(\d+)$'"#,
-            r#"template = "INT_{1:04}""#,
-            r#"hard = { sex = "sex", birth_year = "birth_year" }"#,
-        ],
-        System::Omero => &[
-            r#"pattern = '^INT[_-]?(\d+)$'"#,
-            r#"template = "INT_{1:04}""#,
-        ],
-        System::Transmart => &[
-            r#"pattern = '^INT[_-]?(\d+)$'"#,
-            r#"template = "INT_{1:04}""#,
-            r#"hard = { sex = "sex" }"#,
-        ],
-        System::Elabftw => &[
-            "# Samples name their subject in a field, or only in their title.",
-            r#"key_from = "title""#,
-            r#"pattern = 'INT[_-]?(\d+)'"#,
-            r#"template = "INT_{1:04}""#,
-        ],
-    }
-}
-
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
+/// How `system` spells subjects, as a crossdex `link` table.
+fn link_rule(system: System) -> serde_json::Value {
+    let digits_to_int = serde_json::json!({
+        "pattern": r"^INT[_-]?(\d+)$",
+        "template": "INT_{1:04}",
+    });
+    let mut rule = digits_to_int;
+    let extra = match system {
+        // A letter O typed for a zero is a known slip in this archive.
+        System::Xnat => serde_json::json!({
+            "replace": { "O": "0" },
+            "hard": { "sex": "gender", "birth_year": "yob" },
+        }),
+        System::Redcap => serde_json::json!({
+            "pattern": r"^0*(\d+)$",
+            "hard": { "sex": "sex", "birth_year": "birth_year" },
+        }),
+        System::Omero => serde_json::json!({}),
+        System::Transmart => serde_json::json!({ "hard": { "sex": "sex" } }),
+        // Samples name their subject in a field, or only in their title.
+        System::Elabftw => serde_json::json!({
+            "key_from": "title",
+            "pattern": r"INT[_-]?(\d+)",
+        }),
+    };
+    if let (Some(rule), Some(extra)) = (rule.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            rule.insert(k.clone(), v.clone());
         }
     }
-    out.push('"');
-    out
+    rule
+}
+
+/// Whose sex and year of birth are the reference when the simulated systems disagree.
+pub const LINK_PRIORITY: &[&str] = &["redcap", "xnat", "transmart", "omero", "elabftw"];
+
+/// A simulator as a source of crossdex.
+#[derive(Debug, Clone)]
+pub struct SimSource {
+    /// The system it simulates; its name is the source's name.
+    pub system: System,
+    /// Where it listens.
+    pub url: String,
+    /// The connector's keys, `type` and credentials included.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The source's `link` table.
+    pub link: serde_json::Value,
 }

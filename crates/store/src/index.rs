@@ -21,6 +21,7 @@ use tantivy::{DocAddress, DocSet, Index, Searcher, TERMINATED, TantivyError, Ter
 use crossdex_model::Entity;
 
 use crate::error::{Result, StoreError};
+use crate::facets::{FacetCollector, Facets};
 use crate::subjects::SubjectIndex;
 use crate::syntax::{self, Node, TermKind};
 
@@ -50,6 +51,9 @@ pub(crate) struct Fields {
     /// A hash of the id: breaks ties between equal scores the same way whatever the
     /// segments' layout, so a limit cuts the same hits on every run.
     pub id_order: Field,
+    /// The record's date (created, else modified) in seconds since the epoch, for the
+    /// histogram of a search's hits.
+    pub at: Field,
 }
 
 pub(crate) fn schema() -> (Schema, Fields) {
@@ -62,16 +66,17 @@ pub(crate) fn schema() -> (Schema, Fields) {
     let fields = Fields {
         id: b.add_text_field("id", STRING | STORED),
         source: b.add_text_field("source", STRING | STORED | FAST),
-        system: b.add_text_field("system", STRING | STORED),
+        system: b.add_text_field("system", STRING | STORED | FAST),
         kind: b.add_text_field("kind", STRING | STORED | FAST),
-        project: b.add_text_field("project", STRING),
-        subject_match: b.add_text_field("subject_match", STRING | STORED),
+        project: b.add_text_field("project", STRING | FAST),
+        subject_match: b.add_text_field("subject_match", STRING | STORED | FAST),
         subject_key: b.add_text_field("subject_key", STRING),
         title: b.add_text_field("title", indexed.clone().set_stored()),
         body: b.add_text_field("body", indexed),
         content: b.add_text_field("content", STORED),
         hash: b.add_u64_field("hash", FAST),
         id_order: b.add_u64_field("id_order", FAST),
+        at: b.add_i64_field("at", FAST),
     };
     (b.build(), fields)
 }
@@ -100,6 +105,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError
         content: f("content")?,
         hash: f("hash")?,
         id_order: f("id_order")?,
+        at: f("at")?,
     })
 }
 
@@ -160,6 +166,9 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
     d.add_text(f.content, content);
     d.add_u64(f.hash, hash);
     d.add_u64(f.id_order, xxhash_rust::xxh3::xxh3_64(r.id.as_bytes()));
+    if let Some(at) = r.created_at.or(r.modified_at) {
+        d.add_i64(f.at, at.timestamp());
+    }
     d
 }
 
@@ -241,8 +250,13 @@ pub(crate) fn search(
     f: &Fields,
     subjects: &SubjectIndex,
     query: &str,
-    limit: usize,
+    options: SearchOptions,
 ) -> Result<SearchPage> {
+    let SearchOptions {
+        limit,
+        offset,
+        facets,
+    } = options;
     let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
         query: query.to_owned(),
         reason,
@@ -264,17 +278,25 @@ pub(crate) fn search(
         .map_err(|reason| invalid(reason, None))?;
     // No query has more hits than there are records: an absurd limit is not an
     // allocation of that size.
-    let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+    let num_docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+    let limit = limit.min(num_docs.saturating_sub(offset));
+    let facet_collector = facets.map(|_| FacetCollector);
     if limit == 0 {
+        let (total, counted) = searcher.search(&*compiled, &(Count, facet_collector))?;
         return Ok(SearchPage {
-            total: searcher.search(&*compiled, &Count)?,
+            total,
             hits: Vec::new(),
+            facets: counted
+                .zip(facets)
+                .map(|(c, size)| c.into_facets(subjects, size)),
         });
     }
     // Best score first; among equal scores, the id's hash decides, not where the
     // document sits in the index.
     let by_score_then_id =
-        TopDocs::with_limit(limit).tweak_score(|segment: &tantivy::SegmentReader| {
+        TopDocs::with_limit(limit)
+            .and_offset(offset)
+            .tweak_score(|segment: &tantivy::SegmentReader| {
             let order = segment
                 .fast_fields()
                 .u64("id_order")
@@ -287,7 +309,8 @@ pub(crate) fn search(
                 )
             }
         });
-    let (top, total) = searcher.search(&*compiled, &(by_score_then_id, Count))?;
+    let (top, total, counted) =
+        searcher.search(&*compiled, &(by_score_then_id, Count, facet_collector))?;
     let snippets = compiler.snippets(searcher)?;
     let mut hits = Vec::with_capacity(top.len());
     for ((score, _), addr) in top {
@@ -296,7 +319,36 @@ pub(crate) fn search(
     // Equal scores come in index order, which depends on indexing threads: order them
     // by id so the same query on the same data lists the same hits the same way.
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-    Ok(SearchPage { hits, total })
+    Ok(SearchPage {
+        hits,
+        total,
+        facets: counted
+            .zip(facets)
+            .map(|(c, size)| c.into_facets(subjects, size)),
+    })
+}
+
+/// What a search asks for besides its query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// At most this many hits.
+    pub limit: usize,
+    /// Hits skipped first, for the pages after the first.
+    pub offset: usize,
+    /// Facet counts over every hit, the facets with many values (project, subject)
+    /// cut to this many buckets; `None`: no facets.
+    pub facets: Option<usize>,
+}
+
+impl SearchOptions {
+    /// The first `limit` hits, no facets.
+    pub fn top(limit: usize) -> SearchOptions {
+        SearchOptions {
+            limit,
+            offset: 0,
+            facets: None,
+        }
+    }
 }
 
 /// The best hits of a search, and how many records match in all.
@@ -306,6 +358,8 @@ pub struct SearchPage {
     pub hits: Vec<Hit>,
     /// Every record the query matches, shown or not.
     pub total: usize,
+    /// Counts over every hit, when asked for.
+    pub facets: Option<Facets>,
 }
 
 /// How many typos a word tolerates, by its length in characters, as researchers know

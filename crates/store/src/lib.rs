@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod facets;
 mod index;
 mod lock;
 mod manifest;
@@ -40,7 +41,8 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, ReloadPolicy, Searcher};
 
 pub use error::{Result, StoreError};
-pub use index::{Hit, SearchPage};
+pub use facets::{Bucket, Facets};
+pub use index::{Hit, SearchOptions, SearchPage};
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
 pub use subjects::SubjectIndex;
@@ -248,6 +250,37 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
+/// What tells one committed state of a data directory from the next, read with one
+/// `stat` of the index's metadata file (replaced, never rewritten, at each commit): a
+/// long-lived reader compares marks to know when to open a new snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMark {
+    inode: u64,
+    device: u64,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl CommitMark {
+    /// The mark of `root` now; `None` where it holds no index yet.
+    pub fn read(root: impl AsRef<Path>) -> Option<CommitMark> {
+        let meta = std::fs::metadata(root.as_ref().join("index").join("meta.json")).ok()?;
+        #[cfg(unix)]
+        let (inode, device) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), meta.dev())
+        };
+        #[cfg(not(unix))]
+        let (inode, device) = (0, 0);
+        Some(CommitMark {
+            inode,
+            device,
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
 impl Snapshot {
     /// Opens the current state of the data directory at `root`. A path that does not
     /// exist, is a file, or holds no index is an error that says so: a mistyped
@@ -365,11 +398,12 @@ impl Snapshot {
     /// Full-text search; see the search syntax in `docs/search.md`. At most `limit`
     /// hits, best first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        Ok(self.search_page(query, limit)?.hits)
+        Ok(self.search_page(query, SearchOptions::top(limit))?.hits)
     }
 
-    /// Like [`Snapshot::search`], with the number of records the query matches in all.
-    pub fn search_page(&self, query: &str, limit: usize) -> Result<SearchPage> {
+    /// Like [`Snapshot::search`], with the number of records the query matches in all,
+    /// a page further down and facet counts as `options` asks.
+    pub fn search_page(&self, query: &str, options: SearchOptions) -> Result<SearchPage> {
         let subjects = self.subjects()?;
         index::search(
             &self.index,
@@ -377,7 +411,7 @@ impl Snapshot {
             &self.fields,
             &subjects,
             query,
-            limit,
+            options,
         )
     }
 

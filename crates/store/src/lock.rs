@@ -14,7 +14,7 @@ pub struct WriteLock {
 }
 
 impl WriteLock {
-    pub(crate) fn acquire(dir: &Path) -> Result<WriteLock> {
+    pub(crate) fn acquire(dir: &Path, purpose: &str) -> Result<WriteLock> {
         let path = dir.join("crossdex.lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -45,7 +45,12 @@ impl WriteLock {
         // The holder line is only informative; the lock itself is what protects.
         let _ = file.set_len(0);
         let _ = file.seek(SeekFrom::Start(0));
-        let _ = write!(file, "pid {}", std::process::id());
+        let _ = write!(
+            file,
+            "pid {}, {purpose}, since {}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        );
         let _ = file.flush();
         Ok(WriteLock { _file: file })
     }

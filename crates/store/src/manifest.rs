@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the data directory format this build writes and reads.
 /// 2: the index stores what linking matches records on, so hits carry their subject.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: system, project and the subject match are columnar, and each record has a date,
+/// for facet counts and the date histogram of a search.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One committed state of the data directory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -195,6 +195,13 @@ impl Writer {
     /// Opens (creating it if needed) the data directory for writing. Fails with
     /// [`StoreError::Locked`] if another process writes to it.
     pub fn open(root: impl AsRef<Path>) -> Result<Writer> {
+        Self::open_for(root, "crossdex")
+    }
+
+    /// Like [`Writer::open`]; `purpose` (e.g. `crossdex serve`) is written beside the
+    /// process id in the lock file, so a process that finds the directory locked can
+    /// say who holds it and since when.
+    pub fn open_for(root: impl AsRef<Path>, purpose: &str) -> Result<Writer> {
         let dir = DataDir::new(root.as_ref());
         // Nothing is created, not even the lock file, in a folder that is not ours or
         // holds an index of another program.
@@ -205,7 +212,7 @@ impl Writer {
         for d in [&dir.root, &dir.index, &dir.records(), &dir.observations()] {
             fs::create_dir_all(d).map_err(|e| StoreError::io("cannot create", d, e))?;
         }
-        let lock = WriteLock::acquire(&dir.root)?;
+        let lock = WriteLock::acquire(&dir.root, purpose)?;
         let index = dir.open_or_create_index()?;
         dir.share_index_metadata();
         let fields = index::fields_of(&index.schema()).map_err(|e| dir.corrupt(e))?;

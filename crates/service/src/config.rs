@@ -13,15 +13,30 @@ use crate::registry;
 /// A configuration that cannot be used. Always exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file does not exist.
     #[error("config file {path} not found; create one with `crossdex init` or pass --config")]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// The file, or a key outside `[sources]`, is wrong.
     #[error("config file {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+    /// A key of one source's table is wrong.
     #[error("config file {path}: key `sources.{source_name}{key}`: {reason}")]
     Source {
+        /// The file.
         path: PathBuf,
+        /// The source.
         source_name: String,
+        /// The key, dotted, after the source's name (empty: the whole table).
         key: String,
+        /// What is wrong.
         reason: String,
     },
 }
@@ -86,11 +101,17 @@ pub struct LinkingSettings {
 /// A loaded, validated configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// `data_dir`, resolved against the file's folder.
     pub data_dir: Option<PathBuf>,
+    /// `queries_dir`, resolved against the file's folder.
     pub queries_dir: Option<PathBuf>,
+    /// Each source's table, by name; secrets as text.
     pub sources: BTreeMap<String, serde_json::Value>,
+    /// `[linking]`.
     pub linking: LinkingSettings,
+    /// `[sync]`.
     pub sync: SyncSettings,
     /// Each scheduled source's schedule, read from its `schedule`, `timezone` and
     /// `jitter_s` keys when the file loads.
@@ -100,7 +121,7 @@ pub struct Config {
 }
 
 /// Whether a configuration key holds a secret (its value is never parsed or shown).
-fn is_secret_key(key: &str) -> bool {
+pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["password", "token", "secret", "api_key", "apikey"]
         .iter()
@@ -456,4 +477,74 @@ pub fn example() -> String {
         out.push('\n');
     }
     out
+}
+
+/// A source of a configuration file to write.
+#[derive(Debug, Clone)]
+pub struct SourceDraft {
+    /// The source's name.
+    pub name: String,
+    /// Its table: `type`, the connector's keys, `link`, ...
+    pub table: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A configuration file to write, e.g. one pointing at servers a program just
+/// started (`crossdex sim --write-config`, `crossdex demo`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigDraft {
+    /// Comment lines at the top, without their `#`.
+    pub header: Vec<String>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// The sources, in order.
+    pub sources: Vec<SourceDraft>,
+    /// `[linking] priority`.
+    pub link_priority: Vec<String>,
+}
+
+impl ConfigDraft {
+    /// The file's text. A source whose `type` this build has no connector for is
+    /// written commented out, so the file loads as written.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        let invalid = |e: toml::ser::Error| ConfigError::Invalid {
+            path: PathBuf::from("(new configuration)"),
+            reason: e.to_string(),
+        };
+        let mut out = String::new();
+        for line in &self.header {
+            out.push_str(&format!("# {line}\n"));
+        }
+        out.push('\n');
+        if let Some(d) = &self.data_dir {
+            let top = serde_json::json!({ "data_dir": d.display().to_string() });
+            out.push_str(&toml::to_string(&top).map_err(invalid)?);
+            out.push('\n');
+        }
+        for source in &self.sources {
+            let doc = serde_json::json!({ "sources": { source.name.clone(): source.table } });
+            let text = toml::to_string(&doc).map_err(invalid)?;
+            let system = source
+                .table
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            if registry::factory(system).is_some() {
+                out.push_str(&text);
+            } else {
+                out.push_str(&format!(
+                    "# No {system} connector in this build; the source is left out.\n"
+                ));
+                for line in text.lines() {
+                    out.push_str(&format!("# {line}\n"));
+                }
+            }
+            out.push('\n');
+        }
+        if !self.link_priority.is_empty() {
+            out.push_str("# Whose sex and year of birth are the reference when sources disagree.\n");
+            let linking = serde_json::json!({ "linking": { "priority": self.link_priority } });
+            out.push_str(&toml::to_string(&linking).map_err(invalid)?);
+        }
+        Ok(out)
+    }
 }

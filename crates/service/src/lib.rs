@@ -1,0 +1,363 @@
+//! crossdex's application layer: the one door to the engine for every front end (the
+//! CLI, the HTTP API, the terminal UI).
+//!
+//! It owns what a user can ask of crossdex: loading and validating the configuration
+//! and the connector registry, the saved-query catalog, opening the query engine with
+//! its settings, sync orchestration (the runner, then subject linking once sources
+//! settle, with progress as events on a channel), and typed answers (status, search
+//! with facets, subject and record views, the link report) that serialize with stable
+//! field names: `--format json` of the CLI and the HTTP API show the same shapes.
+//! Errors are [`ServiceError`]s with a stable code, a kind and an HTTP status.
+//!
+//! A [`Service`] opened once sees every commit made after it (by a sync in the same
+//! process or another) without being reopened; a query in progress keeps the state it
+//! started on. Every query and search takes a [`QueryControl`]: a time limit and a
+//! cancellation handle; dropping its future stops the work.
+//!
+//! It must not print, parse command lines or speak HTTP: front ends do. Front ends
+//! must not reach past it to the store, the writer or a snapshot.
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod error;
+mod linking;
+pub mod registry;
+mod saved;
+mod search;
+mod status;
+mod subject;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossdex_query::{EngineSettings, QueryEngine};
+use crossdex_store::CommitMark;
+
+pub use crate::config::{Config, ConfigError, default_data_dir};
+pub use crate::error::{ErrorCode, ErrorKind, ServiceError};
+pub use crate::linking::{
+    AmbiguousKey, Conflict, KeyRef, LinkReport, LinkSummary, SingleSystemSubject, SourceLinks,
+};
+pub use crate::search::{MAX_LIMIT as MAX_SEARCH_LIMIT, SearchHit, SearchRequest, SearchResult};
+pub use crate::status::{RunSummary, SourceStatus, Status};
+pub use crate::subject::{
+    RecordLink, RecordObservation, RecordSummary, RecordView, SubjectKey, SubjectRecords,
+    SubjectView, TimelineEntry,
+};
+pub use crate::sync::{
+    DoctorCheck, DoctorReport, EventSender, Forgotten, PlannedRun, Stop, SyncEvent, SyncOutcome,
+    SyncRequest,
+};
+pub use crossdex_query::{
+    Bucket, Facets, OutputFormat, ParamKind, QueryOutput, ScalarValue, VisitSettings,
+};
+pub use tokio_util::sync::CancellationToken;
+
+/// Result of the service.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// The configuration file read when none is named.
+pub const DEFAULT_CONFIG: &str = "crossdex.toml";
+
+/// How to open a [`Service`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The configuration file; `None`: [`DEFAULT_CONFIG`] in the working directory.
+    pub config: Option<PathBuf>,
+    /// Whether a missing configuration file is an error. Without one, commands that
+    /// only read the data directory still work, with the built-in saved queries.
+    pub config_required: bool,
+    /// The data directory, overriding the configuration's `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// The time limit of every query and search without one of its own.
+    pub query_timeout: Option<Duration>,
+}
+
+/// Limits of one query or search.
+#[derive(Debug, Clone, Default)]
+pub struct QueryControl {
+    /// Stop after this long with [`ErrorCode::QueryTimeout`]; `None`: the service's
+    /// default.
+    pub timeout: Option<Duration>,
+    /// Cancelling it stops the query with [`ErrorCode::Cancelled`].
+    pub cancel: CancellationToken,
+}
+
+impl QueryControl {
+    /// A control with a time limit.
+    pub fn with_timeout(timeout: Duration) -> QueryControl {
+        QueryControl {
+            timeout: Some(timeout),
+            ..QueryControl::default()
+        }
+    }
+}
+
+/// The application: cheap to clone, shared by every request of a front end.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Option<Arc<Config>>,
+    data_dir: PathBuf,
+    saved: Vec<crossdex_query::SavedQuery>,
+    settings: EngineSettings,
+    query_timeout: Option<Duration>,
+    /// The engine over the latest commit seen, with the mark of that commit.
+    current: Mutex<Option<(Option<CommitMark>, Arc<QueryEngine>)>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("data_dir", &self.inner.data_dir)
+            .field("config", &self.inner.config.as_ref().map(|c| &c.path))
+            .finish()
+    }
+}
+
+impl Service {
+    /// Loads the configuration (validating every source's table) and the saved
+    /// queries; opens nothing in the data directory yet.
+    pub fn open(options: OpenOptions) -> Result<Service> {
+        let path = options
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let config = if options.config_required || options.config.is_some() || path.exists() {
+            Some(Arc::new(Config::load(&path)?))
+        } else {
+            None
+        };
+        Self::with_config(config, options.data_dir, options.query_timeout)
+    }
+
+    /// A service over an already loaded configuration.
+    pub fn with_config(
+        config: Option<Arc<Config>>,
+        data_dir: Option<PathBuf>,
+        query_timeout: Option<Duration>,
+    ) -> Result<Service> {
+        let data_dir = data_dir
+            .or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()))
+            .unwrap_or_else(default_data_dir);
+        let saved = saved::load(config.as_ref().and_then(|c| c.queries_dir.as_deref()))?;
+        let settings = EngineSettings {
+            visits: config
+                .as_ref()
+                .map(|c| c.visit_settings())
+                .unwrap_or_default(),
+        };
+        Ok(Service {
+            inner: Arc::new(Inner {
+                config,
+                data_dir,
+                saved,
+                settings,
+                query_timeout,
+                current: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The configuration, when one was loaded.
+    pub fn config(&self) -> Option<&Config> {
+        self.inner.config.as_deref()
+    }
+
+    /// The configuration, or the error that says one is needed for `what`.
+    pub fn require_config(&self, what: &str) -> Result<&Config> {
+        self.config().ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::ConfigNotFound,
+                format!(
+                    "{what} needs a configuration file: create one with `crossdex init` or pass --config"
+                ),
+            )
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The engine over the latest commit: reopened when a commit happened since the
+    /// last call, shared otherwise. A directory without an index is
+    /// [`ErrorCode::NoIndex`], or an empty state when `or_empty`.
+    fn engine_at(&self, or_empty: bool) -> Result<Arc<QueryEngine>> {
+        let dir = &self.inner.data_dir;
+        // Read before opening: a commit in between makes the next call reopen, never
+        // keeps an older state.
+        let mark = CommitMark::read(dir);
+        let mut current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, engine)) = current.as_ref()
+            && *seen == mark
+            && (mark.is_some() || or_empty)
+        {
+            return Ok(engine.clone());
+        }
+        let settings = self.inner.settings.clone();
+        let engine = Arc::new(if or_empty {
+            QueryEngine::open_or_empty(dir, settings)?
+        } else {
+            QueryEngine::open_with(dir, settings)?
+        });
+        *current = Some((mark, engine.clone()));
+        Ok(engine)
+    }
+
+    pub(crate) fn engine(&self) -> Result<Arc<QueryEngine>> {
+        self.engine_at(false)
+    }
+
+    /// Runs `work` within `control`'s limits.
+    pub(crate) async fn bounded<T>(
+        &self,
+        control: &QueryControl,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let limit = control.timeout.or(self.inner.query_timeout);
+        let limited = async {
+            match limit {
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ServiceError::new(
+                        ErrorCode::QueryTimeout,
+                        format!(
+                            "the query ran longer than its limit of {:.1} s and was stopped; narrow it, or raise the limit",
+                            limit.as_secs_f64()
+                        ),
+                    )),
+                },
+                None => work.await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = control.cancel.cancelled() => Err(ServiceError::new(
+                ErrorCode::Cancelled,
+                "the query was cancelled",
+            )),
+            r = limited => r,
+        }
+    }
+
+    /// Runs one read-only SQL statement; `$name` parameters are bound from `params`.
+    pub async fn sql(
+        &self,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+        control: &QueryControl,
+    ) -> Result<QueryOutput> {
+        let engine = self.engine()?;
+        self.bounded(control, async {
+            Ok(engine.sql(sql, params).await?)
+        })
+        .await
+    }
+
+    /// The saved queries: the shipped ones and the configuration's `queries_dir`.
+    pub fn saved_queries(&self) -> Vec<SavedQueryInfo> {
+        self.inner.saved.iter().map(SavedQueryInfo::from).collect()
+    }
+
+    /// Runs saved query `name` with `values` (text, typed by its header).
+    pub async fn run_saved(
+        &self,
+        name: &str,
+        values: &[(String, String)],
+        control: &QueryControl,
+    ) -> Result<QueryOutput> {
+        let query = crossdex_query::SavedQuery::find(&self.inner.saved, name)?;
+        let engine = self.engine()?;
+        self.bounded(control, async {
+            Ok(engine.saved(query, values).await?)
+        })
+        .await
+    }
+}
+
+/// A saved query as front ends list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SavedQueryInfo {
+    /// Its name, for `--saved NAME`.
+    pub name: String,
+    /// What it answers.
+    pub description: String,
+    /// Its parameters, typed.
+    pub params: Vec<SavedParam>,
+    /// Its SQL.
+    pub sql: String,
+}
+
+/// A parameter of a saved query.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SavedParam {
+    /// Its name, `$name` in the SQL.
+    pub name: String,
+    /// `text`, `number` or `integer`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Its default, as text; none: required.
+    pub default: Option<String>,
+    /// What it means.
+    pub description: String,
+}
+
+impl From<&crossdex_query::SavedQuery> for SavedQueryInfo {
+    fn from(q: &crossdex_query::SavedQuery) -> Self {
+        SavedQueryInfo {
+            name: q.name.clone(),
+            description: q.description.clone(),
+            sql: q.sql.clone(),
+            params: q
+                .params
+                .iter()
+                .map(|p| SavedParam {
+                    name: p.name.clone(),
+                    kind: match p.kind {
+                        ParamKind::Text => "text",
+                        ParamKind::Number => "number",
+                        ParamKind::Integer => "integer",
+                    },
+                    default: p.default.clone(),
+                    description: p.description.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The rows of `sql` decoded into `T` through their JSON rendering, so typed answers
+/// take the field names of the query's columns.
+pub(crate) async fn rows<T: serde::de::DeserializeOwned>(
+    engine: &QueryEngine,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<Vec<T>> {
+    let out = engine.sql(sql, text_params(params)).await?;
+    let text = out
+        .render(OutputFormat::Json)
+        .map_err(|e| ServiceError::internal("reading the query's rows", e))?;
+    serde_json::from_str(&text).map_err(|e| ServiceError::internal("decoding the query's rows", e))
+}
+
+pub(crate) fn text_params(params: &[(&str, &str)]) -> Vec<(String, ScalarValue)> {
+    params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ScalarValue::Utf8(Some((*v).to_owned()))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
