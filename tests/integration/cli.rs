@@ -130,12 +130,16 @@ fn status_shows_the_last_run_of_each_source() {
     );
     s.ok(&["sync", "clinic"]);
     let run = s.ok(&["status", "--format", "json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["source"], "clinic");
-    assert_eq!(rows[0]["records"], 110);
-    assert_eq!(rows[0]["last_status"], "partial");
-    assert_eq!(rows[0]["rejected"], 1);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["indexed_sources"], 1);
+    assert_eq!(status["records"], 110);
+    assert_eq!(status["never_synced"], serde_json::json!(["biobank", "imaging"]));
+    let clinic = &status["sources"][1];
+    assert_eq!(clinic["source"], "clinic");
+    assert_eq!(clinic["records"], 110);
+    assert_eq!(clinic["last_run"]["status"], "partial");
+    assert_eq!(clinic["last_run"]["rejected"], 1);
+    assert_eq!(status["sources"][0]["last_run"], serde_json::Value::Null);
 }
 
 #[test]
@@ -160,8 +164,11 @@ fn global_options_go_before_or_after_the_command() {
         .args(["search", "donepezil", "-n", "1", "--format", "json"])
         .output()
         .unwrap();
-    let hits: Vec<serde_json::Value> = serde_json::from_slice(&run.stdout).unwrap();
+    let result: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let hits = result["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 1);
+    assert!(result["total"].as_u64().unwrap() >= 1, "{result}");
+    assert_eq!(hits[0]["highlights"][0].as_str().map(str::to_lowercase), Some("donepezil".into()));
     assert_eq!(hits[0]["source"], "clinic");
     let run = s.ok(&[
         "--data-dir",
@@ -301,7 +308,7 @@ fn saved_queries_run_by_name_with_parameters() {
         run.stdout.contains("low-moca")
             && run
                 .stdout
-                .contains("--param threshold=<Number> (default 26)"),
+                .contains("--param threshold=<number> (default 26)"),
         "{run:?}"
     );
     let run = s.ok(&[
@@ -586,8 +593,10 @@ fn serve_needs_a_schedule_and_bad_schedules_are_named() {
     let run = with("schedule = \"30 2 * * *\"\ntimezone = \"UTC\"");
     assert_eq!(run.code, 0, "{run:?}");
     let run = s.ok(&["status", "--format", "json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
-    let clinic = rows
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let clinic = status["sources"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|r| r["source"] == "clinic")
         .expect("clinic listed");

@@ -666,10 +666,11 @@ async fn serve_syncs_each_source_on_schedule_and_stops_cleanly() {
         }
     }
     let status = tokio::task::block_in_place(|| s.run(&["-c", cfg, "status", "--format", "json"]));
-    let rows: Vec<Value> = serde_json::from_str(&status.stdout).expect("json");
+    let status: Value = serde_json::from_str(&status.stdout).expect("json");
+    let rows = status["sources"].as_array().expect("sources");
     assert_eq!(rows.len(), 5);
-    for r in &rows {
-        assert_eq!(r["last_mode"], "incremental", "{r}");
+    for r in rows {
+        assert_eq!(r["last_run"]["mode"], "incremental", "{r}");
         assert!(r["next_run"].is_string(), "status shows the next run: {r}");
     }
 }

@@ -266,10 +266,15 @@ async fn search(
         });
     } else if std::io::stdout().is_terminal() {
         let last = offset + hits.len();
-        s.push_str(&if last < result.total || offset > 0 {
+        s.push_str(&if offset > 0 {
             format!(
-                "hits {} to {last} of {} shown (-n and --offset to see more)\n",
+                "hits {} to {last} of {} shown (-n and --offset to see others)\n",
                 offset + 1,
+                result.total
+            )
+        } else if last < result.total {
+            format!(
+                "{last} of {} hits shown (-n to see more, --offset to page)\n",
                 result.total
             )
         } else {
