@@ -6,5 +6,6 @@ mod common;
 mod compliance;
 mod crash;
 mod differential;
+mod service;
 mod sim;
 mod slt;

@@ -83,8 +83,18 @@ pub struct RecordSummary {
     pub created_at: Option<String>,
     /// Last change, as the source reports it.
     pub modified_at: Option<String>,
-    /// Source-specific attributes, as JSON text.
-    pub attributes: Option<String>,
+    /// Source-specific attributes.
+    #[serde(deserialize_with = "json_text")]
+    pub attributes: serde_json::Value,
+}
+
+/// A column of JSON text as the JSON it holds (text that is not JSON stays text).
+fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(match text {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)),
+    })
 }
 
 /// One observation of a record.
