@@ -133,7 +133,10 @@ fn status_shows_the_last_run_of_each_source() {
     let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["indexed_sources"], 1);
     assert_eq!(status["records"], 110);
-    assert_eq!(status["never_synced"], serde_json::json!(["biobank", "imaging"]));
+    assert_eq!(
+        status["never_synced"],
+        serde_json::json!(["biobank", "imaging"])
+    );
     let clinic = &status["sources"][1];
     assert_eq!(clinic["source"], "clinic");
     assert_eq!(clinic["records"], 110);
@@ -168,7 +171,10 @@ fn global_options_go_before_or_after_the_command() {
     let hits = result["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 1);
     assert!(result["total"].as_u64().unwrap() >= 1, "{result}");
-    assert_eq!(hits[0]["highlights"][0].as_str().map(str::to_lowercase), Some("donepezil".into()));
+    assert_eq!(
+        hits[0]["highlights"][0].as_str().map(str::to_lowercase),
+        Some("donepezil".into())
+    );
     assert_eq!(hits[0]["source"], "clinic");
     let run = s.ok(&[
         "--data-dir",

@@ -112,7 +112,12 @@ fn search_facets_equal_sql_over_the_same_hits() {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|b| (b["value"].as_str().unwrap().to_owned(), b["count"].as_u64().unwrap()))
+            .map(|b| {
+                (
+                    b["value"].as_str().unwrap().to_owned(),
+                    b["count"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
     for q in ["hippocampus", "plasma", "amyl*", "*"] {

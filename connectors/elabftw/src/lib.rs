@@ -14,7 +14,9 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use crossdex_http_client::{HttpClient, at_least_one, html_to_text, parse_url, secret, source_config};
+use crossdex_http_client::{
+    HttpClient, at_least_one, html_to_text, parse_url, secret, source_config,
+};
 use crossdex_model::{
     Capabilities, CheckReport, Checkpoint, Connector, ConnectorError, ConnectorFactory, Entity,
     Observation, Page, PageSink, Record, Rejection, SourceContext, SyncMode, SyncOutcome,
@@ -570,7 +572,8 @@ mod tests {
             name: "lab".into(),
             base: "http://x".into(),
             key: "k".into(),
-            http: HttpClient::new("lab", crossdex_http_client::HttpSettings::default()).expect("client"),
+            http: HttpClient::new("lab", crossdex_http_client::HttpSettings::default())
+                .expect("client"),
             config,
         }
     }

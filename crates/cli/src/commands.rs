@@ -236,9 +236,7 @@ async fn search(
         offset,
         ..SearchRequest::new(query, limit)
     };
-    let result = service
-        .search(&request, &QueryControl::default())
-        .await?;
+    let result = service.search(&request, &QueryControl::default()).await?;
     match format {
         Format::Json => return print(&render::json(&result)?).map(|()| ExitCode::SUCCESS),
         Format::Csv => return print(&render::hits_csv(&result)?).map(|()| ExitCode::SUCCESS),
@@ -365,7 +363,11 @@ async fn record(g: &GlobalArgs, id: &str, format: Format) -> Result<ExitCode> {
         print(&render::json(&view)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    print(&render::record(&view, format == Format::Csv, terminal_width())?)?;
+    print(&render::record(
+        &view,
+        format == Format::Csv,
+        terminal_width(),
+    )?)?;
     Ok(ExitCode::SUCCESS)
 }
 

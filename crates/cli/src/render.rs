@@ -54,6 +54,23 @@ pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// A titled block of rows: its title, its column names, its rows.
+type Section<'a> = (&'a str, &'a [&'a str], Vec<Vec<String>>);
+
+/// Sections one after the other, each a titled table or CSV block.
+fn sections(sections: Vec<Section<'_>>, as_csv: bool, width: Option<u16>) -> Result<String> {
+    let mut out = String::new();
+    for (name, headers, rows) in sections {
+        let body = if as_csv {
+            csv(headers, &rows)?
+        } else {
+            table(headers, &rows, width)
+        };
+        out.push_str(&format!("\n{name}\n{body}\n"));
+    }
+    Ok(out)
+}
+
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_default()
 }
@@ -111,10 +128,7 @@ pub fn status_rows(s: &Status) -> Vec<Vec<String>> {
 pub fn status_table(s: &Status, width: Option<u16>) -> String {
     let mut out = format!(
         "data directory {}: {} sources, {} records, {} observations\n",
-        s.data_dir,
-        s.indexed_sources,
-        s.records,
-        s.observations
+        s.data_dir, s.indexed_sources, s.records, s.observations
     );
     if !s.never_synced.is_empty() {
         out.push_str(&format!("never synced: {}\n", s.never_synced.join(", ")));
@@ -138,7 +152,7 @@ pub fn status_csv(s: &Status) -> Result<String> {
 
 /// The subject's sections, each a titled table (or CSV block).
 pub fn subject(v: &SubjectView, as_csv: bool, width: Option<u16>) -> Result<String> {
-    let sections: [(&str, &[&str], Vec<Vec<String>>); 3] = [
+    let parts: Vec<Section<'_>> = vec![
         (
             "Keys",
             &["source", "subject_key", "rule", "confidence"],
@@ -178,16 +192,11 @@ pub fn subject(v: &SubjectView, as_csv: bool, width: Option<u16>) -> Result<Stri
                 .collect(),
         ),
     ];
-    let mut out = format!("Subject {}\n", v.subject_id);
-    for (name, headers, rows) in sections {
-        let body = if as_csv {
-            csv(headers, &rows)?
-        } else {
-            table(headers, &rows, width)
-        };
-        out.push_str(&format!("\n{name}\n{body}\n"));
-    }
-    Ok(out)
+    Ok(format!(
+        "Subject {}\n{}",
+        v.subject_id,
+        sections(parts, as_csv, width)?
+    ))
 }
 
 /// The link report for a data steward's terminal.
@@ -415,23 +424,18 @@ pub fn record(v: &RecordView, as_csv: bool, width: Option<u16>) -> Result<String
             ]
         })
         .collect();
-    let sections: [(&str, &[&str], Vec<Vec<String>>); 3] = [
+    let parts: Vec<Section<'_>> = vec![
         ("Record", &["field", "value"], fields),
         (
             "Observations",
             &["event", "variable", "label", "value", "unit"],
             observations,
         ),
-        ("Links", &["relation", "source", "kind", "title", "id"], links),
+        (
+            "Links",
+            &["relation", "source", "kind", "title", "id"],
+            links,
+        ),
     ];
-    let mut out = String::new();
-    for (name, headers, rows) in sections {
-        let body = if as_csv {
-            csv(headers, &rows)?
-        } else {
-            table(headers, &rows, width)
-        };
-        out.push_str(&format!("{name}\n{body}\n\n"));
-    }
-    Ok(out)
+    sections(parts, as_csv, width)
 }

@@ -114,9 +114,7 @@ pub fn at_least_one(key: &str, value: usize) -> Result<(), ConnectorError> {
 /// checkpoint of another shape (which then runs as a full sync).
 pub fn resume<T: serde::de::DeserializeOwned>(request: &crate::SyncRequest) -> Option<T> {
     match request.mode {
-        crate::SyncMode::Incremental => {
-            request.checkpoint.as_ref().and_then(|c| c.read().ok())
-        }
+        crate::SyncMode::Incremental => request.checkpoint.as_ref().and_then(|c| c.read().ok()),
         crate::SyncMode::Full => None,
     }
 }

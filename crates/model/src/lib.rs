@@ -9,7 +9,8 @@
 //! To write a connector: implement [`Connector`] (fetch pages, push them into the
 //! [`PageSink`] the engine hands you, return a [`Checkpoint`]) and a
 //! [`ConnectorFactory`] that turns the source's configuration table into your typed,
-//! documented config struct; then register the factory in the binary's registry.
+//! documented config struct (see [`config`] for the helpers); then list the factory
+//! in the registry of `crates/service` (`registry.rs`).
 
 #![warn(missing_docs)]
 

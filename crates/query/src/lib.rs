@@ -36,8 +36,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crossdex_store::{
-    OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot,
-    Table,
+    OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot, Table,
 };
 
 pub use crossdex_store::{Bucket, Facets, Hit, SearchOptions, SearchPage};

@@ -323,5 +323,7 @@ async fn a_missing_table_file_or_index_is_an_error_not_an_empty_table() {
         let e = QueryEngine::open(&missing).unwrap_err().to_string();
         assert!(e.contains("no crossdex index at"), "{e}");
     }
-    assert!(QueryEngine::open_or_empty(dir.path().join("nothing-here"), Default::default()).is_ok());
+    assert!(
+        QueryEngine::open_or_empty(dir.path().join("nothing-here"), Default::default()).is_ok()
+    );
 }

@@ -541,7 +541,9 @@ impl ConfigDraft {
             out.push('\n');
         }
         if !self.link_priority.is_empty() {
-            out.push_str("# Whose sex and year of birth are the reference when sources disagree.\n");
+            out.push_str(
+                "# Whose sex and year of birth are the reference when sources disagree.\n",
+            );
             let linking = serde_json::json!({ "linking": { "priority": self.link_priority } });
             out.push_str(&toml::to_string(&linking).map_err(invalid)?);
         }

@@ -279,7 +279,11 @@ mod tests {
         assert_eq!(e.http_status(), 400);
         assert_eq!(ErrorCode::SubjectNotFound.http_status(), 404);
         assert_eq!(ErrorCode::DataDirectoryBusy.as_str(), "data_directory_busy");
-        for code in [ErrorCode::NotADataDirectory, ErrorCode::QueryTimeout, ErrorCode::Internal] {
+        for code in [
+            ErrorCode::NotADataDirectory,
+            ErrorCode::QueryTimeout,
+            ErrorCode::Internal,
+        ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
     }

@@ -195,11 +195,7 @@ impl Service {
         // Read before opening: a commit in between makes the next call reopen, never
         // keeps an older state.
         let mark = CommitMark::read(dir);
-        let mut current = self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, engine)) = current.as_ref()
             && *seen == mark
             && (mark.is_some() || or_empty)
@@ -260,10 +256,8 @@ impl Service {
         control: &QueryControl,
     ) -> Result<QueryOutput> {
         let engine = self.engine()?;
-        self.bounded(control, async {
-            Ok(engine.sql(sql, params).await?)
-        })
-        .await
+        self.bounded(control, async { Ok(engine.sql(sql, params).await?) })
+            .await
     }
 
     /// The saved queries: the shipped ones and the configuration's `queries_dir`.
@@ -280,10 +274,8 @@ impl Service {
     ) -> Result<QueryOutput> {
         let query = crossdex_query::SavedQuery::find(&self.inner.saved, name)?;
         let engine = self.engine()?;
-        self.bounded(control, async {
-            Ok(engine.saved(query, values).await?)
-        })
-        .await
+        self.bounded(control, async { Ok(engine.saved(query, values).await?) })
+            .await
     }
 }
 

@@ -217,7 +217,6 @@ fn linked_keys(links: &[crossdex_linking::Link]) -> usize {
         .len()
 }
 
-
 /// What a sync's linking did, in counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkSummary {

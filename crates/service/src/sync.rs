@@ -404,7 +404,11 @@ impl Service {
         })
     }
 
-    fn scheduler(&self, config: &Config, last_started: &BTreeMap<String, DateTime<Utc>>) -> Scheduler {
+    fn scheduler(
+        &self,
+        config: &Config,
+        last_started: &BTreeMap<String, DateTime<Utc>>,
+    ) -> Scheduler {
         Scheduler::new(
             config.schedules.clone(),
             last_started,
@@ -440,7 +444,6 @@ impl Service {
         Ok(self
             .scheduler(config, &last)
             .plan()
-            .into_iter()
             .map(|(name, s, next)| PlannedRun {
                 source: name.to_owned(),
                 schedule: format!("{} ({})", s.expr(), s.zone()),
@@ -475,7 +478,11 @@ impl Service {
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_else(|| "never".into());
             let _ = events.send(SyncEvent::Note {
-                message: format!("{name}: schedule \"{}\" ({}), next run {next}", s.expr(), s.zone()),
+                message: format!(
+                    "{name}: schedule \"{}\" ({}), next run {next}",
+                    s.expr(),
+                    s.zone()
+                ),
             });
         }
         let observer = Arc::new(Events {
@@ -546,7 +553,11 @@ impl Service {
         let linking = if config.sources.is_empty() {
             None
         } else {
-            Some(crate::linking::update(&config, &mut writer).await?.summary())
+            Some(
+                crate::linking::update(&config, &mut writer)
+                    .await?
+                    .summary(),
+            )
         };
         Ok((out, linking))
     }
@@ -569,10 +580,7 @@ impl Service {
             let (ok, message) = match task.await {
                 Ok(Ok(Ok(report))) => (true, report.summary),
                 Ok(Ok(Err(e))) => (false, e.to_string()),
-                Ok(Err(_)) => (
-                    false,
-                    format!("no answer within {} s", timeout.as_secs()),
-                ),
+                Ok(Err(_)) => (false, format!("no answer within {} s", timeout.as_secs())),
                 Err(e) => (false, format!("the check stopped: {e}")),
             };
             checks.push(DoctorCheck {

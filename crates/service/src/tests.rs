@@ -114,7 +114,10 @@ async fn a_service_opened_before_a_sync_answers_with_the_new_data() {
     assert_eq!(outcome.runs[0].added, 15);
     assert_eq!(count(&service, "SELECT count(*) FROM records").await, "45");
     let hits = service
-        .search(&SearchRequest::new("sclerosis", 100), &QueryControl::default())
+        .search(
+            &SearchRequest::new("sclerosis", 100),
+            &QueryControl::default(),
+        )
         .await
         .unwrap();
     assert_eq!(hits.total, 15, "every third of 45 rows");
@@ -152,7 +155,11 @@ async fn a_cancelled_or_timed_out_query_stops_and_the_service_goes_on() {
     assert!(started.elapsed() < Duration::from_secs(60));
 
     let err = service
-        .sql(long, vec![], &QueryControl::with_timeout(Duration::from_millis(200)))
+        .sql(
+            long,
+            vec![],
+            &QueryControl::with_timeout(Duration::from_millis(200)),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::QueryTimeout, "{err}");
@@ -165,7 +172,10 @@ async fn a_cancelled_or_timed_out_query_stops_and_the_service_goes_on() {
     .await;
     assert!(dropped.is_err(), "still running when dropped");
 
-    assert_eq!(count(&service, "SELECT count(*) FROM records").await, "1500");
+    assert_eq!(
+        count(&service, "SELECT count(*) FROM records").await,
+        "1500"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +184,10 @@ async fn facets_count_every_hit_not_only_the_page() {
     let service = setup.service();
     sync(&service).await;
     let r = service
-        .search(&SearchRequest::new("sclerosis", 5), &QueryControl::default())
+        .search(
+            &SearchRequest::new("sclerosis", 5),
+            &QueryControl::default(),
+        )
         .await
         .unwrap();
     assert_eq!(r.hits.len(), 5);
@@ -182,11 +195,18 @@ async fn facets_count_every_hit_not_only_the_page() {
     assert_eq!(r.total, 40);
     let f = r.facets.expect("facets");
     assert_eq!(f.system.len(), 1);
-    assert_eq!((f.system[0].value.as_str(), f.system[0].count), ("files", 40));
+    assert_eq!(
+        (f.system[0].value.as_str(), f.system[0].count),
+        ("files", 40)
+    );
     // Exports carry no record dates: every hit is undated.
     assert!(f.month.is_empty());
     assert_eq!(f.undated, 40);
-    assert!(r.hits.iter().all(|h| h.highlights.iter().any(|w| w.eq_ignore_ascii_case("sclerosis"))));
+    assert!(r.hits.iter().all(|h| {
+        h.highlights
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case("sclerosis"))
+    }));
 
     // A second page, and a search error with its position.
     let page2 = service
@@ -199,9 +219,17 @@ async fn facets_count_every_hit_not_only_the_page() {
         )
         .await
         .unwrap();
-    assert!(page2.hits.iter().all(|h| !r.hits.iter().any(|g| g.id == h.id)));
+    assert!(
+        page2
+            .hits
+            .iter()
+            .all(|h| !r.hits.iter().any(|g| g.id == h.id))
+    );
     let err = service
-        .search(&SearchRequest::new("(sclerosis", 5), &QueryControl::default())
+        .search(
+            &SearchRequest::new("(sclerosis", 5),
+            &QueryControl::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidSearch);
@@ -214,10 +242,7 @@ async fn views_and_errors_are_typed() {
     let service = setup.service();
     sync(&service).await;
     let id = count(&service, "SELECT min(id) FROM records").await;
-    let record = service
-        .record(&id, &QueryControl::default())
-        .await
-        .unwrap();
+    let record = service.record(&id, &QueryControl::default()).await.unwrap();
     assert_eq!(record.record.id, id);
     assert!(
         record
@@ -283,7 +308,8 @@ async fn a_busy_data_directory_names_its_holder_and_can_be_waited_for() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::DataDirectoryBusy);
     assert!(
-        err.message.contains(&format!("pid {}, crossdex serve", std::process::id())),
+        err.message
+            .contains(&format!("pid {}, crossdex serve", std::process::id())),
         "{err}"
     );
     // Released while a sync waits: the sync goes ahead.

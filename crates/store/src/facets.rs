@@ -169,7 +169,12 @@ impl SegmentCollector for SegmentFacets {
         ) {
             *self.by_match.entry((source, m)).or_default() += 1;
         }
-        match self.at.as_ref().and_then(|c| c.first(doc)).and_then(month_of) {
+        match self
+            .at
+            .as_ref()
+            .and_then(|c| c.first(doc))
+            .and_then(month_of)
+        {
             Some(month) => *self.by_month.entry(month).or_default() += 1,
             None => self.undated += 1,
         }

@@ -293,10 +293,8 @@ pub(crate) fn search(
     }
     // Best score first; among equal scores, the id's hash decides, not where the
     // document sits in the index.
-    let by_score_then_id =
-        TopDocs::with_limit(limit)
-            .and_offset(offset)
-            .tweak_score(|segment: &tantivy::SegmentReader| {
+    let by_score_then_id = TopDocs::with_limit(limit).and_offset(offset).tweak_score(
+        |segment: &tantivy::SegmentReader| {
             let order = segment
                 .fast_fields()
                 .u64("id_order")
@@ -308,7 +306,8 @@ pub(crate) fn search(
                     std::cmp::Reverse(order.as_ref().map_or(0, |c| c.get_val(doc))),
                 )
             }
-        });
+        },
+    );
     let (top, total, counted) =
         searcher.search(&*compiled, &(by_score_then_id, Count, facet_collector))?;
     let snippets = compiler.snippets(searcher)?;
