@@ -256,8 +256,14 @@ impl Service {
         control: &QueryControl,
     ) -> Result<QueryOutput> {
         let engine = self.engine()?;
-        self.bounded(control, async { Ok(engine.sql(sql, params).await?) })
-            .await
+        self.bounded(control, async {
+            engine.sql(sql, params).await.map_err(|e| {
+                let e = ServiceError::from(e);
+                let at = sql_position(sql, &e.message);
+                e.at(at)
+            })
+        })
+        .await
     }
 
     /// The saved queries: the shipped ones and the configuration's `queries_dir`.
@@ -328,6 +334,30 @@ impl From<&crossdex_query::SavedQuery> for SavedQueryInfo {
                 .collect(),
         }
     }
+}
+
+/// Where in `sql` the SQL parser stopped, as a 1-based character position, from the
+/// `Line: L, Column: C` its messages end with (the last character when it ran out of
+/// text).
+fn sql_position(sql: &str, message: &str) -> Option<usize> {
+    if message.contains("found: EOF") {
+        return Some(sql.trim_end().chars().count());
+    }
+    let rest = &message[message.rfind("Line: ")? + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let column: usize = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    let before: usize = sql
+        .split('\n')
+        .take(line.checked_sub(1)?)
+        .map(|l| l.chars().count() + 1)
+        .sum();
+    Some(before + column)
 }
 
 /// The rows of `sql` decoded into `T` through their JSON rendering, so typed answers

@@ -263,6 +263,27 @@ async fn views_and_errors_are_typed() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::SubjectNotFound);
     let err = service
+        .sql(
+            "SELECT count(*)\nFROM records WHERE",
+            vec![],
+            &QueryControl::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidSql, "{err}");
+    // Out of text after `WHERE`: the last character.
+    assert_eq!(err.position, Some(34), "{err:?}");
+    let err = service
+        .sql(
+            "SELECT 1;\nSELEC count(*) FROM records",
+            vec![],
+            &QueryControl::default(),
+        )
+        .await
+        .unwrap_err();
+    // `SELEC` starts line 2, the 11th character.
+    assert_eq!(err.position, Some(11), "{err:?}");
+    let err = service
         .sql("DROP TABLE records", vec![], &QueryControl::default())
         .await
         .unwrap_err();
