@@ -565,11 +565,17 @@ fn fields_that_appear_vanish_or_change_type_flow_into_observations() {
 }
 
 #[test]
-fn serve_needs_a_schedule_and_bad_schedules_are_named() {
+fn serve_stays_on_loopback_and_bad_schedules_are_named() {
     let s = Sandbox::new();
-    let run = s.run(&["serve"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("has a `schedule`"), "{run:?}");
+    // The index holds clinical data: another address needs tokens.
+    for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8742"] {
+        let run = s.run(&["serve", "--listen", addr]);
+        assert_eq!(run.code, 2, "{addr}: {run:?}");
+        assert!(
+            run.stderr.contains("needs API tokens") && run.stderr.contains("refusing to serve"),
+            "{addr}: {run:?}"
+        );
+    }
 
     let config = std::fs::read_to_string(s.config()).unwrap();
     let with = |extra: &str| {

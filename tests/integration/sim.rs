@@ -601,7 +601,7 @@ async fn serve_syncs_each_source_on_schedule_and_stops_cleanly() {
 
     let mut serve = Running(
         s.command()
-            .args(["-c", cfg, "serve"])
+            .args(["-c", cfg, "serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -91,9 +91,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Sync each source on its `schedule` until SIGINT or SIGTERM.
+    /// Serve the HTTP API (docs/http-api.md) and sync each source on its `schedule`,
+    /// until SIGINT or SIGTERM.
     #[command(after_help = SERVE_HELP)]
-    Serve,
+    Serve(ServeArgs),
     /// Full-text search across every source.
     #[command(after_help = SEARCH_HELP)]
     Search {
@@ -151,6 +152,10 @@ pub enum Command {
 }
 
 const SERVE_HELP: &str = "\
+The HTTP API answers under http://ADDR/api/v1/ (a page there lists every endpoint;
+/api/v1/openapi.json describes them): search, SQL as JSON, NDJSON, CSV or Arrow,
+subjects, records, sources and their runs, /health, /ready, /metrics.
+
 Each source with a `schedule` (a cron expression: minute hour day-of-month month
 day-of-week) in its [sources.<name>] table is synced when due, read in its `timezone`
 (default: [sync] timezone, else the machine's zone), up to `jitter_s` seconds late.
@@ -168,6 +173,8 @@ previous state of their sources stays. `crossdex status` shows the next runs.
 
 Examples:
   crossdex serve
+  crossdex serve --listen 127.0.0.1:9000 --no-schedule
+  curl 'http://127.0.0.1:8742/api/v1/search?q=hippocampus'
   systemd: ExecStart=/usr/local/bin/crossdex --config /etc/crossdex.toml serve";
 
 const DEMO_HELP: &str = "\
@@ -311,6 +318,18 @@ pub struct SyncArgs {
     /// it to finish instead of failing at once
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: [server] listen, else 127.0.0.1:8742]; port 0
+    /// takes a free one. Loopback only: other addresses need API tokens
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve the API only: no scheduled syncs, and the data directory stays free for
+    /// `crossdex sync` from cron or a timer
+    #[arg(long)]
+    pub no_schedule: bool,
 }
 
 #[derive(Debug, Args)]

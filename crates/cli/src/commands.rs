@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync(args) => sync(g, &args).await,
         Command::Status { format } => status(g, format).await,
         Command::Forget { sources, force } => forget(g, &sources, force).await,
-        Command::Serve => crate::progress::serve(&service(g, true)?).await,
+        Command::Serve(args) => crate::progress::serve(&service(g, true)?, &args).await,
         Command::Search {
             query,
             limit,

@@ -12,7 +12,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use std::net::SocketAddr;
+
 use crate::CliError;
+use crate::args::ServeArgs;
 
 /// How progress reaches the user.
 enum Ui {
@@ -207,9 +210,58 @@ async fn signal() {
     }
 }
 
-/// `crossdex serve`: the service's scheduler until SIGINT or SIGTERM; a second signal,
-/// or the grace period, abandons running syncs.
-pub async fn serve(service: &Service) -> Result<std::process::ExitCode, CliError> {
+/// The address `serve` listens on when neither `--listen` nor `[server] listen` says.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8742";
+
+fn server_options(service: &Service) -> crossdex_server::ServerOptions {
+    let d = crossdex_server::ServerOptions::default();
+    let Some(c) = service.config().map(|c| &c.server) else {
+        return d;
+    };
+    crossdex_server::ServerOptions {
+        max_body_bytes: c.max_body_bytes.unwrap_or(d.max_body_bytes),
+        request_timeout: c
+            .request_timeout_s
+            .map_or(d.request_timeout, Duration::from_secs),
+        query_timeout: c
+            .query_timeout_s
+            .map_or(d.query_timeout, Duration::from_secs),
+        max_concurrent_queries: c.max_concurrent_queries.unwrap_or(d.max_concurrent_queries),
+        cors_origins: c.cors_origins.clone(),
+    }
+}
+
+/// `crossdex serve`: the HTTP API, and the service's scheduler unless `--no-schedule`
+/// or no source has a schedule, until SIGINT or SIGTERM. The first signal stops new
+/// syncs and new connections, lets running syncs (for the grace period) and requests
+/// finish; a second signal abandons the syncs.
+pub async fn serve(
+    service: &Service,
+    args: &ServeArgs,
+) -> Result<std::process::ExitCode, CliError> {
+    let configured = service.config().and_then(|c| c.server.listen.clone());
+    let listen: SocketAddr = match (args.listen, &configured) {
+        (Some(a), _) => a,
+        (None, Some(text)) => text.parse().map_err(|_| {
+            CliError::usage(format!(
+                "[server] listen = {text:?} is not an address and port such as 127.0.0.1:8742"
+            ))
+        })?,
+        (None, None) => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| CliError::usage("bad default"))?,
+    };
+    if !crossdex_server::is_loopback(&listen) {
+        return Err(CliError::usage(format!(
+            "refusing to serve on {listen}: the index holds clinical data, and an address other than loopback needs API tokens, which this build does not have yet. \
+             Listen on 127.0.0.1 (the default) and put an authenticating reverse proxy in front to reach it from elsewhere"
+        )));
+    }
+    let scheduling = !args.no_schedule && service.config().is_some_and(|c| !c.schedules.is_empty());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr().unwrap_or(listen);
     let grace = Duration::from_secs(
         service
             .config()
@@ -218,13 +270,29 @@ pub async fn serve(service: &Service) -> Result<std::process::ExitCode, CliError
     );
     let (events, rx) = mpsc::unbounded_channel();
     let (stop, stop_rx) = watch::channel(Stop::Run);
+    let stop = std::sync::Arc::new(stop);
+    let shown = Follow::new(true).spawn(rx);
+    let _ = events.send(SyncEvent::Note {
+        message: format!(
+            "serving the HTTP API on http://{bound}{}/ ({})",
+            crossdex_server::PREFIX,
+            if scheduling {
+                "and syncing each source on its schedule"
+            } else if args.no_schedule {
+                "no scheduled syncs: --no-schedule"
+            } else {
+                "no source has a `schedule`: no scheduled syncs"
+            }
+        ),
+    });
     let signals = {
         let events = events.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             signal().await;
             let _ = events.send(SyncEvent::Note {
                 message: format!(
-                    "stopping: no new runs; running syncs get {}s to finish (signal again to abandon them)",
+                    "stopping: no new runs or connections; running syncs get {}s to finish (signal again to abandon them)",
                     grace.as_secs()
                 ),
             });
@@ -240,19 +308,50 @@ pub async fn serve(service: &Service) -> Result<std::process::ExitCode, CliError
             let _ = stop.send(Stop::Abandon);
         })
     };
-    let shown = Follow::new(true).spawn(rx);
-    let result = service.run_schedule(events.clone(), stop_rx).await;
+    let app = crossdex_server::app(service.clone(), server_options(service));
+    let http = {
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(crossdex_server::serve(listener, app, async move {
+            let _ = stop_rx.wait_for(|s| *s != Stop::Run).await;
+        }))
+    };
+    let schedule = if scheduling {
+        let result = service.run_schedule(events.clone(), stop_rx.clone()).await;
+        if result.is_err() {
+            // The scheduler could not run (the data directory is busy): nothing is
+            // served half-way.
+            let _ = stop.send(Stop::Abandon);
+        }
+        Some(result)
+    } else {
+        None
+    };
+    let served = http.await;
     signals.abort();
-    if let Ok(runs) = &result {
+    if let Some(Ok(runs)) = &schedule {
         let failed = runs.iter().filter(|r| r.status == "failed").count();
         let _ = events.send(SyncEvent::Note {
             message: format!("stopped after {} runs ({failed} failed)", runs.len()),
         });
+    } else {
+        let _ = events.send(SyncEvent::Note {
+            message: "stopped".into(),
+        });
     }
     drop(events);
     drain(shown).await;
-    result?;
-    Ok(std::process::ExitCode::SUCCESS)
+    if let Some(result) = schedule {
+        result?;
+    }
+    match served {
+        Ok(Ok(())) => Ok(std::process::ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(CliError::Runtime(anyhow::anyhow!(
+            "the HTTP API stopped: {e}"
+        ))),
+        Err(e) => Err(CliError::Runtime(anyhow::anyhow!(
+            "the HTTP API stopped: {e}"
+        ))),
+    }
 }
 
 /// Waits for the events still queued to be shown; a sender kept alive by a task being

@@ -23,8 +23,6 @@ mod views;
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 
 use datafusion::datasource::TableProvider;
@@ -39,6 +37,8 @@ use crossdex_store::{
     OBSERVATIONS_SCHEMA, RECORDS_SCHEMA, SUBJECT_LINKS_SCHEMA, SYNC_RUNS_SCHEMA, Snapshot, Table,
 };
 
+pub use arrow::array::RecordBatch;
+pub use arrow::datatypes::SchemaRef;
 pub use crossdex_store::{Bucket, Facets, Hit, SearchOptions, SearchPage};
 pub use datafusion::common::ScalarValue;
 pub use error::QueryError;
@@ -274,6 +274,39 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryOutput, QueryError> {
+        let df = self.plan(sql, params).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches: Vec<RecordBatch> = df.collect().await.map_err(QueryError::from_datafusion)?;
+        Ok(QueryOutput::new(schema, batches))
+    }
+
+    /// Like [`QueryEngine::sql`], the rows as a stream of batches as they are computed:
+    /// memory holds a few batches, not the answer. The stream keeps `self` (and so its
+    /// files) alive; dropping it stops the query.
+    pub async fn sql_stream(
+        self: &Arc<Self>,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<BatchStream, QueryError> {
+        let df = self.plan(sql, params).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let inner = df
+            .execute_stream()
+            .await
+            .map_err(QueryError::from_datafusion)?;
+        Ok(BatchStream {
+            schema,
+            inner,
+            _engine: self.clone(),
+        })
+    }
+
+    /// The checked, bound and planned statement, ready to run.
+    async fn plan(
+        &self,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
         let mut statement = guard::parse_read_only(sql)?;
         guard::bind(&mut statement, &params)?;
         self.views().await?;
@@ -288,14 +321,10 @@ impl QueryEngine {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(QueryError::from_datafusion)?;
-        let df = self
-            .ctx
+        self.ctx
             .execute_logical_plan(plan)
             .await
-            .map_err(QueryError::from_datafusion)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches: Vec<RecordBatch> = df.collect().await.map_err(QueryError::from_datafusion)?;
-        Ok(QueryOutput::new(schema, batches))
+            .map_err(QueryError::from_datafusion)
     }
 
     /// Runs a saved query with its parameters, given as text and typed by its header.
@@ -320,6 +349,36 @@ impl QueryEngine {
         options: SearchOptions,
     ) -> Result<SearchPage, QueryError> {
         Ok(self.snapshot.search_page(query, options)?)
+    }
+}
+
+/// The rows of a query as they are computed, batch by batch.
+pub struct BatchStream {
+    /// The rows' columns.
+    pub schema: SchemaRef,
+    inner: datafusion::physical_plan::SendableRecordBatchStream,
+    _engine: Arc<QueryEngine>,
+}
+
+impl std::fmt::Debug for BatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchStream")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl futures::Stream for BatchStream {
+    type Item = Result<RecordBatch, QueryError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner
+            .as_mut()
+            .poll_next(cx)
+            .map(|b| b.map(|r| r.map_err(QueryError::from_datafusion)))
     }
 }
 

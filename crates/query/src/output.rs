@@ -67,6 +67,8 @@ pub enum OutputFormat {
     Csv,
     /// A JSON array of objects, nulls included.
     Json,
+    /// One JSON object per line, nulls included.
+    Ndjson,
 }
 
 /// The rows a query produced.
@@ -152,6 +154,19 @@ impl QueryOutput {
                 }
                 Ok(String::from_utf8_lossy(&buf).into_owned())
             }
+            OutputFormat::Ndjson => {
+                let mut buf = Vec::new();
+                {
+                    let mut w = arrow::json::WriterBuilder::new()
+                        .with_explicit_nulls(true)
+                        .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+                    for b in &self.batches {
+                        w.write(b)?;
+                    }
+                    w.finish()?;
+                }
+                Ok(String::from_utf8_lossy(&buf).into_owned())
+            }
             OutputFormat::Json => {
                 let mut buf = Vec::new();
                 {
@@ -208,5 +223,42 @@ impl QueryOutput {
             }
         }
         Ok(rows)
+    }
+
+    /// The rows as an Arrow IPC stream (`application/vnd.apache.arrow.stream`), as
+    /// pyarrow, polars and DuckDB read it.
+    pub fn to_arrow_ipc(&self) -> Result<Vec<u8>, ArrowError> {
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &self.schema)?;
+            for b in &self.batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        Ok(buf)
+    }
+
+    /// The first `max_rows` rows, and whether rows were left out.
+    pub fn truncated(mut self, max_rows: usize) -> (QueryOutput, bool) {
+        let mut left = max_rows;
+        let mut cut = false;
+        let mut kept = Vec::with_capacity(self.batches.len());
+        for b in self.batches.drain(..) {
+            if left == 0 {
+                cut |= b.num_rows() > 0;
+                continue;
+            }
+            if b.num_rows() > left {
+                kept.push(b.slice(0, left));
+                cut = true;
+                left = 0;
+            } else {
+                left -= b.num_rows();
+                kept.push(b);
+            }
+        }
+        self.batches = kept;
+        (self, cut)
     }
 }

@@ -58,6 +58,30 @@ struct RawConfig {
     /// How syncs run: concurrency and schedules.
     #[serde(default)]
     sync: SyncSettings,
+    /// The HTTP API of `crossdex serve`.
+    #[serde(default)]
+    server: ServerSettings,
+}
+
+/// `[server]`: the HTTP API of `crossdex serve`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to listen on [default 127.0.0.1:8742]; loopback only until
+    /// API tokens exist.
+    pub listen: Option<String>,
+    /// Largest request body in bytes [default 1048576].
+    pub max_body_bytes: Option<usize>,
+    /// Time limit of a query or search in seconds [default 30]; a request may ask for
+    /// less (`timeout_ms`).
+    pub query_timeout_s: Option<u64>,
+    /// Time limit of a whole request in seconds [default 60].
+    pub request_timeout_s: Option<u64>,
+    /// Queries and searches at once; more are answered 429 [default 32].
+    pub max_concurrent_queries: Option<usize>,
+    /// Origins whose web pages may call the API (CORS) [default: none].
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 /// `[sync]`: how `sync` and the scheduler of `serve` run sources.
@@ -113,6 +137,8 @@ pub struct Config {
     pub linking: LinkingSettings,
     /// `[sync]`.
     pub sync: SyncSettings,
+    /// `[server]`.
+    pub server: ServerSettings,
     /// Each scheduled source's schedule, read from its `schedule`, `timezone` and
     /// `jitter_s` keys when the file loads.
     pub schedules: BTreeMap<String, Schedule>,
@@ -193,6 +219,7 @@ impl Config {
                 ..raw.linking
             },
             sync: raw.sync,
+            server: raw.server,
             schedules: BTreeMap::new(),
             missed_runs: Missed::default(),
         };

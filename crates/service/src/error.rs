@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// What kind of failure an error is; decides the CLI's exit code and the HTTP status
 /// family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request, query, parameters or configuration are wrong: fix them.
@@ -25,7 +25,7 @@ pub enum ErrorKind {
 }
 
 /// Every error code front ends can return. Stable: clients match on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The configuration file does not exist.
@@ -52,6 +52,8 @@ pub enum ErrorCode {
     AmbiguousSubject,
     /// No record has that id.
     RecordNotFound,
+    /// No sync run has that id.
+    UnknownRun,
     /// The data directory holds no index yet.
     NoIndex,
     /// The folder is not a crossdex data directory.
@@ -64,8 +66,18 @@ pub enum ErrorCode {
     QueryTimeout,
     /// The query was cancelled.
     Cancelled,
+    /// A search cursor whose state is no longer kept.
+    CursorExpired,
     /// Too little free disk space.
     DiskFull,
+    /// Too many requests at once: try again shortly.
+    Overloaded,
+    /// The index cannot answer yet (nothing synced).
+    NotReady,
+    /// No such route of the HTTP API.
+    NotARoute,
+    /// A request body over the server's limit.
+    PayloadTooLarge,
     /// Anything else: crossdex's fault.
     Internal,
 }
@@ -76,12 +88,13 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             ConfigNotFound | InvalidConfig | InvalidSearch | InvalidSql | InvalidQuery
-            | NotAQuery | InvalidParameter | NotADataDirectory => ErrorKind::UserInput,
-            UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | NoIndex => {
-                ErrorKind::NotFound
+            | NotAQuery | InvalidParameter | NotADataDirectory | PayloadTooLarge => {
+                ErrorKind::UserInput
             }
+            UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
+            | NoIndex | CursorExpired | NotARoute => ErrorKind::NotFound,
             AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured => ErrorKind::Conflict,
-            QueryTimeout | Cancelled | DiskFull => ErrorKind::Unavailable,
+            QueryTimeout | Cancelled | DiskFull | Overloaded | NotReady => ErrorKind::Unavailable,
             Internal => ErrorKind::Internal,
         }
     }
@@ -92,12 +105,17 @@ impl ErrorCode {
         match self {
             ConfigNotFound | InvalidConfig | InvalidSearch | InvalidSql | InvalidQuery
             | NotAQuery | InvalidParameter | NotADataDirectory => 400,
-            UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | NoIndex => 404,
+            UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
+            | NoIndex | NotARoute => 404,
             AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured => 409,
             // The client gave up or the server did: nothing was answered.
             Cancelled => 499,
-            QueryTimeout => 503,
+            CursorExpired => 410,
+            QueryTimeout => 504,
             DiskFull => 507,
+            Overloaded => 429,
+            PayloadTooLarge => 413,
+            NotReady => 503,
             Internal => 500,
         }
     }
@@ -118,20 +136,26 @@ impl ErrorCode {
             SubjectNotFound => "subject_not_found",
             AmbiguousSubject => "ambiguous_subject",
             RecordNotFound => "record_not_found",
+            UnknownRun => "unknown_run",
             NoIndex => "no_index",
             NotADataDirectory => "not_a_data_directory",
             DataDirectoryBusy => "data_directory_busy",
             SourceStillConfigured => "source_still_configured",
             QueryTimeout => "query_timeout",
             Cancelled => "cancelled",
+            CursorExpired => "cursor_expired",
             DiskFull => "disk_full",
+            Overloaded => "overloaded",
+            NotReady => "not_ready",
+            NotARoute => "not_a_route",
+            PayloadTooLarge => "payload_too_large",
             Internal => "internal",
         }
     }
 }
 
 /// An error of the service, as every front end shows it.
-#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, utoipa::ToSchema)]
 #[error("{message}")]
 pub struct ServiceError {
     /// Stable snake_case code.

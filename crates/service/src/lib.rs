@@ -22,6 +22,7 @@
 pub mod config;
 mod error;
 mod linking;
+mod progress;
 pub mod registry;
 mod saved;
 mod search;
@@ -41,18 +42,23 @@ pub use crate::error::{ErrorCode, ErrorKind, ServiceError};
 pub use crate::linking::{
     AmbiguousKey, Conflict, KeyRef, LinkReport, LinkSummary, SingleSystemSubject, SourceLinks,
 };
-pub use crate::search::{MAX_LIMIT as MAX_SEARCH_LIMIT, SearchHit, SearchRequest, SearchResult};
+pub use crate::progress::{RunProgress, RunState};
+pub use crate::search::{
+    Bucket, Facets, MAX_LIMIT as MAX_SEARCH_LIMIT, SearchFilters, SearchHit, SearchRequest,
+    SearchResult,
+};
 pub use crate::status::{RunSummary, SourceStatus, Status};
 pub use crate::subject::{
-    RecordLink, RecordObservation, RecordSummary, RecordView, SubjectKey, SubjectRecords,
-    SubjectView, TimelineEntry,
+    RecordLink, RecordObservation, RecordSummary, RecordView, SubjectFilter, SubjectKey,
+    SubjectList, SubjectRecords, SubjectSummary, SubjectView, TimelineEntry,
 };
 pub use crate::sync::{
     DoctorCheck, DoctorReport, EventSender, Forgotten, PlannedRun, Stop, SyncEvent, SyncOutcome,
     SyncRequest,
 };
 pub use crossdex_query::{
-    Bucket, Facets, OutputFormat, ParamKind, QueryOutput, ScalarValue, VisitSettings,
+    BatchStream, OutputFormat, ParamKind, QueryOutput, RecordBatch, ScalarValue, SchemaRef,
+    VisitSettings,
 };
 pub use tokio_util::sync::CancellationToken;
 
@@ -110,6 +116,19 @@ struct Inner {
     query_timeout: Option<Duration>,
     /// The engine over the latest commit seen, with the mark of that commit.
     current: Mutex<Option<(Option<CommitMark>, Arc<QueryEngine>)>>,
+    /// States kept for search cursors.
+    pins: Mutex<Vec<Pinned>>,
+    /// Every sync's progress, for front ends that poll.
+    board: Arc<progress::Board>,
+    /// The running scheduler's queue of jobs, while `run_schedule` runs.
+    jobs: Mutex<Option<tokio::sync::mpsc::Sender<crossdex_sync::Job>>>,
+}
+
+/// A state a search cursor reads, kept for a while.
+struct Pinned {
+    id: u64,
+    since: std::time::Instant,
+    engine: Arc<QueryEngine>,
 }
 
 impl std::fmt::Debug for Service {
@@ -161,6 +180,9 @@ impl Service {
                 settings,
                 query_timeout,
                 current: Mutex::new(None),
+                pins: Mutex::new(Vec::new()),
+                board: Arc::default(),
+                jobs: Mutex::new(None),
             }),
         })
     }
@@ -266,6 +288,42 @@ impl Service {
         .await
     }
 
+    /// Like [`Service::sql`], the rows as a stream of batches as they are computed; the
+    /// control bounds the planning, the caller the reading (dropping the stream stops
+    /// the query).
+    pub async fn sql_stream(
+        &self,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+        control: &QueryControl,
+    ) -> Result<BatchStream> {
+        let engine = self.engine()?;
+        self.bounded(control, async {
+            engine.sql_stream(sql, params).await.map_err(|e| {
+                let e = ServiceError::from(e);
+                let at = sql_position(sql, &e.message);
+                e.at(at)
+            })
+        })
+        .await
+    }
+
+    /// Saved query `name` as a stream of batches, its parameters given as text.
+    pub async fn saved_stream(
+        &self,
+        name: &str,
+        values: &[(String, String)],
+        control: &QueryControl,
+    ) -> Result<BatchStream> {
+        let query = crossdex_query::SavedQuery::find(&self.inner.saved, name)?;
+        let params = query.bind(values)?;
+        let engine = self.engine()?;
+        self.bounded(control, async {
+            Ok(engine.sql_stream(&query.sql, params).await?)
+        })
+        .await
+    }
+
     /// The saved queries: the shipped ones and the configuration's `queries_dir`.
     pub fn saved_queries(&self) -> Vec<SavedQueryInfo> {
         self.inner.saved.iter().map(SavedQueryInfo::from).collect()
@@ -286,7 +344,7 @@ impl Service {
 }
 
 /// A saved query as front ends list it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SavedQueryInfo {
     /// Its name, for `--saved NAME`.
     pub name: String,
@@ -299,7 +357,7 @@ pub struct SavedQueryInfo {
 }
 
 /// A parameter of a saved query.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SavedParam {
     /// Its name, `$name` in the SQL.
     pub name: String,

@@ -12,7 +12,7 @@ use crate::{QueryControl, Result, Service};
 pub const SUMMARY_REJECTIONS: usize = 5;
 
 /// One sync run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// `<source>-<generation>`.
     pub run_id: String,
@@ -79,7 +79,7 @@ impl From<&crossdex_store::SyncRun> for RunSummary {
 }
 
 /// One source: configured, indexed, or both.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SourceStatus {
     /// Its name.
     pub source: String,
@@ -100,7 +100,7 @@ pub struct SourceStatus {
 }
 
 /// The data directory and every source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The data directory.
     pub data_dir: String,
@@ -136,7 +136,64 @@ struct RunRow {
     error: Option<String>,
 }
 
+impl RunRow {
+    fn summary(self) -> RunSummary {
+        RunSummary {
+            seconds: seconds(self.started_at, self.finished_at),
+            run_id: self.run_id,
+            source: self.source,
+            system: self.system,
+            status: self.status,
+            mode: self.mode,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            added: self.added,
+            updated: self.updated,
+            unchanged: self.unchanged,
+            deleted: self.deleted,
+            rejected: self.rejected,
+            error: self.error,
+            rejections: Vec::new(),
+        }
+    }
+}
+
 impl Service {
+    /// A source's runs, newest first, at most `limit`.
+    pub async fn runs(
+        &self,
+        source: &str,
+        limit: usize,
+        control: &QueryControl,
+    ) -> Result<Vec<RunSummary>> {
+        let engine = self.engine_at(true)?;
+        let known = self
+            .config()
+            .is_some_and(|c| c.sources.contains_key(source))
+            || engine.source_counts().iter().any(|c| c.source == source);
+        let rows: Vec<RunRow> = self
+            .bounded(
+                control,
+                crate::rows(
+                    &engine,
+                    &format!(
+                        "SELECT run_id, source, system, status, mode, started_at, finished_at, \
+                                added, updated, unchanged, deleted, rejected, error \
+                         FROM sync_runs WHERE source = $s ORDER BY finished_at DESC, run_id DESC LIMIT {limit}"
+                    ),
+                    &[("s", source)],
+                ),
+            )
+            .await?;
+        if rows.is_empty() && !known {
+            return Err(crate::ServiceError::new(
+                crate::ErrorCode::UnknownSource,
+                format!("no source named {source:?} is configured or indexed"),
+            ));
+        }
+        Ok(rows.into_iter().map(RunRow::summary).collect())
+    }
+
     /// Every source's state. A data directory not synced yet reads as empty.
     pub async fn status(&self, control: &QueryControl) -> Result<Status> {
         let engine = self.engine_at(true)?;
@@ -197,23 +254,7 @@ impl Service {
             let name = entry(&mut sources, &r.source);
             if let Some(s) = sources.get_mut(&name) {
                 s.system = Some(r.system.clone());
-                s.last_run = Some(RunSummary {
-                    seconds: seconds(r.started_at, r.finished_at),
-                    run_id: r.run_id,
-                    source: r.source,
-                    system: r.system,
-                    status: r.status,
-                    mode: r.mode,
-                    started_at: r.started_at,
-                    finished_at: r.finished_at,
-                    added: r.added,
-                    updated: r.updated,
-                    unchanged: r.unchanged,
-                    deleted: r.deleted,
-                    rejected: r.rejected,
-                    error: r.error,
-                    rejections: Vec::new(),
-                });
+                s.last_run = Some(r.summary());
             }
         }
         for p in plan {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ErrorCode, QueryControl, Result, Service, ServiceError, rows};
 
 /// A source's key of a subject and the rule that linked it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubjectKey {
     /// The source.
     pub source: String,
@@ -18,7 +18,7 @@ pub struct SubjectKey {
 }
 
 /// The subject's records of one kind in one source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubjectRecords {
     /// The source.
     pub source: String,
@@ -31,7 +31,7 @@ pub struct SubjectRecords {
 }
 
 /// A dated event of the subject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     /// When.
     pub at: String,
@@ -42,7 +42,7 @@ pub struct TimelineEntry {
 }
 
 /// One subject across every source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SubjectView {
     /// The subject's id.
     pub subject_id: String,
@@ -55,7 +55,7 @@ pub struct SubjectView {
 }
 
 /// One record's row of `records`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordSummary {
     /// Global id.
     pub id: String,
@@ -98,7 +98,7 @@ fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Value
 }
 
 /// One observation of a record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordObservation {
     /// Field, concept or key.
     pub variable: String,
@@ -119,7 +119,7 @@ pub struct RecordObservation {
 }
 
 /// A record related to another: its parent, a child, or the same subject elsewhere.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordLink {
     /// `parent`, `child` or `same_subject`.
     pub relation: String,
@@ -134,7 +134,7 @@ pub struct RecordLink {
 }
 
 /// One record, what it observes, and what it is linked to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     /// The record.
     pub record: RecordSummary,
@@ -293,6 +293,95 @@ impl Service {
                 record: row.record,
                 observations,
                 links,
+            })
+        })
+        .await
+    }
+}
+
+/// One subject in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SubjectSummary {
+    /// The subject's id.
+    pub subject_id: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// The sources that know it.
+    pub sources: Vec<String>,
+    /// How many.
+    pub n_sources: u64,
+    /// Its records, all sources.
+    pub n_records: u64,
+    /// Sex, as the linked keys hold it.
+    pub sex: Option<String>,
+    /// Year of birth, as the linked keys hold it.
+    pub birth_year: Option<String>,
+    /// Whether a key of this subject was kept apart.
+    pub conflicts: bool,
+}
+
+/// Which subjects a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectFilter {
+    /// Only subjects a source of this name knows.
+    pub source: Option<String>,
+    /// Only subjects with (true) or without (false) a conflict.
+    pub conflicts: Option<bool>,
+    /// Only subjects whose id or label contains this text (case folded).
+    pub contains: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+    /// Skipped first.
+    pub offset: usize,
+}
+
+/// A page of subjects and how many match.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SubjectList {
+    /// Subjects matching the filter, all pages.
+    pub total: u64,
+    /// This page, by subject id.
+    pub subjects: Vec<SubjectSummary>,
+}
+
+impl Service {
+    /// Subjects, filtered and paged, by id.
+    pub async fn subjects(
+        &self,
+        filter: &SubjectFilter,
+        control: &QueryControl,
+    ) -> Result<SubjectList> {
+        #[derive(Deserialize)]
+        struct Total {
+            n: u64,
+        }
+        let engine = self.engine()?;
+        let conflicts = filter.conflicts.map(|c| c.to_string());
+        let p = [
+            ("source", filter.source.as_deref().unwrap_or("")),
+            ("conflicts", conflicts.as_deref().unwrap_or("")),
+            ("contains", filter.contains.as_deref().unwrap_or("")),
+        ];
+        let filtered = "FROM subjects WHERE ($source = '' OR array_has(sources, $source)) \
+                        AND ($conflicts = '' OR conflicts = ($conflicts = 'true')) \
+                        AND ($contains = '' OR strpos(lower(concat(subject_id, ' ', coalesce(label, ''))), lower($contains)) > 0)";
+        self.bounded(control, async {
+            let total: Vec<Total> =
+                rows(&engine, &format!("SELECT count(*) AS n {filtered}"), &p).await?;
+            let subjects = rows(
+                &engine,
+                &format!(
+                    "SELECT subject_id, label, sources, n_sources, n_records, sex, \
+                            CAST(birth_year AS VARCHAR) AS birth_year, conflicts \
+                     {filtered} ORDER BY subject_id LIMIT {} OFFSET {}",
+                    filter.limit, filter.offset
+                ),
+                &p,
+            )
+            .await?;
+            Ok(SubjectList {
+                total: total.first().map_or(0, |t| t.n),
+                subjects,
             })
         })
         .await

@@ -232,12 +232,14 @@ async fn open_writer(
 struct Events {
     config: Arc<Config>,
     tx: EventSender,
+    board: Arc<crate::progress::Board>,
     /// The last linking's outcome, for the sync's answer.
     linking: Mutex<Option<std::result::Result<LinkSummary, ServiceError>>>,
 }
 
 impl Events {
     fn send(&self, e: SyncEvent) {
+        self.board.follow(&e);
         // Nobody listening is not a reason to stop syncing.
         let _ = self.tx.send(e);
     }
@@ -378,6 +380,7 @@ impl Service {
         let observer = Arc::new(Events {
             config: config.clone(),
             tx: events,
+            board: self.inner.board.clone(),
             linking: Mutex::new(None),
         });
         let runs = crossdex_sync::run_jobs(
@@ -488,9 +491,12 @@ impl Service {
         let observer = Arc::new(Events {
             config: config.clone(),
             tx: events.clone(),
+            board: self.inner.board.clone(),
             linking: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(16);
+        // Syncs asked for over the API join the scheduler's queue.
+        *self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         let driver = {
             let config = config.clone();
             let stop = stop.clone();
@@ -510,7 +516,105 @@ impl Service {
         let result =
             crossdex_sync::run(&mut writer, rx, limits(&config, None), observer, stop).await;
         driver.abort();
+        *self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(result?.iter().map(RunSummary::from).collect())
+    }
+
+    /// Asks for a sync of `source`: it joins the scheduler's queue when `run_schedule`
+    /// runs, else it starts now in the background. Its progress is
+    /// [`Service::run_progress`] of the entry returned.
+    pub fn request_sync(&self, source: &str, full: bool) -> Result<crate::RunProgress> {
+        let config = self.shared_config("a sync")?;
+        if !config.sources.contains_key(source) {
+            return Err(ServiceError::new(
+                ErrorCode::UnknownSource,
+                format!(
+                    "no source named `{source}`; configured: {}",
+                    config.source_names().join(", ")
+                ),
+            ));
+        }
+        let job = job(&config, source, full)?;
+        let board = self.inner.board.clone();
+        let entry = board.queue(source);
+        let queue = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match queue {
+            Some(queue) => {
+                if queue.try_send(job).is_err() {
+                    board.refuse(&entry.id, "the scheduler's queue is full".into());
+                    return Err(ServiceError::new(
+                        ErrorCode::DataDirectoryBusy,
+                        "the scheduler's queue is full; ask again once its syncs ran",
+                    ));
+                }
+            }
+            None => {
+                let service = self.clone();
+                let request = SyncRequest {
+                    sources: vec![source.to_owned()],
+                    full,
+                    ..SyncRequest::default()
+                };
+                let id = entry.id.clone();
+                tokio::spawn(async move {
+                    let (tx, _rx) = mpsc::unbounded_channel();
+                    if let Err(e) = service.sync(&request, tx).await {
+                        board.refuse(&id, e.message);
+                    }
+                });
+            }
+        }
+        Ok(entry)
+    }
+
+    /// A sync's progress: an id [`Service::request_sync`] gave, one the scheduler made
+    /// (`<source>@<start>`), or a `run_id` of `sync_runs`.
+    pub async fn run_progress(
+        &self,
+        id: &str,
+        control: &crate::QueryControl,
+    ) -> Result<crate::RunProgress> {
+        if let Some(p) = self.inner.board.get(id) {
+            return Ok(p);
+        }
+        let not_found = || {
+            ServiceError::new(
+                ErrorCode::UnknownRun,
+                format!(
+                    "no sync run {id:?}: ids come from POST /sources/NAME/sync or sync_runs.run_id"
+                ),
+            )
+        };
+        let source = id.rsplit_once('-').map(|(s, _)| s).ok_or_else(not_found)?;
+        let runs = match self.runs(source, usize::MAX >> 1, control).await {
+            Ok(r) => r,
+            Err(e) if e.code == ErrorCode::UnknownSource => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        let run = runs
+            .into_iter()
+            .find(|r| r.run_id == id)
+            .ok_or_else(not_found)?;
+        Ok(crate::RunProgress {
+            id: run.run_id.clone(),
+            source: run.source.clone(),
+            state: crate::RunState::Finished,
+            since: run.started_at,
+            mode: Some(run.mode.clone()),
+            pages: 0,
+            items: 0,
+            added: run.added,
+            updated: run.updated,
+            unchanged: run.unchanged,
+            rejected: run.rejected,
+            run: Some(run),
+            error: None,
+        })
     }
 
     /// Removes every record and observation of `sources` from the data directory and

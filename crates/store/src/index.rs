@@ -5,8 +5,8 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery, PhraseQuery,
-    Query, RegexQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, EmptyQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery,
+    PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
 };
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, TextFieldIndexing,
@@ -256,6 +256,8 @@ pub(crate) fn search(
         limit,
         offset,
         facets,
+        dates,
+        filters,
     } = options;
     let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
         query: query.to_owned(),
@@ -273,9 +275,38 @@ pub(crate) fn search(
         analyzer,
         highlights: Vec::new(),
     };
-    let compiled = compiler
+    let mut compiled = compiler
         .compile(&node)
         .map_err(|reason| invalid(reason, None))?;
+    // Filters keep or drop hits, weighted 0: the query alone scores, and highlights.
+    let kept = compiler.highlights.len();
+    let mut clauses = Vec::new();
+    for (field, value) in &filters {
+        let q = compiler
+            .term(Some(field), value, TermKind::Phrase)
+            .map_err(|reason| invalid(format!("filter {field}={value:?}: {reason}"), None))?;
+        clauses.push((
+            Occur::Must,
+            Box::new(BoostQuery::new(q, 0.0)) as Box<dyn Query>,
+        ));
+    }
+    compiler.highlights.truncate(kept);
+    if !clauses.is_empty() {
+        clauses.insert(0, (Occur::Must, compiled));
+        compiled = Box::new(BooleanQuery::new(clauses));
+    }
+    if let Some((from, to)) = dates {
+        let bound = |b: std::ops::Bound<i64>| b.map(|t| Term::from_field_i64(f.at, t));
+        // Weighted 0: the filter keeps or drops a hit, it never changes its score.
+        let range: Box<dyn Query> = Box::new(BoostQuery::new(
+            Box::new(RangeQuery::new(bound(from), bound(to))),
+            0.0,
+        ));
+        compiled = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, compiled),
+            (Occur::Must, range),
+        ]));
+    }
     // No query has more hits than there are records: an absurd limit is not an
     // allocation of that size.
     let num_docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
@@ -328,7 +359,7 @@ pub(crate) fn search(
 }
 
 /// What a search asks for besides its query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchOptions {
     /// At most this many hits.
     pub limit: usize,
@@ -337,6 +368,12 @@ pub struct SearchOptions {
     /// Facet counts over every hit, the facets with many values (project, subject)
     /// cut to this many buckets; `None`: no facets.
     pub facets: Option<usize>,
+    /// Only records dated (created, else modified) within these bounds, in seconds
+    /// since the epoch; an undated record is outside any range.
+    pub dates: Option<(std::ops::Bound<i64>, std::ops::Bound<i64>)>,
+    /// Only records with these exact values: `(field, value)` of the fields the
+    /// syntax's `field:` takes (`source`, `system`, `kind`, `project`, `subject_id`, ...).
+    pub filters: Vec<(String, String)>,
 }
 
 impl SearchOptions {
@@ -346,6 +383,8 @@ impl SearchOptions {
             limit,
             offset: 0,
             facets: None,
+            dates: None,
+            filters: Vec::new(),
         }
     }
 }
