@@ -6,6 +6,7 @@ mod common;
 mod compliance;
 mod crash;
 mod differential;
+mod http;
 mod service;
 mod sim;
 mod slt;

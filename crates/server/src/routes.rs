@@ -50,13 +50,18 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 /// The time limit and cancellation of one request's query: `timeout_ms` when given,
 /// never above the server's own limit.
-pub(crate) fn control(state: &AppState, timeout_ms: Option<u64>) -> QueryControl {
+pub(crate) fn control(state: &AppState, timeout_ms: Option<u64>) -> ApiResult<QueryControl> {
+    if timeout_ms == Some(0) {
+        return Err(ApiError::bad_request(
+            "`timeout_ms` is at least 1; leave it out for the server's limit",
+        ));
+    }
     let max = state.options.query_timeout;
-    QueryControl::with_timeout(
+    Ok(QueryControl::with_timeout(
         timeout_ms
             .map(Duration::from_millis)
             .map_or(max, |t| t.min(max)),
-    )
+    ))
 }
 
 /// The server is up.
@@ -72,7 +77,7 @@ async fn health() -> Json<serde_json::Value> {
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "records": 3402})),
         (status = 503, description = "No index yet", body = ErrorBody)))]
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let status = state.service.status(&control(&state, None)).await?;
+    let status = state.service.status(&control(&state, None)?).await?;
     if status.indexed_sources == 0 {
         return Err(ApiError(ServiceError::new(
             ErrorCode::NotReady,
@@ -168,7 +173,7 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchRe
     };
     let result = state
         .service
-        .search(&request, &control(&state, p.timeout_ms))
+        .search(&request, &control(&state, p.timeout_ms)?)
         .await?;
     Ok(Json(result))
 }
@@ -178,6 +183,7 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchRe
     responses(
         (status = 200, description = "Hits, total and facets", body = SearchResult),
         (status = 400, description = "The search does not parse; `position` says where", body = ErrorBody),
+        (status = 408, description = "The search ran past its time limit", body = ErrorBody),
         (status = 410, description = "The cursor expired", body = ErrorBody)))]
 async fn search_get(
     State(state): State<AppState>,
@@ -191,7 +197,9 @@ async fn search_get(
 #[utoipa::path(post, path = "/search", tag = "search", request_body = SearchParams,
     responses(
         (status = 200, description = "Hits, total and facets", body = SearchResult),
-        (status = 400, description = "The search does not parse", body = ErrorBody)))]
+        (status = 400, description = "The search does not parse", body = ErrorBody),
+        (status = 408, description = "The search ran past its time limit", body = ErrorBody),
+        (status = 410, description = "The cursor expired", body = ErrorBody)))]
 async fn search_post(
     State(state): State<AppState>,
     body: Result<Json<SearchParams>, axum::extract::rejection::JsonRejection>,
@@ -225,7 +233,9 @@ pub(crate) struct SubjectParams {
 
 /// Subjects, filtered and paged.
 #[utoipa::path(get, path = "/subjects", tag = "subjects", params(SubjectParams),
-    responses((status = 200, description = "A page of subjects and the total", body = SubjectList)))]
+    responses(
+        (status = 200, description = "A page of subjects and the total", body = SubjectList),
+        (status = 400, description = "A parameter is not what it should be", body = ErrorBody)))]
 async fn subjects(
     State(state): State<AppState>,
     params: Result<Query<SubjectParams>, axum::extract::rejection::QueryRejection>,
@@ -245,7 +255,7 @@ async fn subjects(
     Ok(Json(
         state
             .service
-            .subjects(&filter, &control(&state, None))
+            .subjects(&filter, &control(&state, None)?)
             .await?,
     ))
 }
@@ -262,7 +272,7 @@ async fn subject(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubjectView>> {
     Ok(Json(
-        state.service.subject(&id, &control(&state, None)).await?,
+        state.service.subject(&id, &control(&state, None)?).await?,
     ))
 }
 
@@ -277,7 +287,7 @@ async fn record(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RecordView>> {
     Ok(Json(
-        state.service.record(&id, &control(&state, None)).await?,
+        state.service.record(&id, &control(&state, None)?).await?,
     ))
 }
 
@@ -285,7 +295,7 @@ async fn record(
 #[utoipa::path(get, path = "/sources", tag = "sync",
     responses((status = 200, description = "The data directory and its sources", body = Status)))]
 async fn sources(State(state): State<AppState>) -> ApiResult<Json<Status>> {
-    Ok(Json(state.service.status(&control(&state, None)).await?))
+    Ok(Json(state.service.status(&control(&state, None)?).await?))
 }
 
 /// How many runs to list.
@@ -301,6 +311,7 @@ pub(crate) struct RunsParams {
     params(("name" = String, Path, description = "The source's name"), RunsParams),
     responses(
         (status = 200, description = "Runs, newest first", body = Vec<RunSummary>),
+        (status = 400, description = "A parameter is not what it should be", body = ErrorBody),
         (status = 404, description = "No such source", body = ErrorBody)))]
 async fn source_runs(
     State(state): State<AppState>,
@@ -314,7 +325,7 @@ async fn source_runs(
             .runs(
                 &name,
                 p.limit.unwrap_or(20).min(10_000),
-                &control(&state, None),
+                &control(&state, None)?,
             )
             .await?,
     ))
@@ -333,6 +344,7 @@ pub(crate) struct SyncParams {
     params(("name" = String, Path, description = "The source's name"), SyncParams),
     responses(
         (status = 202, description = "Queued; `id` is the run to follow", body = RunProgress),
+        (status = 400, description = "A parameter is not what it should be", body = ErrorBody),
         (status = 404, description = "No such source", body = ErrorBody),
         (status = 409, description = "The data directory is busy", body = ErrorBody)))]
 async fn sync_source(
@@ -364,7 +376,7 @@ async fn run(
     Ok(Json(
         state
             .service
-            .run_progress(&id, &control(&state, None))
+            .run_progress(&id, &control(&state, None)?)
             .await?,
     ))
 }
@@ -374,7 +386,7 @@ async fn run(
     responses((status = 200, description = "The link report", body = LinkReport)))]
 async fn link_report(State(state): State<AppState>) -> ApiResult<Json<LinkReport>> {
     Ok(Json(
-        state.service.link_report(&control(&state, None)).await?,
+        state.service.link_report(&control(&state, None)?).await?,
     ))
 }
 
@@ -383,7 +395,8 @@ async fn link_report(State(state): State<AppState>) -> ApiResult<Json<LinkReport
 #[utoipa::path(get, path = "/metrics", tag = "status",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(status) = state.service.status(&control(&state, None)).await {
+    let limit = QueryControl::with_timeout(state.options.query_timeout);
+    if let Ok(status) = state.service.status(&limit).await {
         metrics::gauge!("crossdex_records").set(status.records as f64);
         metrics::gauge!("crossdex_observations").set(status.observations as f64);
         for s in &status.sources {

@@ -103,7 +103,6 @@ pub(crate) struct Column {
 pub(crate) struct Rows {
     columns: Vec<Column>,
     /// One array per row, in the columns' order.
-    #[schema(value_type = Vec<Vec<Object>>)]
     rows: Vec<Vec<serde_json::Value>>,
     /// Whether rows past `max_rows` were left out.
     truncated: bool,
@@ -139,7 +138,7 @@ fn scalar(name: &str, v: &serde_json::Value) -> Result<ScalarValue, ApiError> {
             (String = "text/csv"),
             (Vec<u8> = "application/vnd.apache.arrow.stream"))),
         (status = 400, description = "Invalid SQL, or not a read-only query; `position` says where", body = ErrorBody),
-        (status = 504, description = "The query ran past its time limit", body = ErrorBody)))]
+        (status = 408, description = "The query ran past its time limit", body = ErrorBody)))]
 pub(crate) async fn sql(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -176,7 +175,7 @@ pub(crate) async fn sql(
             "no SQL: send it as the body (text/plain) or as {\"sql\": ...} (application/json)",
         ));
     }
-    let control = control(&state, timeout_ms);
+    let control = control(&state, timeout_ms)?;
     let format = Format::of(&headers);
     let stream = state.service.sql_stream(&text, params, &control).await?;
     answer(
@@ -213,7 +212,8 @@ pub(crate) struct SavedBody {
             (String = "text/csv"),
             (Vec<u8> = "application/vnd.apache.arrow.stream"))),
         (status = 400, description = "A parameter is missing or of the wrong type", body = ErrorBody),
-        (status = 404, description = "No saved query of that name", body = ErrorBody)))]
+        (status = 404, description = "No saved query of that name", body = ErrorBody),
+        (status = 408, description = "The query ran past its time limit", body = ErrorBody)))]
 pub(crate) async fn run_query(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -244,7 +244,7 @@ pub(crate) async fn run_query(
             Ok((k.clone(), text))
         })
         .collect::<Result<_, _>>()?;
-    let control = control(&state, b.timeout_ms);
+    let control = control(&state, b.timeout_ms)?;
     let stream = state.service.saved_stream(&name, &values, &control).await?;
     answer(
         stream,

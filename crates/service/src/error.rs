@@ -111,7 +111,7 @@ impl ErrorCode {
             // The client gave up or the server did: nothing was answered.
             Cancelled => 499,
             CursorExpired => 410,
-            QueryTimeout => 504,
+            QueryTimeout => 408,
             DiskFull => 507,
             Overloaded => 429,
             PayloadTooLarge => 413,
