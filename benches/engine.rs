@@ -206,8 +206,15 @@ async fn main() {
         dump(Path::new(&d), pages, &vocab, &queries);
         println!("wrote {d}/records.jsonl and {d}/queries.txt");
     }
-    let dir: PathBuf = std::env::temp_dir().join(format!("crossdex-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // `--keep DIR`: the store is built in DIR (which must not exist) and left there,
+    // for benches/http.sh to serve.
+    let keep = arg("--keep").map(PathBuf::from);
+    let dir: PathBuf = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("crossdex-bench-{}", std::process::id()))
+    });
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     // Baseline: producing the same records, without storing them.
     let t = Instant::now();
@@ -236,7 +243,9 @@ async fn main() {
             records as f64 / total.as_secs_f64(),
             records as f64 / generate.as_secs_f64()
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        if keep.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return;
     }
 
@@ -332,5 +341,7 @@ async fn main() {
         "  peak memory: after ingest {rss_ingest:.0} MiB, at end {:.0} MiB",
         peak_rss_mib()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -399,6 +399,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(status) = state.service.status(&limit).await {
         metrics::gauge!("crossdex_records").set(status.records as f64);
         metrics::gauge!("crossdex_observations").set(status.observations as f64);
+        metrics::gauge!("crossdex_data_dir_bytes").set(state.service.disk_usage() as f64);
         for s in &status.sources {
             let source = s.source.clone();
             metrics::gauge!("crossdex_source_records", "source" => source.clone())

@@ -489,6 +489,11 @@ pub fn example() -> String {
          # missed_runs = \"catch-up\"     # one run at start-up for fires missed while serve\n\
          #                              # was down; \"skip\" waits for the next fire\n\
          # shutdown_grace_s = 30        # on SIGTERM, running syncs get this long to finish\n\n\
+         # The HTTP API of `crossdex serve` (docs/http-api.md), on loopback only.\n\
+         # [server]\n\
+         # listen = \"127.0.0.1:8742\"\n\
+         # query_timeout_s = 30\n\
+         # max_concurrent_queries = 32\n\n\
          # One [sources.<name>] table per source; `type` selects the connector.\n\n",
     );
     // The first example is live so the file loads as written; the others need

@@ -209,6 +209,24 @@ impl Service {
         &self.inner.data_dir
     }
 
+    /// Bytes the data directory's files take (index, tables, spool), for metrics.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                    _ => 0,
+                })
+                .sum()
+        }
+        walk(&self.inner.data_dir)
+    }
+
     /// The engine over the latest commit: reopened when a commit happened since the
     /// last call, shared otherwise. A directory without an index is
     /// [`ErrorCode::NoIndex`], or an empty state when `or_empty`.
