@@ -15,8 +15,9 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 work=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build --profile bench --bin crossdex --quiet
-bin=target/release/crossdex
-[ -x "$bin" ] || bin=target/bench/crossdex
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/crossdex
+[ -x "$bin" ] || bin=$target/bench/crossdex
 
 echo "== in process (the baseline), $records records"
 cargo bench --bench engine --quiet -- --records "$records" --keep "$work/data" --dump "$work/dump" \

@@ -149,7 +149,98 @@ pub enum Command {
     /// interrupted.
     #[command(after_help = SIM_HELP)]
     Sim(SimArgs),
+    /// API tokens of the HTTP API: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The HTTP API's audit log: who asked what, when, and what was answered.
+    #[command(after_help = AUDIT_HELP)]
+    Audit {
+        /// Only this token's requests
+        #[arg(long, value_name = "NAME")]
+        token: Option<String>,
+        /// Only requests at or after this time (2026-12-01 or 2026-12-01T08:00:00Z), or
+        /// this long ago (24h, 7d)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only requests before this time
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Only routes containing this text, e.g. `/sql`
+        #[arg(long, value_name = "TEXT")]
+        route: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
+
+const AUDIT_HELP: &str = "\
+Each line of the audit log (audit/ in the data directory) is one API request: its
+time, token, route, status, duration, rows answered, tables read, and the SHA-256 of
+its query text (of SQL also its shape, literals replaced by `?`), never the literals.
+
+Examples:
+  crossdex audit --since 24h
+  crossdex audit --token portal --route /sql --format json";
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret, once; only its hash is kept.
+    #[command(after_help = TOKEN_HELP)]
+    Create {
+        /// Its name (letters, digits, `_`, `-`, `.`)
+        name: String,
+        /// What it may do, comma-separated: search, sql, subjects, status, admin
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Only these sources' records, comma-separated [default: all]
+        #[arg(long, value_delimiter = ',')]
+        sources: Option<Vec<String>>,
+        /// Only these projects' records, comma-separated [default: all]
+        #[arg(long, value_delimiter = ',')]
+        projects: Option<Vec<String>>,
+        /// How long it works: 30d, 12h, 2w ([server] max_token_days at most)
+        #[arg(long, value_name = "DURATION")]
+        expires: String,
+        /// It sees sensitive values in clear
+        #[arg(long)]
+        sensitive: bool,
+        /// Derive it from this token: it can only be narrower
+        #[arg(long, value_name = "TOKEN")]
+        from: Option<String>,
+        /// Requests per second [default 50]
+        #[arg(long, value_name = "N")]
+        rate: Option<u32>,
+        /// Queries at once [default 4]
+        #[arg(long, value_name = "N")]
+        concurrent: Option<u32>,
+        /// Rows per answer at most [default 1000000]
+        #[arg(long, value_name = "N")]
+        max_rows: Option<u64>,
+    },
+    /// List tokens: names, scopes, expiry; never secrets.
+    List {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke a token, and every token derived from it, from the next request on.
+    Revoke {
+        /// The token's name
+        name: String,
+    },
+}
+
+const TOKEN_HELP: &str = "\
+The secret is printed once, on standard output; the data directory keeps its SHA-256
+only. Send it as `Authorization: Bearer <secret>`. Once a token exists, every API
+request needs one, and `serve` may listen on addresses other than loopback.
+
+Examples:
+  crossdex token create portal --scope search --sources imaging --expires 30d
+  crossdex token create analyst --scope search,sql,subjects --projects ADNI3 --expires 90d
+  crossdex token create steward --scope search,sql,subjects --sensitive --expires 7d
+  crossdex token create kiosk --from portal --scope search --projects ADNI3 --expires 1d";
 
 const SERVE_HELP: &str = "\
 The HTTP API answers under http://ADDR/api/v1/ (a page there lists every endpoint;

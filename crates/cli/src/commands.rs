@@ -13,7 +13,9 @@ use crossdex_service::{
 use tokio::sync::mpsc;
 
 use crate::CliError;
-use crate::args::{Cli, Command, FailOn, Format, GlobalArgs, LinkCommand, SqlArgs, SyncArgs};
+use crate::args::{
+    Cli, Command, FailOn, Format, GlobalArgs, LinkCommand, SqlArgs, SyncArgs, TokenCommand,
+};
 use crate::progress::{Follow, drain};
 use crate::render;
 
@@ -42,7 +44,127 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Link(LinkCommand::Report { format, fail_on }) => {
             link_report(g, format, fail_on).await
         }
+        Command::Token(command) => token(g, command),
+        Command::Audit {
+            token,
+            since,
+            until,
+            route,
+            format,
+        } => audit(g, token, since, until, route, format),
     }
+}
+
+fn token(g: &GlobalArgs, command: TokenCommand) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    match command {
+        TokenCommand::Create {
+            name,
+            scope,
+            sources,
+            projects,
+            expires,
+            sensitive,
+            from,
+            rate,
+            concurrent,
+            max_rows,
+        } => {
+            let actions = scope
+                .iter()
+                .map(|a| a.trim().parse::<crossdex_service::Action>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| CliError::usage(format!("--scope: {e}")))?;
+            let expires_in = crossdex_service::parse_duration(&expires)
+                .map_err(|e| CliError::usage(format!("--expires {e}")))?;
+            let set = |v: Option<Vec<String>>| {
+                v.map(|v| {
+                    v.into_iter()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+            };
+            let defaults = crossdex_service::Limits::default();
+            let created = service.create_token(crossdex_service::NewToken {
+                name,
+                scope: crossdex_service::Scope {
+                    actions,
+                    sources: set(sources),
+                    projects: set(projects),
+                    sensitive,
+                },
+                expires_in,
+                limits: crossdex_service::Limits {
+                    requests_per_s: rate.unwrap_or(defaults.requests_per_s),
+                    concurrent: concurrent.unwrap_or(defaults.concurrent),
+                    max_rows: max_rows.unwrap_or(defaults.max_rows),
+                },
+                parent: from,
+            })?;
+            let t = &created.token;
+            eprintln!(
+                "token `{}` created, expires {}; its secret follows, shown this once:",
+                t.name,
+                t.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            print(&format!("{}\n", created.secret))?;
+        }
+        TokenCommand::List { format } => {
+            let tokens = service.tokens()?;
+            print(&match format {
+                Format::Json => render::json(&tokens)?,
+                other => render::tokens(&tokens, other == Format::Csv),
+            })?;
+        }
+        TokenCommand::Revoke { name } => {
+            let revoked = service.revoke_token(&name)?;
+            println!("revoked: {}", revoked.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-12-01`, `2026-12-01T08:00:00Z`, or a time ago as `24h`, `7d`.
+fn when(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    crossdex_service::parse_duration(text)
+        .map(|ago| chrono::Utc::now() - ago)
+        .map_err(|_| {
+            CliError::usage(format!(
+                "{flag} {text:?}: expected a date (2026-12-01), a time (2026-12-01T08:00:00Z) or a time ago (24h, 7d)"
+            ))
+        })
+}
+
+fn audit(
+    g: &GlobalArgs,
+    token: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    route: Option<String>,
+    format: Format,
+) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let filter = crossdex_service::AuditFilter {
+        token,
+        route,
+        since: since.map(|s| when("--since", &s)).transpose()?,
+        until: until.map(|s| when("--until", &s)).transpose()?,
+    };
+    let entries = service.audit_entries(&filter)?;
+    print(&match format {
+        Format::Json => render::json(&entries)?,
+        other => render::audit(&entries, other == Format::Csv),
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_path(g: &GlobalArgs) -> PathBuf {

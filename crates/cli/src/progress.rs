@@ -251,10 +251,10 @@ pub async fn serve(
             .parse()
             .map_err(|_| CliError::usage("bad default"))?,
     };
-    if !crossdex_server::is_loopback(&listen) {
+    if !crossdex_server::is_loopback(&listen) && !service.has_tokens()? {
         return Err(CliError::usage(format!(
-            "refusing to serve on {listen}: the index holds clinical data, and an address other than loopback needs API tokens, which this build does not have yet. \
-             Listen on 127.0.0.1 (the default) and put an authenticating reverse proxy in front to reach it from elsewhere"
+            "refusing to serve on {listen}: the index holds clinical data, and an address other than loopback needs API tokens. \
+             Create one with `crossdex token create NAME --scope search --expires 30d`, or listen on 127.0.0.1 (the default)"
         )));
     }
     let scheduling = !args.no_schedule && service.config().is_some_and(|c| !c.schedules.is_empty());

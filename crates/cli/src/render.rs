@@ -439,3 +439,98 @@ pub fn record(v: &RecordView, as_csv: bool, width: Option<u16>) -> Result<String
     ];
     sections(parts, as_csv, width)
 }
+
+fn list(v: &Option<std::collections::BTreeSet<String>>) -> String {
+    v.as_ref().map_or_else(
+        || "all".to_owned(),
+        |s| s.iter().cloned().collect::<Vec<_>>().join(","),
+    )
+}
+
+/// API tokens, one per line; never secrets, which are not kept.
+pub fn tokens(tokens: &[crossdex_service::TokenInfo], as_csv: bool) -> String {
+    let now = chrono::Utc::now();
+    let headers = [
+        "name",
+        "state",
+        "actions",
+        "sources",
+        "projects",
+        "sensitive",
+        "expires",
+        "parent",
+    ];
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let state = if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.expires_at <= now {
+                "expired"
+            } else {
+                "active"
+            };
+            vec![
+                t.name.clone(),
+                state.to_owned(),
+                t.scope
+                    .actions
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                list(&t.scope.sources),
+                list(&t.scope.projects),
+                if t.scope.sensitive { "yes" } else { "no" }.to_owned(),
+                t.expires_at.format("%Y-%m-%d %H:%M").to_string(),
+                t.parent.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if as_csv {
+        return csv(&headers, &rows).unwrap_or_default();
+    }
+    if rows.is_empty() {
+        return "no tokens; `crossdex token create --help` says how to make one\n".to_owned();
+    }
+    table(&headers, &rows, crate::commands::terminal_width()) + "\n"
+}
+
+/// Audit lines, oldest first.
+pub fn audit(entries: &[crossdex_service::AuditEntry], as_csv: bool) -> String {
+    let headers = [
+        "at",
+        "token",
+        "route",
+        "status",
+        "ms",
+        "rows",
+        "tables",
+        "query_sha256",
+    ];
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                e.token.clone(),
+                e.route.clone(),
+                e.status.to_string(),
+                e.duration_ms.to_string(),
+                e.rows.map(|r| r.to_string()).unwrap_or_default(),
+                e.tables.join(","),
+                e.query_sha256
+                    .as_deref()
+                    .map(|h| h[..12.min(h.len())].to_owned())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if as_csv {
+        return csv(&headers, &rows).unwrap_or_default();
+    }
+    if rows.is_empty() {
+        return "no audit lines match\n".to_owned();
+    }
+    table(&headers, &rows, crate::commands::terminal_width()) + "\n"
+}

@@ -17,6 +17,7 @@ mod error;
 mod guard;
 mod output;
 mod saved;
+mod scope;
 mod search;
 mod subject_of;
 mod views;
@@ -44,6 +45,7 @@ pub use datafusion::common::ScalarValue;
 pub use error::QueryError;
 pub use output::{OutputFormat, QueryOutput};
 pub use saved::{Param, ParamKind, SavedQuery, SavedQueryError};
+pub use scope::{ReadScope, Restriction, Sensitive};
 
 /// `s` as a SQL string literal, quotes doubled. For text that must be spliced into a
 /// view or a generated query; user values go in as parameters instead.
@@ -55,6 +57,24 @@ pub fn sql_literal(s: &str) -> String {
 /// tree alone (no data needed): the gate every query passes before planning.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     guard::parse_read_only(sql).map(|_| ())
+}
+
+/// The tables and views `sql` names (`search` for the table function), for the audit
+/// log; empty when it does not parse.
+pub fn tables_of(sql: &str) -> Vec<String> {
+    let Ok(statement) = guard::parse_read_only(sql) else {
+        return Vec::new();
+    };
+    let mut tables: Vec<String> =
+        datafusion::sql::resolve::resolve_table_references(&statement, true)
+            .map(|(tables, _)| tables.iter().map(|t| t.table().to_owned()).collect())
+            .unwrap_or_default();
+    if sql.to_ascii_lowercase().contains("search(") {
+        tables.push("search".to_owned());
+    }
+    tables.sort();
+    tables.dedup();
+    tables
 }
 
 /// Default number of hits of `search()` when no limit is given.
@@ -77,6 +97,22 @@ pub struct QueryEngine {
 pub struct EngineSettings {
     /// How the `visits` view ties sessions to visits.
     pub visits: VisitSettings,
+    /// The observation variables that hold personal data.
+    pub sensitive: Sensitive,
+    /// The key of the keyed hash that joinable sensitive values become.
+    pub hash_key: HashKey,
+    /// What the engine's reader may see.
+    pub scope: ReadScope,
+}
+
+/// A secret key; its bytes are never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HashKey(pub Vec<u8>);
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(..)")
+    }
 }
 
 /// What the engine's state holds of one source.
@@ -172,15 +208,12 @@ impl QueryEngine {
             )?;
         }
         let mut files = Vec::new();
-        for (table, name, schema) in [
-            (Table::Records, "internal.records", &*RECORDS_SCHEMA),
-            (
-                Table::Observations,
-                "internal.observations",
-                &*OBSERVATIONS_SCHEMA,
-            ),
-            (Table::SyncRuns, "sync_runs", &*SYNC_RUNS_SCHEMA),
-            (Table::SubjectLinks, "subject_links", &*SUBJECT_LINKS_SCHEMA),
+        let mut providers = Vec::new();
+        for (table, schema) in [
+            (Table::Records, &*RECORDS_SCHEMA),
+            (Table::Observations, &*OBSERVATIONS_SCHEMA),
+            (Table::SyncRuns, &*SYNC_RUNS_SCHEMA),
+            (Table::SubjectLinks, &*SUBJECT_LINKS_SCHEMA),
         ] {
             let mut paths = Vec::new();
             for path in snapshot.files(table) {
@@ -188,15 +221,60 @@ impl QueryEngine {
                 files.push(file);
                 paths.push(readable);
             }
-            let provider = parquet_table(&paths, schema.clone())?;
-            ctx.register_table(name, provider)?;
+            providers.push(parquet_table(&paths, schema.clone())?);
+        }
+        let [records, observations, sync_runs, subject_links] =
+            <[Arc<dyn TableProvider>; 4]>::try_from(providers)
+                .map_err(|_| QueryError::Execution("four tables expected".into()))?;
+        let scope = &settings.scope;
+        if scope.is_full(&settings.sensitive) {
+            ctx.register_table("internal.records", records)?;
+            ctx.register_table("internal.observations", observations)?;
+            ctx.register_table("sync_runs", sync_runs)?;
+            ctx.register_table("subject_links", subject_links)?;
+        } else {
+            // The stored tables stay out of the catalog: only their scoped wrappers are
+            // registered, under the same names.
+            let key = &settings.hash_key.0;
+            let rule = |kind| scope::Rule::new(kind, scope, &settings.sensitive, key);
+            let wrap = |inner: Arc<dyn TableProvider>,
+                        rule: Option<scope::Rule>,
+                        records: Option<(Arc<dyn TableProvider>, scope::Rule)>|
+             -> Arc<dyn TableProvider> {
+                match rule {
+                    Some(rule) => Arc::new(scope::ScopedTable::new(inner, rule, records)),
+                    None => inner,
+                }
+            };
+            let records_rule = rule(scope::Kind::Records)?;
+            let for_observations = rule(scope::Kind::Records)?.map(|r| (records.clone(), r));
+            ctx.register_table(
+                "internal.observations",
+                wrap(
+                    observations,
+                    rule(scope::Kind::Observations)?,
+                    for_observations,
+                ),
+            )?;
+            ctx.register_table("internal.records", wrap(records, records_rule, None))?;
+            ctx.register_table(
+                "sync_runs",
+                wrap(sync_runs, rule(scope::Kind::SyncRuns)?, None),
+            )?;
+            ctx.register_table(
+                "subject_links",
+                wrap(subject_links, rule(scope::Kind::SubjectLinks)?, None),
+            )?;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-            subject_of::SubjectOf::new(snapshot.subjects()?),
+            subject_of::SubjectOf::new(snapshot.subjects()?, scope.restriction.sources.clone()),
         ));
         ctx.register_udtf(
             "search",
-            Arc::new(search::SearchFunction::new(snapshot.clone())),
+            Arc::new(search::SearchFunction::new(
+                snapshot.clone(),
+                scope.restriction.clone(),
+            )),
         );
         Ok(QueryEngine {
             snapshot,
@@ -212,7 +290,25 @@ impl QueryEngine {
         self.views
             .get_or_try_init(|| async {
                 let visits_view = [("visits", views::visits_view(&self.settings.visits))];
-                for (name, body) in views::core_views()
+                let links = self.ctx.table_provider("subject_links").await?.schema();
+                let demographics: Vec<&str> = ["sex", "birth_year"]
+                    .into_iter()
+                    .filter(|c| links.field_with_name(c).is_ok())
+                    .collect();
+                let hashed = !self.settings.scope.sensitive;
+                let demographics: Vec<(&str, bool)> = demographics
+                    .into_iter()
+                    .map(|c| {
+                        let sensitive = self
+                            .settings
+                            .sensitive
+                            .all
+                            .iter()
+                            .any(|p| crossdex_store::glob_match(p, c));
+                        (c, hashed && sensitive)
+                    })
+                    .collect();
+                for (name, body) in views::core_views(&demographics)
                     .iter()
                     .map(|(n, b)| (*n, b.as_str()))
                     .chain(views::VIEWS.iter().copied())
@@ -238,17 +334,35 @@ impl QueryEngine {
         self.snapshot.root()
     }
 
-    /// Documents in the full-text index of this state.
+    /// Documents in the full-text index of this state that the reader may see.
     pub fn num_docs(&self) -> u64 {
-        self.snapshot.num_docs()
+        let restriction = &self.settings.scope.restriction;
+        if restriction.is_none() {
+            return self.snapshot.num_docs();
+        }
+        let options = SearchOptions {
+            restriction: restriction.clone(),
+            ..SearchOptions::top(0)
+        };
+        self.snapshot
+            .search_page("*", options)
+            .map_or(0, |page| page.total as u64)
     }
 
-    /// What this state holds of each source, by name.
+    /// The reader's scope.
+    pub fn scope(&self) -> &ReadScope {
+        &self.settings.scope
+    }
+
+    /// What this state holds of each source, by name, as the manifest counted it:
+    /// for a reader limited to some projects, count with SQL instead.
     pub fn source_counts(&self) -> Vec<SourceCounts> {
+        let sources = &self.settings.scope.restriction.sources;
         self.snapshot
             .manifest()
             .sources
             .iter()
+            .filter(|(name, _)| sources.as_ref().is_none_or(|s| s.contains(*name)))
             .map(|(name, s)| SourceCounts {
                 source: name.clone(),
                 records: s.n_records,
@@ -260,6 +374,11 @@ impl QueryEngine {
     /// The subject `source` spells `key` (a subject key, or a title for title-linked
     /// sources), resolved through this state's links.
     pub fn subject_of(&self, source: &str, key: &str) -> Result<Option<String>, QueryError> {
+        if let Some(sources) = &self.settings.scope.restriction.sources
+            && !sources.contains(source)
+        {
+            return Ok(None);
+        }
         Ok(self
             .snapshot
             .subjects()?
@@ -339,7 +458,7 @@ impl QueryEngine {
 
     /// Full-text search, best hits first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, QueryError> {
-        Ok(self.snapshot.search(query, limit)?)
+        Ok(self.search_page(query, SearchOptions::top(limit))?.hits)
     }
 
     /// Full-text search with the number of records matched in all.
@@ -348,6 +467,10 @@ impl QueryEngine {
         query: &str,
         options: SearchOptions,
     ) -> Result<SearchPage, QueryError> {
+        let options = SearchOptions {
+            restriction: self.settings.scope.restriction.clone(),
+            ..options
+        };
         Ok(self.snapshot.search_page(query, options)?)
     }
 }

@@ -31,11 +31,16 @@ pub static SEARCH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 #[derive(Debug)]
 pub(crate) struct SearchFunction {
     snapshot: Arc<Snapshot>,
+    /// The reader's scope: hits outside it are never found.
+    restriction: crossdex_store::Restriction,
 }
 
 impl SearchFunction {
-    pub(crate) fn new(snapshot: Arc<Snapshot>) -> Self {
-        SearchFunction { snapshot }
+    pub(crate) fn new(snapshot: Arc<Snapshot>, restriction: crossdex_store::Restriction) -> Self {
+        SearchFunction {
+            snapshot,
+            restriction,
+        }
     }
 }
 
@@ -76,8 +81,12 @@ impl TableFunctionImpl for SearchFunction {
                 exprs.len()
             );
         }
-        let hits = match self.snapshot.search(query, limit) {
-            Ok(h) => h,
+        let options = crossdex_store::SearchOptions {
+            restriction: self.restriction.clone(),
+            ..crossdex_store::SearchOptions::top(limit)
+        };
+        let hits = match self.snapshot.search_page(query, options) {
+            Ok(page) => page.hits,
             Err(e) => return plan_err!("search(): {e}"),
         };
         let batch = RecordBatch::try_new(

@@ -25,13 +25,20 @@ type SourceKeys = std::collections::HashMap<String, Arc<str>>;
 #[derive(Debug)]
 pub(crate) struct SubjectOf {
     subjects: Arc<SubjectIndex>,
+    /// Sources whose keys resolve (`None`: all): a reader learns nothing of a source
+    /// outside its scope, not even whether it knows a key.
+    sources: Option<std::collections::BTreeSet<String>>,
     signature: Signature,
 }
 
 impl SubjectOf {
-    pub(crate) fn new(subjects: Arc<SubjectIndex>) -> Self {
+    pub(crate) fn new(
+        subjects: Arc<SubjectIndex>,
+        sources: Option<std::collections::BTreeSet<String>>,
+    ) -> Self {
         SubjectOf {
             subjects,
+            sources,
             // Immutable within one engine: an engine reads one snapshot.
             signature: Signature::exact(
                 vec![DataType::Utf8, DataType::Utf8],
@@ -43,7 +50,7 @@ impl SubjectOf {
 
 impl PartialEq for SubjectOf {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.subjects, &other.subjects)
+        Arc::ptr_eq(&self.subjects, &other.subjects) && self.sources == other.sources
     }
 }
 
@@ -85,7 +92,11 @@ impl ScalarUDFImpl for SubjectOf {
                 let keys_of_source = match current {
                     Some((s, k)) if s == source => k,
                     _ => {
-                        let k = self.subjects.source_keys(source);
+                        let k = if self.sources.as_ref().is_none_or(|s| s.contains(source)) {
+                            self.subjects.source_keys(source)
+                        } else {
+                            None
+                        };
                         current = Some((source, k));
                         k
                     }

@@ -327,3 +327,233 @@ async fn a_missing_table_file_or_index_is_an_error_not_an_empty_table() {
         QueryEngine::open_or_empty(dir.path().join("nothing-here"), Default::default()).is_ok()
     );
 }
+
+/// Two sources, two projects, a sensitive `dob` whose values are canaries.
+fn scoped_store(hashed: bool) -> (tempfile::TempDir, Sensitive) {
+    let dir = tempfile::tempdir().unwrap();
+    let sensitive = Sensitive {
+        all: vec!["dob".into()],
+        hashed: if hashed { vec!["dob".into()] } else { vec![] },
+        ..Sensitive::default()
+    };
+    let mut w = Writer::open(dir.path()).unwrap();
+    w.set_sensitive(sensitive.clone());
+    for (source, n_records) in [("clinic", 20), ("imaging", 5)] {
+        let mut txn = w.begin(source, "files", Utc::now()).unwrap();
+        let upserts = (0..n_records)
+            .map(|n| {
+                let mut r = Record::new(source, "files", "row", &n.to_string(), "Visit");
+                r.subject_key = Some(format!("INT_{n:04}"));
+                r.project = Some(if n % 2 == 0 { "P1" } else { "P2" }.to_owned());
+                Entity {
+                    record: r,
+                    observations: vec![
+                        Observation::text("dob", &format!("canary{source}{}", n % 3)),
+                        Observation::number("moca", 20.0 + n as f64, (20 + n).to_string()),
+                    ],
+                }
+            })
+            .collect();
+        txn.apply(Page {
+            upserts,
+            ..Page::default()
+        })
+        .unwrap();
+        txn.commit(SyncMode::Full, None).unwrap();
+    }
+    (dir, sensitive)
+}
+
+fn scoped(dir: &std::path::Path, sensitive: &Sensitive, scope: ReadScope) -> QueryEngine {
+    QueryEngine::open_with(
+        dir,
+        EngineSettings {
+            sensitive: sensitive.clone(),
+            hash_key: HashKey(b"test key".to_vec()),
+            scope,
+            ..EngineSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+fn set(values: &[&str]) -> Option<std::collections::BTreeSet<String>> {
+    Some(values.iter().map(|v| (*v).to_owned()).collect())
+}
+
+#[tokio::test]
+async fn a_scoped_engine_reads_only_its_rows() {
+    let (dir, sensitive) = scoped_store(false);
+    let full = scoped(dir.path(), &sensitive, ReadScope::full());
+    assert_eq!(
+        rows(&full, "SELECT count(*) FROM records").await,
+        vec![vec!["25"]]
+    );
+    // Sensitive values are stored, for readers who may see them, but never indexed.
+    assert_eq!(
+        rows(
+            &full,
+            "SELECT count(*) FROM observations WHERE variable = 'dob'"
+        )
+        .await,
+        vec![vec!["25"]]
+    );
+    assert_eq!(full.search("canaryclinic1", 10).unwrap().len(), 0);
+    assert_eq!(full.search("visit", 100).unwrap().len(), 25);
+
+    let imaging = scoped(
+        dir.path(),
+        &sensitive,
+        ReadScope {
+            restriction: Restriction {
+                sources: set(&["imaging"]),
+                projects: None,
+            },
+            sensitive: true,
+        },
+    );
+    assert_eq!(
+        rows(
+            &imaging,
+            "SELECT source, count(*) FROM records GROUP BY source"
+        )
+        .await,
+        vec![vec!["imaging", "5"]]
+    );
+    assert_eq!(
+        rows(&imaging, "SELECT count(*) FROM internal.observations").await,
+        vec![vec!["10"]]
+    );
+    assert_eq!(imaging.search("visit", 100).unwrap().len(), 5);
+    assert_eq!(
+        rows(&imaging, "SELECT count(*) FROM search('visit', 100)").await,
+        vec![vec!["5"]]
+    );
+    assert_eq!(
+        rows(&imaging, "SELECT subject_of('clinic', 'INT_0001') IS NULL").await,
+        vec![vec!["true"]]
+    );
+    assert_eq!(imaging.num_docs(), 5);
+    // A predicate that fails on a value quotes it in its error...
+    let err = full
+        .sql(
+            "SELECT max(CAST(value_text AS INT)) FROM internal.observations WHERE variable = 'dob'",
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("canary"), "{err}");
+    // ... so for a scoped reader it fails only on values in scope: its error never
+    // quotes a row of another source.
+    for sql in [
+        "SELECT count(*) FROM observations WHERE variable = 'dob' AND CAST(value_text AS INT) > 0",
+        "SELECT count(*) FROM observations WHERE CAST(value_text AS INT) > 0 AND source = 'clinic'",
+        "SELECT max(CAST(value_text AS INT)) FROM internal.observations",
+    ] {
+        match imaging.sql(sql, vec![]).await {
+            Ok(out) => {
+                let text = out.render(OutputFormat::Csv).unwrap();
+                assert!(!text.contains("canaryclinic"), "{sql}: {text}");
+            }
+            Err(e) => assert!(!e.to_string().contains("canaryclinic"), "{sql}: {e}"),
+        }
+    }
+    assert_eq!(
+        imaging
+            .source_counts()
+            .iter()
+            .map(|c| c.source.as_str())
+            .collect::<Vec<_>>(),
+        vec!["imaging"]
+    );
+
+    let p1 = scoped(
+        dir.path(),
+        &sensitive,
+        ReadScope {
+            restriction: Restriction {
+                sources: None,
+                projects: set(&["P1"]),
+            },
+            sensitive: true,
+        },
+    );
+    // Even n: 10 of clinic's 20, 3 of imaging's 5; each with two observations.
+    assert_eq!(
+        rows(&p1, "SELECT count(*) FROM records").await,
+        vec![vec!["13"]]
+    );
+    assert_eq!(
+        rows(&p1, "SELECT count(*) FROM observations").await,
+        vec![vec!["26"]]
+    );
+    assert_eq!(
+        rows(
+            &p1,
+            "SELECT count(*) FROM observations o JOIN records r ON r.id = o.record_id WHERE r.project <> 'P1'"
+        )
+        .await,
+        vec![vec!["0"]]
+    );
+    assert_eq!(p1.search("visit", 100).unwrap().len(), 13);
+
+    let no_pii = scoped(
+        dir.path(),
+        &sensitive,
+        ReadScope {
+            restriction: Restriction::default(),
+            sensitive: false,
+        },
+    );
+    assert_eq!(
+        rows(
+            &no_pii,
+            "SELECT count(*) FROM observations WHERE variable = 'dob'"
+        )
+        .await,
+        vec![vec!["0"]]
+    );
+    assert_eq!(
+        rows(&no_pii, "SELECT count(*) FROM observations").await,
+        vec![vec!["25"]]
+    );
+}
+
+#[tokio::test]
+async fn joinable_sensitive_values_are_keyed_hashes() {
+    let (dir, sensitive) = scoped_store(true);
+    let no_pii = scoped(
+        dir.path(),
+        &sensitive,
+        ReadScope {
+            restriction: Restriction::default(),
+            sensitive: false,
+        },
+    );
+    let hashed = rows(
+        &no_pii,
+        "SELECT value_text, count(*) FROM observations WHERE variable = 'dob' GROUP BY value_text ORDER BY 2 DESC, 1",
+    )
+    .await;
+    // Six distinct canaries (two sources, n % 3), equal values equal hashes.
+    assert_eq!(hashed.len(), 6, "{hashed:?}");
+    assert!(
+        hashed
+            .iter()
+            .all(|r| r[0].len() == 64 && !r[0].contains("canary"))
+    );
+    assert_eq!(
+        rows(
+            &no_pii,
+            "SELECT count(*) FROM observations WHERE value_text LIKE '%canary%'"
+        )
+        .await,
+        vec![vec!["0"]]
+    );
+    // The hash is no function a reader can call to test guesses.
+    let err = no_pii
+        .sql("SELECT keyed_hash('canaryclinic1')", vec![])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("keyed_hash"), "{err}");
+}

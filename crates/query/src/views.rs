@@ -9,7 +9,37 @@ use crossdex_store::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA};
 /// `records` and `observations` as the stored rows with `subject_id` resolved by
 /// `subject_of` (see `subject_of.rs`), and `subjects`: they come first, the per-system
 /// views use them.
-pub(crate) fn core_views() -> Vec<(&'static str, String)> {
+///
+/// `demographics` are the columns of `subject_links` the reader sees (`sex`,
+/// `birth_year`), each with whether it is a keyed hash rather than the value.
+pub(crate) fn core_views(demographics: &[(&str, bool)]) -> Vec<(&'static str, String)> {
+    let seen = |c: &str| demographics.iter().find(|(d, _)| *d == c).map(|(_, h)| *h);
+    let mut outer = String::new();
+    let mut inner = String::new();
+    match seen("sex") {
+        Some(false) => {
+            outer.push_str(" l.sex,");
+            inner.push_str(" min(lower(sex)) FILTER (WHERE confidence > 0) AS sex,");
+        }
+        Some(true) => {
+            outer.push_str(" l.sex,");
+            inner.push_str(" min(sex) FILTER (WHERE confidence > 0) AS sex,");
+        }
+        None => {}
+    }
+    match seen("birth_year") {
+        Some(false) => {
+            outer.push_str(" l.birth_year,");
+            inner.push_str(
+                " min(CAST(CAST(birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE confidence > 0) AS birth_year,",
+            );
+        }
+        Some(true) => {
+            outer.push_str(" l.birth_year,");
+            inner.push_str(" min(birth_year) FILTER (WHERE confidence > 0) AS birth_year,");
+        }
+        None => {}
+    }
     let resolved = |schema: &arrow::datatypes::Schema, table: &str| {
         // Records of sources linked by title (a notebook naming subjects only in titles)
         // carry no subject key; their title is the key the link was made on.
@@ -38,20 +68,19 @@ pub(crate) fn core_views() -> Vec<(&'static str, String)> {
         ),
         (
             "subjects",
-            "SELECT l.subject_id, replace(l.subject_id, 'subj:', '') AS label,
-                    l.sources, l.n_sources, coalesce(r.n, 0) AS n_records, l.sex, l.birth_year,
+            format!(
+                "SELECT l.subject_id, replace(l.subject_id, 'subj:', '') AS label,
+                    l.sources, l.n_sources, coalesce(r.n, 0) AS n_records,{outer}
                     l.conflicts
              FROM (SELECT subject_id,
                           array_sort(array_agg(DISTINCT source) FILTER (WHERE confidence > 0)) AS sources,
-                          count(DISTINCT source) FILTER (WHERE confidence > 0) AS n_sources,
-                          min(lower(sex)) FILTER (WHERE confidence > 0) AS sex,
-                          min(CAST(CAST(birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE confidence > 0) AS birth_year,
+                          count(DISTINCT source) FILTER (WHERE confidence > 0) AS n_sources,{inner}
                           bool_or(confidence = 0) AS conflicts
                    FROM subject_links GROUP BY subject_id) l
              LEFT JOIN (SELECT subject_id AS linked_subject, count(*) AS n FROM records
                         WHERE subject_id IS NOT NULL GROUP BY subject_id) r
                ON r.linked_subject = l.subject_id"
-                .to_owned(),
+            ),
         ),
     ]
 }

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod error;
 mod routes;
 mod sql;
@@ -68,6 +69,8 @@ pub(crate) struct AppState {
     pub service: Service,
     pub options: Arc<ServerOptions>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Each token's request rate and queries at once.
+    pub limiter: Arc<auth::Limiter>,
 }
 
 /// The Prometheus recorder of this process: installed once, shared by every router.
@@ -128,6 +131,7 @@ pub fn app(service: Service, options: ServerOptions) -> Router {
         service,
         options: Arc::new(options.clone()),
         metrics: metrics_handle(),
+        limiter: Arc::default(),
     };
     let (queries, _) = routes::router().split_for_parts();
     let (probes, _) = routes::probes().split_for_parts();
@@ -169,6 +173,7 @@ pub fn app(service: Service, options: ServerOptions) -> Router {
         .route(&format!("{PREFIX}/"), page)
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state, auth::guard))
         .layer(axum::middleware::from_fn(routes::record_metrics))
         .layer(
             ServiceBuilder::new()

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::{AuditInfo, Scoped};
 use crate::{ApiDoc, ApiError, AppState, ErrorBody};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -84,6 +85,11 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<serde_json::Valu
             "no source is synced yet: run `crossdex sync --all`",
         )));
     }
+    // Anyone may ask whether the server is ready: once tokens exist, how much it holds
+    // is for token holders only.
+    if state.service.has_tokens().unwrap_or(true) {
+        return Ok(Json(serde_json::json!({"status": "ready"})));
+    }
     Ok(Json(
         serde_json::json!({"status": "ready", "records": status.records}),
     ))
@@ -142,7 +148,7 @@ fn date(name: &str, v: &Option<String>) -> ApiResult<Option<DateTime<Utc>>> {
         })
 }
 
-async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchResult>> {
+async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Response> {
     let tags = match (p.pre_tag, p.post_tag) {
         (None, None) => None,
         (pre, post) => Some((
@@ -150,6 +156,7 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchRe
             post.unwrap_or_else(|| "**".into()),
         )),
     };
+    let audited = p.q.clone();
     let request = SearchRequest {
         query: p.q,
         limit: p.limit.unwrap_or(20),
@@ -175,7 +182,12 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchRe
         .service
         .search(&request, &control(&state, p.timeout_ms)?)
         .await?;
-    Ok(Json(result))
+    let info = AuditInfo {
+        rows: Some(result.hits.len() as u64),
+        tables: vec!["index".to_owned()],
+        query: Some((audited, false)),
+    };
+    Ok(info.attach(Json(result).into_response()))
 }
 
 /// Full-text search with facets over every hit, a date histogram and highlights.
@@ -186,9 +198,9 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Json<SearchRe
         (status = 408, description = "The search ran past its time limit", body = ErrorBody),
         (status = 410, description = "The cursor expired", body = ErrorBody)))]
 async fn search_get(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<SearchResult>> {
+) -> ApiResult<Response> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     run_search(state, p).await
 }
@@ -201,9 +213,9 @@ async fn search_get(
         (status = 408, description = "The search ran past its time limit", body = ErrorBody),
         (status = 410, description = "The cursor expired", body = ErrorBody)))]
 async fn search_post(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     body: Result<Json<SearchParams>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<SearchResult>> {
+) -> ApiResult<Response> {
     let Json(p) = body.map_err(|e| ApiError::body(e.status(), e.body_text()))?;
     run_search(state, p).await
 }
@@ -211,8 +223,9 @@ async fn search_post(
 /// The saved queries and their typed parameters.
 #[utoipa::path(get, path = "/queries", tag = "sql",
     responses((status = 200, description = "Saved queries", body = Vec<SavedQueryInfo>)))]
-async fn queries(State(state): State<AppState>) -> Json<Vec<SavedQueryInfo>> {
-    Json(state.service.saved_queries())
+async fn queries(Scoped(state): Scoped) -> ApiResult<Json<Vec<SavedQueryInfo>>> {
+    state.service.require(crossdex_service::Action::Sql)?;
+    Ok(Json(state.service.saved_queries()))
 }
 
 /// Which subjects to list.
@@ -237,7 +250,7 @@ pub(crate) struct SubjectParams {
         (status = 200, description = "A page of subjects and the total", body = SubjectList),
         (status = 400, description = "A parameter is not what it should be", body = ErrorBody)))]
 async fn subjects(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     params: Result<Query<SubjectParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<SubjectList>> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -267,10 +280,7 @@ async fn subjects(
         (status = 200, description = "The subject", body = SubjectView),
         (status = 404, description = "No such subject", body = ErrorBody),
         (status = 409, description = "The key names several subjects", body = ErrorBody)))]
-async fn subject(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<SubjectView>> {
+async fn subject(Scoped(state): Scoped, Path(id): Path<String>) -> ApiResult<Json<SubjectView>> {
     Ok(Json(
         state.service.subject(&id, &control(&state, None)?).await?,
     ))
@@ -282,10 +292,7 @@ async fn subject(
     responses(
         (status = 200, description = "The record", body = RecordView),
         (status = 404, description = "No such record", body = ErrorBody)))]
-async fn record(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<RecordView>> {
+async fn record(Scoped(state): Scoped, Path(id): Path<String>) -> ApiResult<Json<RecordView>> {
     Ok(Json(
         state.service.record(&id, &control(&state, None)?).await?,
     ))
@@ -294,7 +301,7 @@ async fn record(
 /// Every source: records held, last run, schedule and next run.
 #[utoipa::path(get, path = "/sources", tag = "sync",
     responses((status = 200, description = "The data directory and its sources", body = Status)))]
-async fn sources(State(state): State<AppState>) -> ApiResult<Json<Status>> {
+async fn sources(Scoped(state): Scoped) -> ApiResult<Json<Status>> {
     Ok(Json(state.service.status(&control(&state, None)?).await?))
 }
 
@@ -314,7 +321,7 @@ pub(crate) struct RunsParams {
         (status = 400, description = "A parameter is not what it should be", body = ErrorBody),
         (status = 404, description = "No such source", body = ErrorBody)))]
 async fn source_runs(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(name): Path<String>,
     params: Result<Query<RunsParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<RunSummary>>> {
@@ -348,7 +355,7 @@ pub(crate) struct SyncParams {
         (status = 404, description = "No such source", body = ErrorBody),
         (status = 409, description = "The data directory is busy", body = ErrorBody)))]
 async fn sync_source(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(name): Path<String>,
     params: Result<Query<SyncParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
@@ -369,10 +376,7 @@ async fn sync_source(
     responses(
         (status = 200, description = "Where the sync is", body = RunProgress),
         (status = 404, description = "No such run", body = ErrorBody)))]
-async fn run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<RunProgress>> {
+async fn run(Scoped(state): Scoped, Path(id): Path<String>) -> ApiResult<Json<RunProgress>> {
     Ok(Json(
         state
             .service
@@ -384,7 +388,7 @@ async fn run(
 /// What linking links and leaves apart.
 #[utoipa::path(get, path = "/link-report", tag = "subjects",
     responses((status = 200, description = "The link report", body = LinkReport)))]
-async fn link_report(State(state): State<AppState>) -> ApiResult<Json<LinkReport>> {
+async fn link_report(Scoped(state): Scoped) -> ApiResult<Json<LinkReport>> {
     Ok(Json(
         state.service.link_report(&control(&state, None)?).await?,
     ))
@@ -394,7 +398,20 @@ async fn link_report(State(state): State<AppState>) -> ApiResult<Json<LinkReport
 /// records held and the last run's outcome and duration.
 #[utoipa::path(get, path = "/metrics", tag = "status",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(Scoped(state): Scoped) -> Response {
+    // The gauges are the process's, shared by every caller: only a token that sees
+    // every source and project may read them.
+    let principal = state.service.principal();
+    if let Err(e) = state.service.require(crossdex_service::Action::Status) {
+        return ApiError(e).into_response();
+    }
+    if principal.scope.sources.is_some() || principal.scope.projects.is_some() {
+        return ApiError(ServiceError::new(
+            ErrorCode::Forbidden,
+            "metrics count every source and project: they need a token without --sources or --projects limits",
+        ))
+        .into_response();
+    }
     let limit = QueryControl::with_timeout(state.options.query_timeout);
     if let Ok(status) = state.service.status(&limit).await {
         metrics::gauge!("crossdex_records").set(status.records as f64);

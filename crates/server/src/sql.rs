@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::auth::{AuditInfo, Scoped};
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use crossdex_service::{BatchStream, OutputFormat, QueryOutput, RecordBatch, ScalarValue};
@@ -140,7 +141,7 @@ fn scalar(name: &str, v: &serde_json::Value) -> Result<ScalarValue, ApiError> {
         (status = 400, description = "Invalid SQL, or not a read-only query; `position` says where", body = ErrorBody),
         (status = 408, description = "The query ran past its time limit", body = ErrorBody)))]
 pub(crate) async fn sql(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     headers: HeaderMap,
     limits: Result<Query<Limits>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -178,13 +179,26 @@ pub(crate) async fn sql(
     let control = control(&state, timeout_ms)?;
     let format = Format::of(&headers);
     let stream = state.service.sql_stream(&text, params, &control).await?;
-    answer(
+    let response = answer(
         stream,
         format,
-        max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+        max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(row_cap(&state)),
         control.timeout,
     )
-    .await
+    .await?;
+    let info = AuditInfo {
+        rows: None,
+        tables: crossdex_service::tables_of(&text),
+        query: Some((text, true)),
+    };
+    Ok(info.attach(response))
+}
+
+/// The most rows the caller's token may be answered.
+fn row_cap(state: &AppState) -> usize {
+    state.service.principal().limits.map_or(usize::MAX, |l| {
+        usize::try_from(l.max_rows).unwrap_or(usize::MAX)
+    })
 }
 
 /// Parameters of a saved query, and limits.
@@ -215,7 +229,7 @@ pub(crate) struct SavedBody {
         (status = 404, description = "No saved query of that name", body = ErrorBody),
         (status = 408, description = "The query ran past its time limit", body = ErrorBody)))]
 pub(crate) async fn run_query(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -246,13 +260,19 @@ pub(crate) async fn run_query(
         .collect::<Result<_, _>>()?;
     let control = control(&state, b.timeout_ms)?;
     let stream = state.service.saved_stream(&name, &values, &control).await?;
-    answer(
+    let response = answer(
         stream,
         Format::of(&headers),
-        b.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+        b.max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(row_cap(&state)),
         control.timeout,
     )
-    .await
+    .await?;
+    let info = AuditInfo {
+        rows: None,
+        tables: vec![format!("saved:{name}")],
+        query: None,
+    };
+    Ok(info.attach(response))
 }
 
 /// At most `left` rows of `batch`; `left` goes down by what is kept.

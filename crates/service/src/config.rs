@@ -61,6 +61,28 @@ struct RawConfig {
     /// The HTTP API of `crossdex serve`.
     #[serde(default)]
     server: ServerSettings,
+    /// Personal data: what stays out of the index and from tokens without access.
+    #[serde(default)]
+    privacy: PrivacySettings,
+}
+
+/// `[privacy]`: which observation variables hold personal data. Each source may add
+/// its own with a `sensitive` list in its table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Variable names or patterns (`*` for any run of characters, no case) of every
+    /// source that are sensitive [default: crossdex's starting list, see
+    /// docs/security.md]. Their values never enter the full-text index, and tokens
+    /// without the `sensitive` scope do not see them.
+    pub sensitive: Option<Vec<String>>,
+    /// Sensitive variables that tokens without the `sensitive` scope still see, as a
+    /// keyed hash (HMAC-SHA256), so they can join on them [default: none].
+    #[serde(default)]
+    pub hashed: Vec<String>,
+    /// A file holding the key of the keyed hash [default: `access/hash.key` in the data
+    /// directory, created on first use].
+    pub hash_key_file: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP API of `crossdex serve`.
@@ -82,6 +104,12 @@ pub struct ServerSettings {
     /// Origins whose web pages may call the API (CORS) [default: none].
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// `token create --expires` takes at most this many days [default 365].
+    pub max_token_days: Option<u32>,
+    /// The audit log starts a new file past this many bytes [default 67108864].
+    pub audit_max_bytes: Option<u64>,
+    /// Audit files older than this many days are deleted [default 365].
+    pub audit_keep_days: Option<u32>,
 }
 
 /// `[sync]`: how `sync` and the scheduler of `serve` run sources.
@@ -102,7 +130,7 @@ pub struct SyncSettings {
 }
 
 /// Keys of a source table that are crossdex's, not the connector's.
-const ENGINE_KEYS: &[&str] = &["link", "schedule", "timezone", "jitter_s"];
+const ENGINE_KEYS: &[&str] = &["link", "schedule", "timezone", "jitter_s", "sensitive"];
 
 /// `[linking]`: what applies across sources; each source's own rule is its `link` table.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -139,6 +167,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// `[server]`.
     pub server: ServerSettings,
+    /// `[privacy]`, `hash_key_file` resolved against the file's folder.
+    pub privacy: PrivacySettings,
     /// Each scheduled source's schedule, read from its `schedule`, `timezone` and
     /// `jitter_s` keys when the file loads.
     pub schedules: BTreeMap<String, Schedule>,
@@ -220,16 +250,60 @@ impl Config {
             },
             sync: raw.sync,
             server: raw.server,
+            privacy: PrivacySettings {
+                hash_key_file: raw.privacy.hash_key_file.clone().map(resolve),
+                ..raw.privacy
+            },
             schedules: BTreeMap::new(),
             missed_runs: Missed::default(),
         };
         cfg.link_rules()?;
+        cfg.read_sensitive()?;
         cfg.schedules = cfg.read_schedules()?;
         cfg.missed_runs = cfg.read_missed_runs()?;
         for name in cfg.sources.keys() {
             cfg.connector(name)?;
         }
         Ok(cfg)
+    }
+
+    /// The sensitive variables: `[privacy]` and each source's `sensitive` list.
+    pub fn sensitive(&self) -> crossdex_store::Sensitive {
+        self.read_sensitive().unwrap_or_default()
+    }
+
+    fn read_sensitive(&self) -> Result<crossdex_store::Sensitive, ConfigError> {
+        let all = self.privacy.sensitive.clone().unwrap_or_else(|| {
+            crossdex_store::DEFAULT_SENSITIVE
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        });
+        let mut by_source = BTreeMap::new();
+        for (name, table) in &self.sources {
+            let Some(list) = table.get("sensitive") else {
+                continue;
+            };
+            let patterns: Option<Vec<String>> = list.as_array().and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            });
+            let Some(patterns) = patterns else {
+                return Err(self.source_error(
+                    name,
+                    "sensitive",
+                    "expected a list of variable names or patterns, e.g. [\"mrn\", \"*_name\"]"
+                        .into(),
+                ));
+            };
+            by_source.insert(name.clone(), patterns);
+        }
+        Ok(crossdex_store::Sensitive {
+            all,
+            by_source,
+            hashed: self.privacy.hashed.clone(),
+        })
     }
 
     fn base_dir(&self) -> PathBuf {
@@ -491,9 +565,21 @@ pub fn example() -> String {
          # shutdown_grace_s = 30        # on SIGTERM, running syncs get this long to finish\n\n\
          # The HTTP API of `crossdex serve` (docs/http-api.md), on loopback only.\n\
          # [server]\n\
-         # listen = \"127.0.0.1:8742\"\n\
+         # listen = \"127.0.0.1:8742\"     # other addresses once `crossdex token create` made a token\n\
          # query_timeout_s = 30\n\
-         # max_concurrent_queries = 32\n\n\
+         # max_concurrent_queries = 32\n\
+         # cors_origins = []            # web origins allowed to call the API\n\
+         # max_token_days = 365         # longest --expires of a token\n\
+         # audit_max_bytes = 67108864   # the audit log starts a new file past this size\n\
+         # audit_keep_days = 365        # and deletes its files past this age\n\n\
+         # Personal data (docs/security.md): variables (names or patterns, `*` for any run,\n\
+         # no case) whose values never enter the full-text index and that API tokens\n\
+         # without --sensitive do not see. Without `sensitive`, crossdex's starting list\n\
+         # applies; a source adds its own with `sensitive = [...]` in its table.\n\
+         # [privacy]\n\
+         # sensitive = [\"name\", \"*_name\", \"dob\", \"birth_year\", \"*address*\", \"*notes*\"]\n\
+         # hashed = [\"birth_year\"]      # still joinable, as keyed hashes (HMAC-SHA256)\n\
+         # hash_key_file = \"/etc/crossdex/hash.key\"  # default: access/hash.key in data_dir\n\n\
          # One [sources.<name>] table per source; `type` selects the connector.\n\n",
     );
     // The first example is live so the file loads as written; the others need
@@ -578,7 +664,17 @@ impl ConfigDraft {
             );
             let linking = serde_json::json!({ "linking": { "priority": self.link_priority } });
             out.push_str(&toml::to_string(&linking).map_err(invalid)?);
+            out.push('\n');
         }
+        out.push_str(
+            "# Personal data (docs/security.md): never in the full-text index; API tokens\n\
+             # without --sensitive do not see it, or see `hashed` variables as keyed hashes.\n",
+        );
+        let privacy = serde_json::json!({ "privacy": {
+            "sensitive": crossdex_store::DEFAULT_SENSITIVE,
+            "hashed": ["birth_year"],
+        }});
+        out.push_str(&toml::to_string(&privacy).map_err(invalid)?);
         Ok(out)
     }
 }

@@ -80,6 +80,14 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Anything else: crossdex's fault.
     Internal,
+    /// No valid API token: missing, unknown, expired or revoked.
+    Unauthorized,
+    /// The token is valid but its scope does not allow this.
+    Forbidden,
+    /// No token of that name.
+    UnknownToken,
+    /// The token sent more requests per second than its limit.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -96,6 +104,9 @@ impl ErrorCode {
             AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured => ErrorKind::Conflict,
             QueryTimeout | Cancelled | DiskFull | Overloaded | NotReady => ErrorKind::Unavailable,
             Internal => ErrorKind::Internal,
+            Unauthorized | Forbidden => ErrorKind::Auth,
+            UnknownToken => ErrorKind::NotFound,
+            RateLimited => ErrorKind::Unavailable,
         }
     }
 
@@ -117,6 +128,10 @@ impl ErrorCode {
             PayloadTooLarge => 413,
             NotReady => 503,
             Internal => 500,
+            Unauthorized => 401,
+            Forbidden => 403,
+            UnknownToken => 404,
+            RateLimited => 429,
         }
     }
 
@@ -150,6 +165,10 @@ impl ErrorCode {
             NotARoute => "not_a_route",
             PayloadTooLarge => "payload_too_large",
             Internal => "internal",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            UnknownToken => "unknown_token",
+            RateLimited => "rate_limited",
         }
     }
 }

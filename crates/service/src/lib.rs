@@ -19,6 +19,8 @@
 
 #![warn(missing_docs)]
 
+mod access;
+mod audit;
 pub mod config;
 mod error;
 mod linking;
@@ -37,6 +39,10 @@ use std::time::Duration;
 use crossdex_query::{EngineSettings, QueryEngine};
 use crossdex_store::CommitMark;
 
+pub use crate::access::{
+    Action, CreatedToken, Limits, NewToken, Principal, Scope, TokenInfo, parse_duration,
+};
+pub use crate::audit::{AuditEntry, AuditFilter};
 pub use crate::config::{Config, ConfigError, default_data_dir};
 pub use crate::error::{ErrorCode, ErrorKind, ServiceError};
 pub use crate::linking::{
@@ -56,6 +62,7 @@ pub use crate::sync::{
     DoctorCheck, DoctorReport, EventSender, Forgotten, PlannedRun, Stop, SyncEvent, SyncOutcome,
     SyncRequest,
 };
+pub use crossdex_query::tables_of;
 pub use crossdex_query::{
     BatchStream, OutputFormat, ParamKind, QueryOutput, RecordBatch, ScalarValue, SchemaRef,
     VisitSettings,
@@ -106,6 +113,8 @@ impl QueryControl {
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
+    /// Who asks: every answer is read within its scope.
+    principal: Arc<access::Principal>,
 }
 
 struct Inner {
@@ -114,8 +123,18 @@ struct Inner {
     saved: Vec<crossdex_query::SavedQuery>,
     settings: EngineSettings,
     query_timeout: Option<Duration>,
-    /// The engine over the latest commit seen, with the mark of that commit.
-    current: Mutex<Option<(Option<CommitMark>, Arc<QueryEngine>)>>,
+    /// The engine over the latest commit seen, with the mark of that commit, for each
+    /// scope that asked lately.
+    current: Mutex<
+        std::collections::HashMap<
+            crossdex_query::ReadScope,
+            (Option<CommitMark>, Arc<QueryEngine>),
+        >,
+    >,
+    /// The API tokens of the data directory.
+    tokens: access::Tokens,
+    /// The audit log of API requests.
+    audit: audit::AuditLog,
     /// States kept for search cursors.
     pins: Mutex<Vec<Pinned>>,
     /// Every sync's progress, for front ends that poll.
@@ -135,6 +154,7 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("data_dir", &self.inner.data_dir)
+            .field("principal", &self.principal.name)
             .field("config", &self.inner.config.as_ref().map(|c| &c.path))
             .finish()
     }
@@ -171,19 +191,43 @@ impl Service {
                 .as_ref()
                 .map(|c| c.visit_settings())
                 .unwrap_or_default(),
+            sensitive: config.as_ref().map_or_else(
+                || crossdex_store::Sensitive {
+                    all: crossdex_store::DEFAULT_SENSITIVE
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                    ..Default::default()
+                },
+                |c| c.sensitive(),
+            ),
+            // Read when a scope first needs it (`hash_key`).
+            hash_key: crossdex_query::HashKey::default(),
+            scope: crossdex_query::ReadScope::full(),
         };
+        let server = config
+            .as_ref()
+            .map(|c| c.server.clone())
+            .unwrap_or_default();
         Ok(Service {
             inner: Arc::new(Inner {
                 config,
-                data_dir,
                 saved,
                 settings,
                 query_timeout,
-                current: Mutex::new(None),
+                current: Mutex::new(std::collections::HashMap::new()),
                 pins: Mutex::new(Vec::new()),
                 board: Arc::default(),
                 jobs: Mutex::new(None),
+                tokens: access::Tokens::new(&data_dir),
+                audit: audit::AuditLog::new(
+                    &data_dir,
+                    server.audit_max_bytes.unwrap_or(64 << 20),
+                    server.audit_keep_days.unwrap_or(365),
+                ),
+                data_dir,
             }),
+            principal: Arc::new(access::Principal::local()),
         })
     }
 
@@ -232,24 +276,149 @@ impl Service {
     /// [`ErrorCode::NoIndex`], or an empty state when `or_empty`.
     fn engine_at(&self, or_empty: bool) -> Result<Arc<QueryEngine>> {
         let dir = &self.inner.data_dir;
+        let scope = self.principal.scope.read_scope();
         // Read before opening: a commit in between makes the next call reopen, never
         // keeps an older state.
         let mark = CommitMark::read(dir);
         let mut current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, engine)) = current.as_ref()
+        if let Some((seen, engine)) = current.get(&scope)
             && *seen == mark
             && (mark.is_some() || or_empty)
         {
             return Ok(engine.clone());
         }
-        let settings = self.inner.settings.clone();
+        let mut settings = self.inner.settings.clone();
+        if !scope.is_full(&settings.sensitive) {
+            settings.hash_key = crossdex_query::HashKey(self.hash_key()?);
+        }
+        settings.scope = scope.clone();
         let engine = Arc::new(if or_empty {
             QueryEngine::open_or_empty(dir, settings)?
         } else {
             QueryEngine::open_with(dir, settings)?
         });
-        *current = Some((mark, engine.clone()));
+        // Engines of scopes not asked for lately go: a handful of tokens, not thousands.
+        if current.len() >= 32 {
+            current.retain(|_, (seen, _)| *seen == mark);
+            if current.len() >= 32 {
+                current.clear();
+            }
+        }
+        current.insert(scope, (mark, engine.clone()));
         Ok(engine)
+    }
+
+    /// The key of the keyed hash of joinable sensitive values: `[privacy]
+    /// hash_key_file`, else `access/hash.key` in the data directory, created once.
+    fn hash_key(&self) -> Result<Vec<u8>> {
+        let configured = self.config().and_then(|c| c.privacy.hash_key_file.clone());
+        let path = configured
+            .clone()
+            .unwrap_or_else(|| self.inner.data_dir.join("access").join("hash.key"));
+        match std::fs::read(&path) {
+            Ok(key) if key.len() >= 16 => return Ok(key),
+            Ok(_) => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{}: a hash key needs 16 bytes at least", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && configured.is_none() => {}
+            Err(e) => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot read the hash key {}: {e}", path.display()),
+                ));
+            }
+        }
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key)
+            .map_err(|e| ServiceError::internal("drawing a hash key", e))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServiceError::internal("creating the access folder", e))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(&key)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| ServiceError::internal("writing the hash key", e))?;
+                Ok(key.to_vec())
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read(&path).map_err(|e| ServiceError::internal("reading the hash key", e))
+            }
+            Err(e) => Err(ServiceError::internal("writing the hash key", e)),
+        }
+    }
+
+    /// The same service, answering for `principal`: every read within its scope.
+    pub fn acting_as(&self, principal: Principal) -> Service {
+        Service {
+            inner: self.inner.clone(),
+            principal: Arc::new(principal),
+        }
+    }
+
+    /// Who this service answers for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// An error unless the principal may `action`.
+    pub fn require(&self, action: Action) -> Result<()> {
+        self.principal.require(action)
+    }
+
+    /// The caller `secret` (an API token) stands for.
+    pub fn authenticate(&self, secret: &str) -> Result<Principal> {
+        self.inner.tokens.authenticate(secret)
+    }
+
+    /// Whether any API token was ever created for this data directory.
+    pub fn has_tokens(&self) -> Result<bool> {
+        self.inner.tokens.any()
+    }
+
+    /// The API tokens, without their secrets.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.require(Action::Admin)?;
+        self.inner.tokens.list()
+    }
+
+    /// Creates a token; its secret is in the answer, and nowhere else.
+    pub fn create_token(&self, new: NewToken) -> Result<CreatedToken> {
+        self.require(Action::Admin)?;
+        let max_days = self
+            .config()
+            .and_then(|c| c.server.max_token_days)
+            .unwrap_or(365);
+        self.inner.tokens.create(new, max_days)
+    }
+
+    /// Revokes token `name` and those derived from it; their names.
+    pub fn revoke_token(&self, name: &str) -> Result<Vec<String>> {
+        self.require(Action::Admin)?;
+        self.inner.tokens.revoke(name)
+    }
+
+    /// Appends one line to the audit log.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.inner.audit.append(entry)
+    }
+
+    /// The audit log's lines that `filter` keeps, oldest first.
+    pub fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        self.require(Action::Admin)?;
+        self.inner.audit.read(filter)
     }
 
     pub(crate) fn engine(&self) -> Result<Arc<QueryEngine>> {
@@ -295,6 +464,7 @@ impl Service {
         params: Vec<(String, ScalarValue)>,
         control: &QueryControl,
     ) -> Result<QueryOutput> {
+        self.require(Action::Sql)?;
         let engine = self.engine()?;
         self.bounded(control, async {
             engine.sql(sql, params).await.map_err(|e| {
@@ -315,6 +485,7 @@ impl Service {
         params: Vec<(String, ScalarValue)>,
         control: &QueryControl,
     ) -> Result<BatchStream> {
+        self.require(Action::Sql)?;
         let engine = self.engine()?;
         self.bounded(control, async {
             engine.sql_stream(sql, params).await.map_err(|e| {
@@ -333,6 +504,7 @@ impl Service {
         values: &[(String, String)],
         control: &QueryControl,
     ) -> Result<BatchStream> {
+        self.require(Action::Sql)?;
         let query = crossdex_query::SavedQuery::find(&self.inner.saved, name)?;
         let params = query.bind(values)?;
         let engine = self.engine()?;
@@ -354,6 +526,7 @@ impl Service {
         values: &[(String, String)],
         control: &QueryControl,
     ) -> Result<QueryOutput> {
+        self.require(Action::Sql)?;
         let query = crossdex_query::SavedQuery::find(&self.inner.saved, name)?;
         let engine = self.engine()?;
         self.bounded(control, async { Ok(engine.saved(query, values).await?) })

@@ -417,6 +417,7 @@ impl Service {
     /// The configuration's linking rules applied to the keys in the data directory now:
     /// what they link and what they leave apart. Nothing is stored.
     pub async fn link_report(&self, control: &QueryControl) -> Result<LinkReport> {
+        self.require(crate::Action::Subjects)?;
         let config = self.require_config("a link report")?;
         let engine = self.engine()?;
         let linking = self

@@ -238,7 +238,12 @@ impl Service {
     fn pinned(&self, id: u64) -> Option<Arc<QueryEngine>> {
         let mut pins = self.inner.pins.lock().unwrap_or_else(|e| e.into_inner());
         pins.retain(|p| p.since.elapsed() < CURSOR_TTL);
-        pins.iter().find(|p| p.id == id).map(|p| p.engine.clone())
+        // A cursor reads within the scope it was made in: another token's cursor reads
+        // as unknown, whatever it would have shown.
+        let scope = self.principal().scope.read_scope();
+        pins.iter()
+            .find(|p| p.id == id && *p.engine.scope() == scope)
+            .map(|p| p.engine.clone())
     }
 
     /// Full-text search with facets and highlights.
@@ -247,6 +252,7 @@ impl Service {
         request: &SearchRequest,
         control: &QueryControl,
     ) -> Result<SearchResult> {
+        self.require(crate::Action::Search)?;
         if request.limit > MAX_LIMIT {
             return Err(ServiceError::new(
                 ErrorCode::InvalidParameter,
@@ -292,6 +298,8 @@ impl Service {
             facets: request.facets,
             dates,
             filters: filter_terms(f),
+            // The engine puts the principal's scope here.
+            restriction: Default::default(),
         };
         let query = request.query.clone();
         // The index is read on a blocking thread: a search of a large index must not

@@ -158,7 +158,23 @@ impl RunRow {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct SourceCountRow {
+    source: String,
+    records: u64,
+    observations: u64,
+}
+
 impl Service {
+    /// Whether the principal's scope takes in source `name`.
+    pub(crate) fn sees_source(&self, name: &str) -> bool {
+        self.principal()
+            .scope
+            .sources
+            .as_ref()
+            .is_none_or(|s| s.contains(name))
+    }
+
     /// A source's runs, newest first, at most `limit`.
     pub async fn runs(
         &self,
@@ -166,11 +182,13 @@ impl Service {
         limit: usize,
         control: &QueryControl,
     ) -> Result<Vec<RunSummary>> {
+        self.require(crate::Action::Status)?;
         let engine = self.engine_at(true)?;
-        let known = self
-            .config()
-            .is_some_and(|c| c.sources.contains_key(source))
-            || engine.source_counts().iter().any(|c| c.source == source);
+        let known = self.sees_source(source)
+            && (self
+                .config()
+                .is_some_and(|c| c.sources.contains_key(source))
+                || engine.source_counts().iter().any(|c| c.source == source));
         let rows: Vec<RunRow> = self
             .bounded(
                 control,
@@ -196,6 +214,7 @@ impl Service {
 
     /// Every source's state. A data directory not synced yet reads as empty.
     pub async fn status(&self, control: &QueryControl) -> Result<Status> {
+        self.require(crate::Action::Status)?;
         let engine = self.engine_at(true)?;
         let last: Vec<RunRow> = self
             .bounded(
@@ -214,12 +233,33 @@ impl Service {
             Some(_) => self.plan().await?,
             None => Vec::new(),
         };
-        let counts: BTreeMap<String, (u64, u64)> = engine
-            .source_counts()
-            .into_iter()
-            .map(|c| (c.source, (c.records, c.observations)))
-            .collect();
-        let configured = |name: &str| self.config().is_some_and(|c| c.sources.contains_key(name));
+        let counts: BTreeMap<String, (u64, u64)> = if engine.scope().restriction.projects.is_some()
+        {
+            // The manifest counts whole sources: a reader of some projects gets
+            // the counts of what it can read.
+            let rows: Vec<SourceCountRow> = self
+                    .bounded(
+                        control,
+                        crate::rows(
+                            &engine,
+                            "SELECT r.source, r.n AS records, coalesce(o.n, 0) AS observations                              FROM (SELECT source, count(*) AS n FROM records GROUP BY source) r                              LEFT JOIN (SELECT source, count(*) AS n FROM observations GROUP BY source) o                                ON o.source = r.source",
+                            &[],
+                        ),
+                    )
+                    .await?;
+            rows.into_iter()
+                .map(|r| (r.source, (r.records, r.observations)))
+                .collect()
+        } else {
+            engine
+                .source_counts()
+                .into_iter()
+                .map(|c| (c.source, (c.records, c.observations)))
+                .collect()
+        };
+        let configured = |name: &str| {
+            self.sees_source(name) && self.config().is_some_and(|c| c.sources.contains_key(name))
+        };
         let mut sources: BTreeMap<String, SourceStatus> = BTreeMap::new();
         let entry = |sources: &mut BTreeMap<String, SourceStatus>, name: &str| {
             sources
@@ -246,7 +286,7 @@ impl Service {
             entry(&mut sources, name);
         }
         if let Some(c) = self.config() {
-            for name in c.sources.keys() {
+            for name in c.sources.keys().filter(|n| self.sees_source(n)) {
                 entry(&mut sources, name);
             }
         }
@@ -257,7 +297,7 @@ impl Service {
                 s.last_run = Some(r.summary());
             }
         }
-        for p in plan {
+        for p in plan.into_iter().filter(|p| self.sees_source(&p.source)) {
             let name = entry(&mut sources, &p.source);
             if let Some(s) = sources.get_mut(&name) {
                 s.schedule = Some(p.schedule);

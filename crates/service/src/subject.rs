@@ -153,6 +153,7 @@ impl Service {
     /// The subject `id` names: a subject id (`subj:...`), its label, or any source's
     /// spelling of its key.
     pub async fn resolve_subject(&self, id: &str, control: &QueryControl) -> Result<String> {
+        self.require(crate::Action::Subjects)?;
         #[derive(Deserialize)]
         struct Row {
             subject_id: String,
@@ -195,6 +196,7 @@ impl Service {
 
     /// Everything on one subject: its keys, records per source and a timeline.
     pub async fn subject(&self, id: &str, control: &QueryControl) -> Result<SubjectView> {
+        self.require(crate::Action::Subjects)?;
         let subject_id = self.resolve_subject(id, control).await?;
         let engine = self.engine()?;
         let p = [("id", subject_id.as_str())];
@@ -239,6 +241,7 @@ impl Service {
 
     /// One record by its id, with its observations, related records and deep link.
     pub async fn record(&self, id: &str, control: &QueryControl) -> Result<RecordView> {
+        self.require(crate::Action::Subjects)?;
         #[derive(Deserialize)]
         struct Row {
             #[serde(flatten)]
@@ -351,6 +354,7 @@ impl Service {
         filter: &SubjectFilter,
         control: &QueryControl,
     ) -> Result<SubjectList> {
+        self.require(crate::Action::Subjects)?;
         #[derive(Deserialize)]
         struct Total {
             n: u64,

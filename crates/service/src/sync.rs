@@ -201,11 +201,15 @@ async fn open_writer(
     dir: &std::path::Path,
     purpose: &str,
     wait: Option<Duration>,
+    sensitive: &crossdex_store::Sensitive,
 ) -> Result<Writer> {
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         match Writer::open_for(dir, purpose) {
-            Ok(w) => return Ok(w),
+            Ok(mut w) => {
+                w.set_sensitive(sensitive.clone());
+                return Ok(w);
+            }
             Err(e @ StoreError::Locked { .. }) => {
                 if deadline.is_some_and(|d| Instant::now() < d) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -354,6 +358,7 @@ impl Service {
     /// Syncs the sources `request` names, several at once, then links subjects. A
     /// failing source does not stop the others: its run is recorded as failed.
     pub async fn sync(&self, request: &SyncRequest, events: EventSender) -> Result<SyncOutcome> {
+        self.require(crate::Action::Admin)?;
         let config = self.shared_config("a sync")?;
         if request.sources.is_empty() && !request.all {
             return Err(ServiceError::new(
@@ -375,7 +380,13 @@ impl Service {
             .iter()
             .map(|name| job(&config, name, request.full))
             .collect::<Result<Vec<_>>>()?;
-        let mut writer = open_writer(self.data_dir(), "crossdex sync", request.wait).await?;
+        let mut writer = open_writer(
+            self.data_dir(),
+            "crossdex sync",
+            request.wait,
+            &self.inner.settings.sensitive,
+        )
+        .await?;
         check_space(&writer)?;
         let observer = Arc::new(Events {
             config: config.clone(),
@@ -442,6 +453,7 @@ impl Service {
 
     /// The plan `serve` would follow if started now: each scheduled source's next run.
     pub async fn plan(&self) -> Result<Vec<PlannedRun>> {
+        self.require(crate::Action::Status)?;
         let config = self.require_config("a schedule")?;
         let last = self.last_started().await?;
         Ok(self
@@ -472,7 +484,13 @@ impl Service {
                 ),
             ));
         }
-        let mut writer = open_writer(self.data_dir(), "crossdex serve", None).await?;
+        let mut writer = open_writer(
+            self.data_dir(),
+            "crossdex serve",
+            None,
+            &self.inner.settings.sensitive,
+        )
+        .await?;
         check_space(&writer)?;
         let last = self.last_started().await?;
         let scheduler = self.scheduler(&config, &last);
@@ -524,6 +542,7 @@ impl Service {
     /// runs, else it starts now in the background. Its progress is
     /// [`Service::run_progress`] of the entry returned.
     pub fn request_sync(&self, source: &str, full: bool) -> Result<crate::RunProgress> {
+        self.require(crate::Action::Admin)?;
         let config = self.shared_config("a sync")?;
         if !config.sources.contains_key(source) {
             return Err(ServiceError::new(
@@ -579,6 +598,7 @@ impl Service {
         id: &str,
         control: &crate::QueryControl,
     ) -> Result<crate::RunProgress> {
+        self.require(crate::Action::Status)?;
         if let Some(p) = self.inner.board.get(id) {
             return Ok(p);
         }
@@ -625,6 +645,7 @@ impl Service {
         sources: &[String],
         force: bool,
     ) -> Result<(Vec<Forgotten>, Option<LinkSummary>)> {
+        self.require(crate::Action::Admin)?;
         let config = self.shared_config("forget")?;
         if let Some(s) = sources.iter().find(|s| config.sources.contains_key(*s))
             && !force
@@ -637,7 +658,13 @@ impl Service {
                 ),
             ));
         }
-        let mut writer = open_writer(self.data_dir(), "crossdex forget", None).await?;
+        let mut writer = open_writer(
+            self.data_dir(),
+            "crossdex forget",
+            None,
+            &self.inner.settings.sensitive,
+        )
+        .await?;
         let mut out = Vec::new();
         for s in sources {
             let (records, observations) = writer.forget_source(s).map_err(|e| match e {
@@ -669,6 +696,7 @@ impl Service {
     /// Checks that each source answers and accepts its credentials (all at once, at
     /// most `timeout` each, no retries), and that the data directory is usable.
     pub async fn doctor(&self, names: &[String], timeout: Duration) -> Result<DoctorReport> {
+        self.require(crate::Action::Admin)?;
         let config = self.require_config("doctor")?;
         let mut tasks = Vec::new();
         for name in self.select_sources(names, names.is_empty())? {

@@ -1,5 +1,6 @@
 //! The tantivy side of the store: schema, analyzer, documents and lookups.
 
+use crate::sensitive::Sensitive;
 use std::collections::BTreeMap;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
@@ -111,7 +112,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError
 
 /// The searchable text of an entity: its keys, description and every observation as
 /// `label: value`, so a search for a value finds the record that holds it.
-pub(crate) fn body_text(e: &Entity) -> String {
+pub(crate) fn body_text(e: &Entity, sensitive: &Sensitive) -> String {
     let r = &e.record;
     let mut s = String::with_capacity(256);
     s.push_str(&r.native_id);
@@ -129,6 +130,10 @@ pub(crate) fn body_text(e: &Entity) -> String {
     }
     for o in &e.observations {
         let Some(v) = &o.value_text else { continue };
+        // Personal data stays out of the index: no reader's search can find it.
+        if sensitive.is_sensitive(&r.source, &o.variable) {
+            continue;
+        }
         s.push('\n');
         s.push_str(o.label.as_deref().unwrap_or(&o.variable));
         s.push_str(": ");
@@ -137,7 +142,12 @@ pub(crate) fn body_text(e: &Entity) -> String {
     s
 }
 
-pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
+pub(crate) fn document(
+    f: &Fields,
+    e: &Entity,
+    hash: u64,
+    sensitive: &Sensitive,
+) -> TantivyDocument {
     let r = &e.record;
     let mut d = TantivyDocument::default();
     d.add_text(f.id, &r.id);
@@ -155,7 +165,7 @@ pub(crate) fn document(f: &Fields, e: &Entity, hash: u64) -> TantivyDocument {
         d.add_text(f.subject_key, k);
     }
     d.add_text(f.title, &r.title);
-    let content = body_text(e);
+    let content = body_text(e, sensitive);
     let mut body = String::with_capacity(2 * r.title.len() + content.len() + 2);
     body.push_str(&r.title);
     body.push('\n');
@@ -258,6 +268,7 @@ pub(crate) fn search(
         facets,
         dates,
         filters,
+        restriction,
     } = options;
     let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
         query: query.to_owned(),
@@ -289,6 +300,26 @@ pub(crate) fn search(
             Occur::Must,
             Box::new(BoostQuery::new(q, 0.0)) as Box<dyn Query>,
         ));
+    }
+    // The reader's scope, the same way: each list is one clause any of its values meets.
+    for (field, allowed) in [
+        ("source", &restriction.sources),
+        ("project", &restriction.projects),
+    ] {
+        let Some(allowed) = allowed else { continue };
+        let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for value in allowed {
+            let q = compiler
+                .term(Some(field), value, TermKind::Phrase)
+                .map_err(|reason| invalid(format!("scope {field}={value:?}: {reason}"), None))?;
+            any.push((Occur::Should, q));
+        }
+        let q: Box<dyn Query> = if any.is_empty() {
+            Box::new(tantivy::query::EmptyQuery)
+        } else {
+            Box::new(BooleanQuery::new(any))
+        };
+        clauses.push((Occur::Must, Box::new(BoostQuery::new(q, 0.0))));
     }
     compiler.highlights.truncate(kept);
     if !clauses.is_empty() {
@@ -374,6 +405,25 @@ pub struct SearchOptions {
     /// Only records with these exact values: `(field, value)` of the fields the
     /// syntax's `field:` takes (`source`, `system`, `kind`, `project`, `subject_id`, ...).
     pub filters: Vec<(String, String)>,
+    /// What the reader may see at all; hits, totals and facets never go past it.
+    pub restriction: Restriction,
+}
+
+/// The records one reader may see: of these sources and projects only (`None`: any).
+/// A record without a project is outside any list of projects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Restriction {
+    /// Sources in scope.
+    pub sources: Option<std::collections::BTreeSet<String>>,
+    /// Projects in scope.
+    pub projects: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Restriction {
+    /// Whether it lets everything through.
+    pub fn is_none(&self) -> bool {
+        self.sources.is_none() && self.projects.is_none()
+    }
 }
 
 impl SearchOptions {
@@ -385,6 +435,7 @@ impl SearchOptions {
             facets: None,
             dates: None,
             filters: Vec::new(),
+            restriction: Restriction::default(),
         }
     }
 }

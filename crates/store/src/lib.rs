@@ -28,6 +28,7 @@ mod lock;
 mod manifest;
 mod reader_dir;
 mod runs;
+mod sensitive;
 mod subjects;
 mod syntax;
 mod tables;
@@ -42,9 +43,10 @@ use tantivy::{Index, ReloadPolicy, Searcher};
 
 pub use error::{Result, StoreError};
 pub use facets::{Bucket, Facets};
-pub use index::{Hit, SearchOptions, SearchPage};
+pub use index::{Hit, Restriction, SearchOptions, SearchPage};
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
+pub use sensitive::{DEFAULT_SENSITIVE, Sensitive, glob_match};
 pub use subjects::SubjectIndex;
 pub use syntax::SyntaxError;
 pub use tables::{
@@ -103,7 +105,14 @@ impl DataDir {
 
     /// What crossdex creates in a data directory; a folder holding anything else is
     /// not one.
-    const OWN_ENTRIES: &[&str] = &["index", "tables", "spool", "crossdex.lock"];
+    const OWN_ENTRIES: &[&str] = &[
+        "index",
+        "tables",
+        "spool",
+        "crossdex.lock",
+        "access",
+        "audit",
+    ];
 
     /// Refuses a folder that holds files of someone else's, before anything is written
     /// into it: a new, empty or crossdex folder is fine.

@@ -46,6 +46,10 @@ pub struct Writer {
     reader: IndexReader,
     fields: Fields,
     manifest: Manifest,
+    /// Observation variables kept out of the index.
+    sensitive: crate::Sensitive,
+    /// Its fingerprint, mixed into every content hash.
+    sensitive_mark: u64,
     _lock: WriteLock,
 }
 
@@ -238,6 +242,8 @@ impl Writer {
             reader,
             fields,
             manifest,
+            sensitive: crate::Sensitive::none(),
+            sensitive_mark: 0,
             _lock: lock,
         };
         w.collect_garbage(None)?;
@@ -247,6 +253,14 @@ impl Writer {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.dir.root
+    }
+
+    /// Keeps the values of `sensitive` variables out of the full-text index from the
+    /// next sync on. A record indexed under another list is indexed again the next
+    /// time its source sends it (every record, with `--full`).
+    pub fn set_sensitive(&mut self, sensitive: crate::Sensitive) {
+        self.sensitive_mark = sensitive.fingerprint();
+        self.sensitive = sensitive;
     }
 
     /// Room for a sync: the bytes free on the data directory's file system, and the
@@ -592,7 +606,7 @@ impl SyncTxn<'_> {
             return Ok(());
         }
         self.deleted.remove(&fp);
-        let hash = content_hash(&e, &mut self.hash_buf);
+        let hash = content_hash(&e, &mut self.hash_buf) ^ self.w.sensitive_mark;
         let fields = self.w.fields;
         match self.lookup.get(&e.record.id)? {
             Some(old) if old == hash => self.counts.unchanged += 1,
@@ -605,9 +619,12 @@ impl SyncTxn<'_> {
                 } else {
                     self.counts.added += 1;
                 }
-                self.w
-                    .writer
-                    .add_document(index::document(&fields, &e, hash))?;
+                self.w.writer.add_document(index::document(
+                    &fields,
+                    &e,
+                    hash,
+                    &self.w.sensitive,
+                ))?;
             }
         }
         self.records.push(&e, self.synced_at);

@@ -1,0 +1,181 @@
+//! Which observation variables hold personal data (names, dates of birth, addresses,
+//! free-text notes). Their values never enter the full-text index; the query engine
+//! hides them, or replaces them by a keyed hash, from readers without the sensitive
+//! scope.
+
+use std::collections::BTreeMap;
+
+/// A data steward's starting list: variables that name, date or locate a person, or
+/// hold free text about them. Patterns are matched on the whole variable name, without
+/// case; `*` stands for any run of characters.
+pub const DEFAULT_SENSITIVE: &[&str] = &[
+    "name",
+    "*_name",
+    "first_name*",
+    "last_name*",
+    "surname*",
+    "dob",
+    "date_of_birth",
+    "birth_date",
+    "birth_year",
+    "*address*",
+    "postcode",
+    "zip*",
+    "phone*",
+    "email*",
+    "*notes*",
+    "comments",
+];
+
+/// The sensitive variables of every source, and which stay joinable as hashes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Sensitive {
+    /// Patterns that apply to every source.
+    pub all: Vec<String>,
+    /// Patterns of one source, by source name, on top of `all`.
+    pub by_source: BTreeMap<String, Vec<String>>,
+    /// Patterns of sensitive variables that readers without the sensitive scope still
+    /// see, as a keyed hash (so they can join on them), instead of not at all.
+    pub hashed: Vec<String>,
+}
+
+impl Sensitive {
+    /// Nothing is sensitive.
+    pub fn none() -> Sensitive {
+        Sensitive::default()
+    }
+
+    /// Whether nothing is declared sensitive.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.by_source.values().all(Vec::is_empty)
+    }
+
+    /// Whether `variable` of `source` is sensitive.
+    pub fn is_sensitive(&self, source: &str, variable: &str) -> bool {
+        self.all.iter().any(|p| glob_match(p, variable))
+            || self
+                .by_source
+                .get(source)
+                .is_some_and(|ps| ps.iter().any(|p| glob_match(p, variable)))
+    }
+
+    /// Whether a sensitive `variable` is shown hashed rather than hidden.
+    pub fn is_hashed(&self, variable: &str) -> bool {
+        self.hashed.iter().any(|p| glob_match(p, variable))
+    }
+
+    /// The patterns of `source` (its own and everyone's), as one anchored,
+    /// case-insensitive regular expression; `None` when it has none.
+    pub fn regex_for(&self, source: Option<&str>) -> Option<String> {
+        let mut patterns: Vec<&str> = self.all.iter().map(String::as_str).collect();
+        if let Some(ps) = source.and_then(|s| self.by_source.get(s)) {
+            patterns.extend(ps.iter().map(String::as_str));
+        }
+        regex_of(&patterns)
+    }
+
+    /// The hashed patterns as one anchored, case-insensitive regular expression.
+    pub fn hashed_regex(&self) -> Option<String> {
+        regex_of(&self.hashed.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// A fingerprint of what is kept out of the index, stored with each record's
+    /// content hash so a change of the list re-indexes what it concerns.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        // Zero for an empty list: stores indexed before lists existed stay unchanged.
+        if self.is_empty() {
+            return 0;
+        }
+        let mut s = String::new();
+        for p in &self.all {
+            s.push_str(p);
+            s.push('\0');
+        }
+        for (source, ps) in &self.by_source {
+            s.push_str(source);
+            s.push('\u{1}');
+            for p in ps {
+                s.push_str(p);
+                s.push('\0');
+            }
+        }
+        xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+    }
+}
+
+fn regex_of(patterns: &[&str]) -> Option<String> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let alternatives: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            p.split('*')
+                .map(regex::escape)
+                .collect::<Vec<_>>()
+                .join(".*")
+        })
+        .collect();
+    Some(format!("(?i)^(?:{})$", alternatives.join("|")))
+}
+
+/// Whether `name` matches `pattern` as a whole, without case; `*` matches any run.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (
+        pattern.to_lowercase().chars().collect(),
+        name.to_lowercase().chars().collect(),
+    );
+    // Classic two-pointer wildcard matching with one backtrack point.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i] == n[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_names_without_case() {
+        assert!(glob_match("birth_year", "BIRTH_YEAR"));
+        assert!(glob_match("*notes*", "clinician_notes"));
+        assert!(glob_match("*_name", "last_name"));
+        assert!(!glob_match("*_name", "name"));
+        assert!(!glob_match("dob", "dob_estimated"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        let re = regex::Regex::new(&regex_of(&["birth_year", "*notes*"]).unwrap()).unwrap();
+        assert!(re.is_match("Clinician_Notes"));
+        assert!(re.is_match("birth_year"));
+        // `_` and `.` are literal, not wildcards.
+        assert!(!re.is_match("birthXyear"));
+    }
+
+    #[test]
+    fn per_source_patterns_add_to_everyone_s() {
+        let s = Sensitive {
+            all: vec!["dob".into()],
+            by_source: [("clinic".to_owned(), vec!["mrn".to_owned()])].into(),
+            hashed: vec!["mrn".into()],
+        };
+        assert!(s.is_sensitive("clinic", "MRN"));
+        assert!(!s.is_sensitive("imaging", "mrn"));
+        assert!(s.is_sensitive("imaging", "dob"));
+        assert!(s.is_hashed("mrn") && !s.is_hashed("dob"));
+    }
+}
