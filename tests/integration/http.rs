@@ -11,18 +11,22 @@ use serde_json::Value;
 use crate::common::{Sandbox, repo, simulators};
 
 /// A running `crossdex serve`, stopped (SIGTERM) when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Served {
     fn start(s: &Sandbox, args: &[&str]) -> Served {
+        Served::start_on(s, args, "127.0.0.1:0")
+    }
+
+    pub(crate) fn start_on(s: &Sandbox, args: &[&str], listen: &str) -> Served {
         let mut child = s
             .command()
             .args(args)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-schedule"])
+            .args(["serve", "--listen", listen, "--no-schedule"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -70,7 +74,7 @@ impl Drop for Served {
     }
 }
 
-fn sh(cmd: &str) -> (i32, String, String) {
+pub(crate) fn sh(cmd: &str) -> (i32, String, String) {
     let out = std::process::Command::new("sh")
         .args(["-c", cmd])
         .output()

@@ -7,6 +7,7 @@ mod compliance;
 mod crash;
 mod differential;
 mod http;
+mod security;
 mod service;
 mod sim;
 mod slt;

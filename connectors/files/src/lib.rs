@@ -57,6 +57,10 @@ pub struct FilesConfig {
     /// Kind given to the rows in `records`.
     #[serde(default = "default_kind")]
     pub kind: String,
+    /// Project given to the rows in `records` (the study the exports belong to), so
+    /// search facets and API tokens limited to projects take them in; none by default.
+    #[serde(default)]
+    pub project: Option<String>,
     /// Cell values read as missing (compared case-insensitively).
     #[serde(default = "default_missing")]
     pub missing_values: Vec<String>,
@@ -106,6 +110,8 @@ path = "exports"
 # id_columns = ["record_id", "participant_id", "subject_id", "id"]
 # Column holding the subject identifier, first match wins.
 # subject_columns = ["participant_id", "subject_id", "record_id", "subject"]
+# Project of the rows (facets, tokens limited to projects); none by default.
+# project = "MEMCLIN"
 # Cell values read as missing.
 # missing_values = ["", "n/a", "NA", "NaN", "null", "none"]
 "#
@@ -262,6 +268,7 @@ impl FilesConnector {
         };
         let mut record = Record::new(&self.name, "files", &self.config.kind, &native_id, &title);
         record.subject_key = subject;
+        record.project = self.config.project.clone();
         record.attributes.insert("file".into(), file.into());
         let skip = [
             Some(layout.id),

@@ -110,6 +110,18 @@ impl QueryError {
             DataFusionError::NotImplemented(msg) => {
                 QueryError::Plan(format!("not supported: {msg}"))
             }
+            // A value the query cannot convert or compute with: the query's fault.
+            DataFusionError::ArrowError(a, _)
+                if matches!(
+                    **a,
+                    arrow::error::ArrowError::CastError(_)
+                        | arrow::error::ArrowError::ParseError(_)
+                        | arrow::error::ArrowError::DivideByZero
+                        | arrow::error::ArrowError::ArithmeticOverflow(_)
+                ) =>
+            {
+                QueryError::Plan(format!("the query failed on a value: {a}"))
+            }
             root => QueryError::Execution(root.to_string()),
         }
     }

@@ -7,6 +7,9 @@
 //! over the same snapshot's full-text index, so full-text hits join with the tables
 //! and both come from the same commit.
 //!
+//! An engine opened with a [`ReadScope`] reads only what the scope sees: its tables,
+//! searcher, `search()` and `subject_of()` are restricted at the source (`scope.rs`).
+//!
 //! Only queries are accepted: `SELECT`, `WITH`, `EXPLAIN` (of a query), `SHOW` and
 //! `DESCRIBE`. Anything that defines, modifies or reads files is refused before
 //! planning, with an error that says so. This crate must not write to the store.

@@ -14,6 +14,12 @@
 //! started on. Every query and search takes a [`QueryControl`]: a time limit and a
 //! cancellation handle; dropping its future stops the work.
 //!
+//! Every answer is read for a [`Principal`]: the local user (everything) unless a front
+//! end calls [`Service::acting_as`] with an API token's, whose actions each method
+//! checks and whose scope (sources, projects, sensitive access) the query engine
+//! enforces where it reads. API tokens, the keyed-hash key and the audit log live in
+//! the data directory (`access/`, `audit/`).
+//!
 //! It must not print, parse command lines or speak HTTP: front ends do. Front ends
 //! must not reach past it to the store, the writer or a snapshot.
 
