@@ -348,7 +348,7 @@ fn scoped_store(hashed: bool) -> (tempfile::TempDir, Sensitive) {
                 Entity {
                     record: r,
                     observations: vec![
-                        Observation::text("dob", &format!("canary{source}{}", n % 3)),
+                        Observation::text("dob", format!("canary{source}{}", n % 3)),
                         Observation::number("moca", 20.0 + n as f64, (20 + n).to_string()),
                     ],
                 }

@@ -192,14 +192,11 @@ pub(crate) async fn guard(
         Ok(None) if !public => with_challenge(unauthorized().into_response()),
         Err(_) | Ok(None) => next.run(request).await,
         Ok(Some(p)) => {
-            let limited = p.limits.and_then(|l| {
+            let limited = p.limits.map(|l| {
                 if let Some(wait) = state.limiter.take(&p.name, l.requests_per_s) {
-                    return Some(Err(wait));
+                    return Err(wait);
                 }
-                match state.limiter.enter(&p.name, l.concurrent) {
-                    Some(slot) => Some(Ok(slot)),
-                    None => Some(Err(1)),
-                }
+                state.limiter.enter(&p.name, l.concurrent).ok_or(1)
             });
             let name = p.name.clone();
             match limited {

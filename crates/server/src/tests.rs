@@ -573,3 +573,63 @@ fn the_openapi_document_lists_every_documented_route() {
     assert!(documented >= 15, "{documented}");
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+fn bearer(uri: &str, secret: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_once_one_exists_and_their_limits_hold() {
+    use crossdex_service::{Action, Limits, NewToken, Scope};
+    let (_setup, service) = Setup::new(30).await;
+    let app = app(service.clone(), ServerOptions::default());
+    // Before any token: loopback acts as the local user.
+    assert_eq!(get(&app, "/api/v1/search?q=healthy").await.status, StatusCode::OK);
+    let secret = service
+        .create_token(NewToken {
+            name: "slow".into(),
+            scope: Scope {
+                actions: [Action::Search].into_iter().collect(),
+                sources: None,
+                projects: None,
+                sensitive: false,
+            },
+            expires_in: chrono::Duration::days(1),
+            limits: Limits {
+                requests_per_s: 1,
+                concurrent: 4,
+                max_rows: 10,
+            },
+            parent: None,
+        })
+        .unwrap()
+        .secret;
+    let a = get(&app, "/api/v1/search?q=healthy").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json()["code"], "unauthorized");
+    assert!(a.headers.contains_key(header::WWW_AUTHENTICATE));
+    // Probes stay open, and say no more than "ready".
+    assert_eq!(get(&app, "/api/v1/health").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/api/v1/ready").await.json(), json!({"status": "ready"}));
+    let a = send(&app, bearer("/api/v1/subjects", &secret)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    // A burst of twice the rate passes, then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let a = send(&app, bearer("/api/v1/search?q=healthy", &secret)).await;
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(a.json()["code"], "rate_limited");
+            retry_after = a.headers.get(header::RETRY_AFTER).cloned();
+        }
+        statuses.push(a.status.as_u16());
+    }
+    // The 403 above took one request of the burst of two.
+    assert_eq!(statuses, vec![200, 429, 429, 429], "{statuses:?}");
+    assert_eq!(retry_after.unwrap(), "1");
+    let wrong = send(&app, bearer("/api/v1/search?q=healthy", "cdx_nope")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+}

@@ -131,12 +131,7 @@ struct Inner {
     query_timeout: Option<Duration>,
     /// The engine over the latest commit seen, with the mark of that commit, for each
     /// scope that asked lately.
-    current: Mutex<
-        std::collections::HashMap<
-            crossdex_query::ReadScope,
-            (Option<CommitMark>, Arc<QueryEngine>),
-        >,
-    >,
+    current: Mutex<Engines>,
     /// The API tokens of the data directory.
     tokens: access::Tokens,
     /// The audit log of API requests.
@@ -148,6 +143,10 @@ struct Inner {
     /// The running scheduler's queue of jobs, while `run_schedule` runs.
     jobs: Mutex<Option<tokio::sync::mpsc::Sender<crossdex_sync::Job>>>,
 }
+
+/// The engine of each scope that asked lately, over the commit it last saw.
+type Engines =
+    std::collections::HashMap<crossdex_query::ReadScope, (Option<CommitMark>, Arc<QueryEngine>)>;
 
 /// A state a search cursor reads, kept for a while.
 struct Pinned {
