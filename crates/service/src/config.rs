@@ -577,7 +577,7 @@ pub fn example() -> String {
          # without --sensitive do not see. Without `sensitive`, crossdex's starting list\n\
          # applies; a source adds its own with `sensitive = [...]` in its table.\n\
          # [privacy]\n\
-         # sensitive = [\"name\", \"*_name\", \"dob\", \"birth_year\", \"*address*\", \"*notes*\"]\n\
+         # sensitive = [\"name\", \"patient_name\", \"dob\", \"birth_year\", \"*address*\", \"*notes*\"]\n\
          # hashed = [\"birth_year\"]      # still joinable, as keyed hashes (HMAC-SHA256)\n\
          # hash_key_file = \"/etc/crossdex/hash.key\"  # default: access/hash.key in data_dir\n\n\
          # One [sources.<name>] table per source; `type` selects the connector.\n\n",

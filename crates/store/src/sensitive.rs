@@ -10,10 +10,14 @@ use std::collections::BTreeMap;
 /// case; `*` stands for any run of characters.
 pub const DEFAULT_SENSITIVE: &[&str] = &[
     "name",
-    "*_name",
+    "full_name",
     "first_name*",
     "last_name*",
+    "middle_name*",
+    "maiden_name",
     "surname*",
+    "patient_name",
+    "participant_name",
     "dob",
     "date_of_birth",
     "birth_date",
@@ -156,6 +160,8 @@ mod tests {
         assert!(glob_match("*notes*", "clinician_notes"));
         assert!(glob_match("*_name", "last_name"));
         assert!(!glob_match("*_name", "name"));
+        // Medication names are not people's.
+        assert!(!DEFAULT_SENSITIVE.iter().any(|p| glob_match(p, "med_name")));
         assert!(!glob_match("dob", "dob_estimated"));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
