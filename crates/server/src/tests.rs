@@ -587,7 +587,10 @@ async fn tokens_are_required_once_one_exists_and_their_limits_hold() {
     let (_setup, service) = Setup::new(30).await;
     let app = app(service.clone(), ServerOptions::default());
     // Before any token: loopback acts as the local user.
-    assert_eq!(get(&app, "/api/v1/search?q=healthy").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/api/v1/search?q=healthy").await.status,
+        StatusCode::OK
+    );
     let secret = service
         .create_token(NewToken {
             name: "slow".into(),
@@ -613,7 +616,10 @@ async fn tokens_are_required_once_one_exists_and_their_limits_hold() {
     assert!(a.headers.contains_key(header::WWW_AUTHENTICATE));
     // Probes stay open, and say no more than "ready".
     assert_eq!(get(&app, "/api/v1/health").await.status, StatusCode::OK);
-    assert_eq!(get(&app, "/api/v1/ready").await.json(), json!({"status": "ready"}));
+    assert_eq!(
+        get(&app, "/api/v1/ready").await.json(),
+        json!({"status": "ready"})
+    );
     let a = send(&app, bearer("/api/v1/subjects", &secret)).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
     // A burst of twice the rate passes, then 429 with Retry-After.
