@@ -24,12 +24,16 @@ cargo bench --bench engine --quiet -- --records "$records" --keep "$work/data" -
     | grep -E 'ingest|search|records' || true
 
 port=$((20000 + RANDOM % 20000))
-"$bin" --data-dir "$work/data" serve --no-schedule --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+# serve reads a configuration file: one naming the benchmark's store and no source.
+printf 'data_dir = "%s"\n' "$work/data" > "$work/crossdex.toml"
+"$bin" --config "$work/crossdex.toml" serve --no-schedule --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 server=$!
-for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null && break
+up=
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/api/v1/ready" >/dev/null && { up=1; break; }
     sleep 0.2
 done
+[ -n "$up" ] || { echo "serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 
 # Each request takes the next query of the benchmark's list, URL-encoded.
 python3 - "$work/dump/queries.txt" "$work/queries.lua" <<'PY'

@@ -379,7 +379,10 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
             generated += 1;
         }
     }
-    assert!(!generate || generated > 200, "only {generated} generated queries");
+    assert!(
+        !generate || generated > 200,
+        "only {generated} generated queries"
+    );
     let mut checked = 0;
     for (profile, c, canaries) in &profiles {
         for ask in &asks {
