@@ -535,6 +535,15 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
             .await,
         expected
     );
+    // The status page counts what the token reads too, not the manifest's totals.
+    let status = no_sensitive.json("/sources").await;
+    assert_eq!(
+        status["observations"].as_u64().unwrap(),
+        expected,
+        "{status}"
+    );
+    let status = one_source.json("/sources").await;
+    assert_eq!(status["records"].as_u64().unwrap(), rows as u64, "{status}");
     // Hashed: `dob` rows stay, as 64 hex digits, and equal values hash equally.
     let hashed = &profiles[3].1;
     let (status, body) = hashed

@@ -361,11 +361,40 @@ impl QueryEngine {
         &self.settings.scope
     }
 
-    /// What this state holds of each source, by name, as the manifest counted it:
-    /// for a reader limited to some projects, count with SQL instead.
-    pub fn source_counts(&self) -> Vec<SourceCounts> {
-        let sources = &self.settings.scope.restriction.sources;
-        self.snapshot
+    /// What this state holds of each source the reader sees, by name: the manifest's
+    /// counts when the scope keeps every row of the sources it sees, else counted in
+    /// the scope's own tables (a reader of some projects, or without sensitive values,
+    /// holds fewer rows than the manifest counted).
+    pub async fn source_counts(&self) -> Result<Vec<SourceCounts>, QueryError> {
+        let scope = &self.settings.scope;
+        if scope.restriction.projects.is_some()
+            || !(scope.sensitive || self.settings.sensitive.is_empty())
+        {
+            let out = self
+                .sql(
+                    "SELECT r.source, r.n, coalesce(o.n, 0) \
+                     FROM (SELECT source, count(*) AS n FROM internal.records GROUP BY source) r \
+                     LEFT JOIN (SELECT source, count(*) AS n FROM internal.observations GROUP BY source) o \
+                       ON o.source = r.source ORDER BY r.source",
+                    vec![],
+                )
+                .await?;
+            let rows = out
+                .rows_as_text()
+                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let number = |s: &str| s.parse::<u64>().unwrap_or(0);
+            return Ok(rows
+                .into_iter()
+                .map(|r| SourceCounts {
+                    source: r[0].clone(),
+                    records: number(&r[1]),
+                    observations: number(&r[2]),
+                })
+                .collect());
+        }
+        let sources = &scope.restriction.sources;
+        Ok(self
+            .snapshot
             .manifest()
             .sources
             .iter()
@@ -375,7 +404,7 @@ impl QueryEngine {
                 records: s.n_records,
                 observations: s.n_observations,
             })
-            .collect()
+            .collect())
     }
 
     /// The subject `source` spells `key` (a subject key, or a title for title-linked

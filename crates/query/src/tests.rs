@@ -461,6 +461,8 @@ async fn a_scoped_engine_reads_only_its_rows() {
     assert_eq!(
         imaging
             .source_counts()
+            .await
+            .unwrap()
             .iter()
             .map(|c| c.source.as_str())
             .collect::<Vec<_>>(),
@@ -517,6 +519,16 @@ async fn a_scoped_engine_reads_only_its_rows() {
         rows(&no_pii, "SELECT count(*) FROM observations").await,
         vec![vec!["25"]]
     );
+    // Counts per source are of what the reader reads: 50 stored, 25 of them `dob`.
+    let counted = |counts: Vec<SourceCounts>| {
+        counts
+            .iter()
+            .map(|c| (c.records, c.observations))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    assert_eq!(counted(no_pii.source_counts().await.unwrap()), (25, 25));
+    assert_eq!(counted(p1.source_counts().await.unwrap()), (13, 26));
+    assert_eq!(counted(full.source_counts().await.unwrap()), (25, 50));
 }
 
 #[tokio::test]

@@ -158,13 +158,6 @@ impl RunRow {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct SourceCountRow {
-    source: String,
-    records: u64,
-    observations: u64,
-}
-
 impl Service {
     /// Whether the principal's scope takes in source `name`.
     pub(crate) fn sees_source(&self, name: &str) -> bool {
@@ -188,7 +181,11 @@ impl Service {
             && (self
                 .config()
                 .is_some_and(|c| c.sources.contains_key(source))
-                || engine.source_counts().iter().any(|c| c.source == source));
+                || engine
+                    .source_counts()
+                    .await?
+                    .iter()
+                    .any(|c| c.source == source));
         let rows: Vec<RunRow> = self
             .bounded(
                 control,
@@ -233,30 +230,12 @@ impl Service {
             Some(_) => self.plan().await?,
             None => Vec::new(),
         };
-        let counts: BTreeMap<String, (u64, u64)> = if engine.scope().restriction.projects.is_some()
-        {
-            // The manifest counts whole sources: a reader of some projects gets
-            // the counts of what it can read.
-            let rows: Vec<SourceCountRow> = self
-                    .bounded(
-                        control,
-                        crate::rows(
-                            &engine,
-                            "SELECT r.source, r.n AS records, coalesce(o.n, 0) AS observations                              FROM (SELECT source, count(*) AS n FROM records GROUP BY source) r                              LEFT JOIN (SELECT source, count(*) AS n FROM observations GROUP BY source) o                                ON o.source = r.source",
-                            &[],
-                        ),
-                    )
-                    .await?;
-            rows.into_iter()
-                .map(|r| (r.source, (r.records, r.observations)))
-                .collect()
-        } else {
-            engine
-                .source_counts()
-                .into_iter()
-                .map(|c| (c.source, (c.records, c.observations)))
-                .collect()
-        };
+        let counts: BTreeMap<String, (u64, u64)> = self
+            .bounded(control, async { Ok(engine.source_counts().await?) })
+            .await?
+            .into_iter()
+            .map(|c| (c.source, (c.records, c.observations)))
+            .collect();
         let configured = |name: &str| {
             self.sees_source(name) && self.config().is_some_and(|c| c.sources.contains_key(name))
         };
