@@ -114,7 +114,7 @@ fn token(g: &GlobalArgs, command: TokenCommand) -> Result<ExitCode> {
             let tokens = service.tokens()?;
             print(&match format {
                 Format::Json => render::json(&tokens)?,
-                other => render::tokens(&tokens, other == Format::Csv),
+                other => render::tokens(&tokens, other == Format::Csv)?,
             })?;
         }
         TokenCommand::Revoke { name } => {
@@ -162,7 +162,7 @@ fn audit(
     let entries = service.audit_entries(&filter)?;
     print(&match format {
         Format::Json => render::json(&entries)?,
-        other => render::audit(&entries, other == Format::Csv),
+        other => render::audit(&entries, other == Format::Csv)?,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -440,6 +440,17 @@ pub fn record(v: &RecordView, as_csv: bool, width: Option<u16>) -> Result<String
     sections(parts, as_csv, width)
 }
 
+/// Rows as CSV, or as a table fitted to the terminal; `empty` when there are none.
+fn listing(headers: &[&str], rows: &[Vec<String>], as_csv: bool, empty: &str) -> Result<String> {
+    if as_csv {
+        return csv(headers, rows);
+    }
+    if rows.is_empty() {
+        return Ok(empty.to_owned());
+    }
+    Ok(table(headers, rows, crate::commands::terminal_width()) + "\n")
+}
+
 fn list(v: &Option<std::collections::BTreeSet<String>>) -> String {
     v.as_ref().map_or_else(
         || "all".to_owned(),
@@ -448,7 +459,7 @@ fn list(v: &Option<std::collections::BTreeSet<String>>) -> String {
 }
 
 /// API tokens, one per line; never secrets, which are not kept.
-pub fn tokens(tokens: &[crossdex_service::TokenInfo], as_csv: bool) -> String {
+pub fn tokens(tokens: &[crossdex_service::TokenInfo], as_csv: bool) -> Result<String> {
     let now = chrono::Utc::now();
     let headers = [
         "name",
@@ -487,17 +498,16 @@ pub fn tokens(tokens: &[crossdex_service::TokenInfo], as_csv: bool) -> String {
             ]
         })
         .collect();
-    if as_csv {
-        return csv(&headers, &rows).unwrap_or_default();
-    }
-    if rows.is_empty() {
-        return "no tokens; `crossdex token create --help` says how to make one\n".to_owned();
-    }
-    table(&headers, &rows, crate::commands::terminal_width()) + "\n"
+    listing(
+        &headers,
+        &rows,
+        as_csv,
+        "no tokens; `crossdex token create --help` says how to make one\n",
+    )
 }
 
 /// Audit lines, oldest first.
-pub fn audit(entries: &[crossdex_service::AuditEntry], as_csv: bool) -> String {
+pub fn audit(entries: &[crossdex_service::AuditEntry], as_csv: bool) -> Result<String> {
     let headers = [
         "at",
         "token",
@@ -526,11 +536,5 @@ pub fn audit(entries: &[crossdex_service::AuditEntry], as_csv: bool) -> String {
             ]
         })
         .collect();
-    if as_csv {
-        return csv(&headers, &rows).unwrap_or_default();
-    }
-    if rows.is_empty() {
-        return "no audit lines match\n".to_owned();
-    }
-    table(&headers, &rows, crate::commands::terminal_width()) + "\n"
+    listing(&headers, &rows, as_csv, "no audit lines match\n")
 }

@@ -239,39 +239,28 @@ impl QueryEngine {
             // The stored tables stay out of the catalog: only their scoped wrappers are
             // registered, under the same names.
             let key = &settings.hash_key.0;
-            let rule = |kind| scope::Rule::new(kind, scope, &settings.sensitive, key);
-            let wrap = |inner: Arc<dyn TableProvider>,
-                        rule: Option<scope::Rule>,
-                        records: Option<(Arc<dyn TableProvider>, scope::Rule)>|
-             -> Arc<dyn TableProvider> {
-                match rule {
-                    Some(rule) => Arc::new(scope::ScopedTable::new(inner, rule, records)),
+            let rule = |kind| scope::Rule::new(kind, scope, &settings.sensitive, key).map(Arc::new);
+            // Observations and subject links of a reader of some projects are those of
+            // its records: they read the records table through its rule.
+            let by_records = rule(scope::Kind::Records).map(|r| (records.clone(), r));
+            let wrap = |inner: Arc<dyn TableProvider>, kind| -> Arc<dyn TableProvider> {
+                match rule(kind) {
+                    Some(rule) => {
+                        Arc::new(scope::ScopedTable::new(inner, rule, by_records.clone()))
+                    }
                     None => inner,
                 }
             };
-            let records_rule = rule(scope::Kind::Records)?;
-            let for_observations = rule(scope::Kind::Records)?.map(|r| (records.clone(), r));
             ctx.register_table(
                 "internal.observations",
-                wrap(
-                    observations,
-                    rule(scope::Kind::Observations)?,
-                    for_observations,
-                ),
+                wrap(observations, scope::Kind::Observations),
             )?;
-            ctx.register_table(
-                "internal.records",
-                wrap(records.clone(), records_rule, None),
-            )?;
-            ctx.register_table(
-                "sync_runs",
-                wrap(sync_runs, rule(scope::Kind::SyncRuns)?, None),
-            )?;
-            let for_links = rule(scope::Kind::Records)?.map(|r| (records.clone(), r));
+            ctx.register_table("sync_runs", wrap(sync_runs, scope::Kind::SyncRuns))?;
             ctx.register_table(
                 "subject_links",
-                wrap(subject_links, rule(scope::Kind::SubjectLinks)?, for_links),
+                wrap(subject_links, scope::Kind::SubjectLinks),
             )?;
+            ctx.register_table("internal.records", wrap(records, scope::Kind::Records))?;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             subject_of::SubjectOf::new(snapshot.subjects()?, scope.restriction.sources.clone()),
@@ -297,24 +286,11 @@ impl QueryEngine {
         self.views
             .get_or_try_init(|| async {
                 let visits_view = [("visits", views::visits_view(&self.settings.visits))];
-                let links = self.ctx.table_provider("subject_links").await?.schema();
-                let demographics: Vec<&str> = ["sex", "birth_year"]
-                    .into_iter()
-                    .filter(|c| links.field_with_name(c).is_ok())
-                    .collect();
-                let hashed = !self.settings.scope.sensitive;
-                let demographics: Vec<(&str, bool)> = demographics
-                    .into_iter()
-                    .map(|c| {
-                        let sensitive = self
-                            .settings
-                            .sensitive
-                            .all
-                            .iter()
-                            .any(|p| crossdex_store::glob_match(p, c));
-                        (c, hashed && sensitive)
-                    })
-                    .collect();
+                let demographics: Vec<(&str, bool)> =
+                    scope::demographics(&self.settings.scope, &self.settings.sensitive)
+                        .into_iter()
+                        .filter_map(|(column, seen)| seen.map(|hashed| (column, hashed)))
+                        .collect();
                 for (name, body) in views::core_views(&demographics)
                     .iter()
                     .map(|(n, b)| (*n, b.as_str()))

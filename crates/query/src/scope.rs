@@ -23,11 +23,8 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions,
 };
 use futures::StreamExt;
-use regex::Regex;
 
 pub use crossdex_store::{Restriction, Sensitive};
-
-use crate::QueryError;
 
 /// What one reader may see. The default sees everything: the CLI and the TUI on the
 /// local data directory.
@@ -69,7 +66,7 @@ pub(crate) struct Rule {
     /// record's).
     projects: Option<HashSet<String>>,
     /// Observations: which variables are sensitive, and which of those are hashed.
-    sensitive_rows: Option<SensitiveRows>,
+    sensitive_rows: Option<Sensitive>,
     /// Columns absent from the table.
     hidden_columns: Vec<String>,
     /// Columns whose every value is a keyed hash.
@@ -102,45 +99,32 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-struct SensitiveRows {
-    all: Option<Regex>,
-    by_source: HashMap<String, Regex>,
-    hashed: Option<Regex>,
+/// `None`: not sensitive; `Some(true)`: hashed; `Some(false)`: hidden.
+fn sensitivity(sensitive: &Sensitive, source: &str, variable: &str) -> Option<bool> {
+    sensitive
+        .is_sensitive(source, variable)
+        .then(|| sensitive.is_hashed(variable))
 }
 
-fn compile(re: Option<String>) -> Result<Option<Regex>, QueryError> {
-    re.map(|r| {
-        Regex::new(&r).map_err(|e| QueryError::Execution(format!("sensitive patterns: {e}")))
-    })
-    .transpose()
-}
-
-impl SensitiveRows {
-    fn new(sensitive: &Sensitive) -> Result<SensitiveRows, QueryError> {
-        let mut by_source = HashMap::new();
-        for (source, patterns) in &sensitive.by_source {
-            if patterns.is_empty() {
-                continue;
-            }
-            if let Some(re) = compile(sensitive.regex_for(Some(source)))? {
-                by_source.insert(source.clone(), re);
-            }
-        }
-        Ok(SensitiveRows {
-            all: compile(sensitive.regex_for(None))?,
-            by_source,
-            hashed: compile(sensitive.hashed_regex())?,
+/// How a reader sees each demographic column of `subject_links` (the sex and year of
+/// birth linking keeps per key): `None` absent, `Some(true)` a keyed hash,
+/// `Some(false)` in clear. The scoped table and the `subjects` view both follow it.
+pub(crate) fn demographics(
+    scope: &ReadScope,
+    sensitive: &Sensitive,
+) -> Vec<(&'static str, Option<bool>)> {
+    let hides = !scope.sensitive && !sensitive.is_empty();
+    DEMOGRAPHICS
+        .iter()
+        .map(|c| {
+            let seen = if hides && sensitive.is_sensitive_column(c) {
+                sensitive.is_hashed(c).then_some(true)
+            } else {
+                Some(false)
+            };
+            (*c, seen)
         })
-    }
-
-    /// `None`: not sensitive; `Some(true)`: hashed; `Some(false)`: hidden.
-    fn of(&self, source: &str, variable: &str) -> Option<bool> {
-        let sensitive = match self.by_source.get(source) {
-            Some(re) => re.is_match(variable),
-            None => self.all.as_ref().is_some_and(|re| re.is_match(variable)),
-        };
-        sensitive.then(|| self.hashed.as_ref().is_some_and(|re| re.is_match(variable)))
-    }
+        .collect()
 }
 
 /// Which table a rule is for.
@@ -159,7 +143,7 @@ impl Rule {
         scope: &ReadScope,
         sensitive: &Sensitive,
         key: &[u8],
-    ) -> Result<Option<Rule>, QueryError> {
+    ) -> Option<Rule> {
         let set = |s: &Option<BTreeSet<String>>| {
             s.as_ref()
                 .map(|s| s.iter().cloned().collect::<HashSet<_>>())
@@ -183,28 +167,18 @@ impl Rule {
             },
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
         };
-        if hides {
-            match kind {
-                Kind::Observations => rule.sensitive_rows = Some(SensitiveRows::new(sensitive)?),
-                Kind::SubjectLinks => {
-                    // The demographics linking keeps per key, where a variable of the
-                    // same name is sensitive.
-                    for column in DEMOGRAPHICS {
-                        if sensitive
-                            .all
-                            .iter()
-                            .any(|p| crossdex_store::glob_match(p, column))
-                        {
-                            if sensitive.is_hashed(column) {
-                                rule.hashed_columns.push((*column).to_owned());
-                            } else {
-                                rule.hidden_columns.push((*column).to_owned());
-                            }
-                        }
+        match kind {
+            Kind::Observations if hides => rule.sensitive_rows = Some(sensitive.clone()),
+            Kind::SubjectLinks => {
+                for (column, seen) in demographics(scope, sensitive) {
+                    match seen {
+                        None => rule.hidden_columns.push(column.to_owned()),
+                        Some(true) => rule.hashed_columns.push(column.to_owned()),
+                        Some(false) => {}
                     }
                 }
-                _ => {}
             }
+            _ => {}
         }
         let sees_all = rule.sources.is_none()
             && rule.projects.is_none()
@@ -213,7 +187,7 @@ impl Rule {
             && rule.sensitive_rows.is_none()
             && rule.hidden_columns.is_empty()
             && rule.hashed_columns.is_empty();
-        Ok((!sees_all).then_some(rule))
+        (!sees_all).then_some(rule)
     }
 
     fn hash(&self, text: &str) -> String {
@@ -282,7 +256,10 @@ impl Rule {
                     continue;
                 }
                 let key = (sources.value(i), variables.value(i));
-                match *seen.entry(key).or_insert_with(|| rows.of(key.0, key.1)) {
+                match *seen
+                    .entry(key)
+                    .or_insert_with(|| sensitivity(rows, key.0, key.1))
+                {
                     None => {}
                     Some(true) => hashed[i] = true,
                     Some(false) => keep[i] = false,
@@ -376,16 +353,14 @@ impl std::fmt::Debug for ScopedTable {
 impl ScopedTable {
     pub(crate) fn new(
         inner: Arc<dyn TableProvider>,
-        rule: Rule,
-        records: Option<(Arc<dyn TableProvider>, Rule)>,
+        rule: Arc<Rule>,
+        records: Option<(Arc<dyn TableProvider>, Arc<Rule>)>,
     ) -> ScopedTable {
         let schema = rule.output_schema(&inner.schema());
         ScopedTable {
             inner,
-            records: records
-                .filter(|_| rule.by_records.is_some())
-                .map(|(t, r)| (t, Arc::new(r))),
-            rule: Arc::new(rule),
+            records: records.filter(|_| rule.by_records.is_some()),
+            rule,
             schema,
             ids: tokio::sync::OnceCell::new(),
         }

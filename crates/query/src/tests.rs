@@ -381,6 +381,15 @@ fn set(values: &[&str]) -> Option<std::collections::BTreeSet<String>> {
     Some(values.iter().map(|v| (*v).to_owned()).collect())
 }
 
+type Names = Option<std::collections::BTreeSet<String>>;
+
+fn reader(sources: Names, projects: Names, sensitive: bool) -> ReadScope {
+    ReadScope {
+        restriction: Restriction { sources, projects },
+        sensitive,
+    }
+}
+
 #[tokio::test]
 async fn a_scoped_engine_reads_only_its_rows() {
     let (dir, sensitive) = scoped_store(false);
@@ -404,13 +413,7 @@ async fn a_scoped_engine_reads_only_its_rows() {
     let imaging = scoped(
         dir.path(),
         &sensitive,
-        ReadScope {
-            restriction: Restriction {
-                sources: set(&["imaging"]),
-                projects: None,
-            },
-            sensitive: true,
-        },
+        reader(set(&["imaging"]), None, true),
     );
     assert_eq!(
         rows(
@@ -469,17 +472,7 @@ async fn a_scoped_engine_reads_only_its_rows() {
         vec!["imaging"]
     );
 
-    let p1 = scoped(
-        dir.path(),
-        &sensitive,
-        ReadScope {
-            restriction: Restriction {
-                sources: None,
-                projects: set(&["P1"]),
-            },
-            sensitive: true,
-        },
-    );
+    let p1 = scoped(dir.path(), &sensitive, reader(None, set(&["P1"]), true));
     // Even n: 10 of clinic's 20, 3 of imaging's 5; each with two observations.
     assert_eq!(
         rows(&p1, "SELECT count(*) FROM records").await,
@@ -499,14 +492,7 @@ async fn a_scoped_engine_reads_only_its_rows() {
     );
     assert_eq!(p1.search("visit", 100).unwrap().len(), 13);
 
-    let no_pii = scoped(
-        dir.path(),
-        &sensitive,
-        ReadScope {
-            restriction: Restriction::default(),
-            sensitive: false,
-        },
-    );
+    let no_pii = scoped(dir.path(), &sensitive, reader(None, None, false));
     assert_eq!(
         rows(
             &no_pii,
@@ -534,14 +520,7 @@ async fn a_scoped_engine_reads_only_its_rows() {
 #[tokio::test]
 async fn joinable_sensitive_values_are_keyed_hashes() {
     let (dir, sensitive) = scoped_store(true);
-    let no_pii = scoped(
-        dir.path(),
-        &sensitive,
-        ReadScope {
-            restriction: Restriction::default(),
-            sensitive: false,
-        },
-    );
+    let no_pii = scoped(dir.path(), &sensitive, reader(None, None, false));
     let hashed = rows(
         &no_pii,
         "SELECT value_text, count(*) FROM observations WHERE variable = 'dob' GROUP BY value_text ORDER BY 2 DESC, 1",

@@ -13,32 +13,21 @@ use crossdex_store::{OBSERVATIONS_SCHEMA, RECORDS_SCHEMA};
 /// `demographics` are the columns of `subject_links` the reader sees (`sex`,
 /// `birth_year`), each with whether it is a keyed hash rather than the value.
 pub(crate) fn core_views(demographics: &[(&str, bool)]) -> Vec<(&'static str, String)> {
-    let seen = |c: &str| demographics.iter().find(|(d, _)| *d == c).map(|(_, h)| *h);
     let mut outer = String::new();
     let mut inner = String::new();
-    match seen("sex") {
-        Some(false) => {
-            outer.push_str(" l.sex,");
-            inner.push_str(" min(lower(sex)) FILTER (WHERE confidence > 0) AS sex,");
-        }
-        Some(true) => {
-            outer.push_str(" l.sex,");
-            inner.push_str(" min(sex) FILTER (WHERE confidence > 0) AS sex,");
-        }
-        None => {}
-    }
-    match seen("birth_year") {
-        Some(false) => {
-            outer.push_str(" l.birth_year,");
-            inner.push_str(
-                " min(CAST(CAST(birth_year AS DOUBLE) AS BIGINT)) FILTER (WHERE confidence > 0) AS birth_year,",
-            );
-        }
-        Some(true) => {
-            outer.push_str(" l.birth_year,");
-            inner.push_str(" min(birth_year) FILTER (WHERE confidence > 0) AS birth_year,");
-        }
-        None => {}
+    for (column, clear) in [
+        ("sex", "lower(sex)"),
+        ("birth_year", "CAST(CAST(birth_year AS DOUBLE) AS BIGINT)"),
+    ] {
+        let Some((_, hashed)) = demographics.iter().find(|(d, _)| *d == column) else {
+            continue;
+        };
+        // A keyed hash is kept as it is: it is text, and only equal values matter.
+        let value = if *hashed { column } else { clear };
+        outer.push_str(&format!(" l.{column},"));
+        inner.push_str(&format!(
+            " min({value}) FILTER (WHERE confidence > 0) AS {column},"
+        ));
     }
     let resolved = |schema: &arrow::datatypes::Schema, table: &str| {
         // Records of sources linked by title (a notebook naming subjects only in titles)

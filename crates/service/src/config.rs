@@ -169,6 +169,9 @@ pub struct Config {
     pub server: ServerSettings,
     /// `[privacy]`, `hash_key_file` resolved against the file's folder.
     pub privacy: PrivacySettings,
+    /// The sensitive variables: `[privacy] sensitive` (or the starting list) and each
+    /// source's `sensitive` list, read when the file loads.
+    pub sensitive: crossdex_store::Sensitive,
     /// Each scheduled source's schedule, read from its `schedule`, `timezone` and
     /// `jitter_s` keys when the file loads.
     pub schedules: BTreeMap<String, Schedule>,
@@ -254,11 +257,12 @@ impl Config {
                 hash_key_file: raw.privacy.hash_key_file.clone().map(resolve),
                 ..raw.privacy
             },
+            sensitive: crossdex_store::Sensitive::none(),
             schedules: BTreeMap::new(),
             missed_runs: Missed::default(),
         };
         cfg.link_rules()?;
-        cfg.read_sensitive()?;
+        cfg.sensitive = cfg.read_sensitive()?;
         cfg.schedules = cfg.read_schedules()?;
         cfg.missed_runs = cfg.read_missed_runs()?;
         for name in cfg.sources.keys() {
@@ -267,18 +271,11 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The sensitive variables: `[privacy]` and each source's `sensitive` list.
-    pub fn sensitive(&self) -> crossdex_store::Sensitive {
-        self.read_sensitive().unwrap_or_default()
-    }
-
     fn read_sensitive(&self) -> Result<crossdex_store::Sensitive, ConfigError> {
-        let all = self.privacy.sensitive.clone().unwrap_or_else(|| {
-            crossdex_store::DEFAULT_SENSITIVE
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        });
+        let all = match &self.privacy.sensitive {
+            Some(list) => list.clone(),
+            None => crossdex_store::Sensitive::starting().all,
+        };
         let mut by_source = BTreeMap::new();
         for (name, table) in &self.sources {
             let Some(list) = table.get("sensitive") else {

@@ -136,6 +136,8 @@ struct Inner {
     tokens: access::Tokens,
     /// The audit log of API requests.
     audit: audit::AuditLog,
+    /// The keyed-hash key, read (or created) once.
+    hash_key: std::sync::OnceLock<Vec<u8>>,
     /// States kept for search cursors.
     pins: Mutex<Vec<Pinned>>,
     /// Every sync's progress, for front ends that poll.
@@ -196,16 +198,9 @@ impl Service {
                 .as_ref()
                 .map(|c| c.visit_settings())
                 .unwrap_or_default(),
-            sensitive: config.as_ref().map_or_else(
-                || crossdex_store::Sensitive {
-                    all: crossdex_store::DEFAULT_SENSITIVE
-                        .iter()
-                        .map(|s| (*s).to_owned())
-                        .collect(),
-                    ..Default::default()
-                },
-                |c| c.sensitive(),
-            ),
+            sensitive: config
+                .as_ref()
+                .map_or_else(crossdex_store::Sensitive::starting, |c| c.sensitive.clone()),
             // Read when a scope first needs it (`hash_key`).
             hash_key: crossdex_query::HashKey::default(),
             scope: crossdex_query::ReadScope::full(),
@@ -231,6 +226,7 @@ impl Service {
                     server.audit_keep_days.unwrap_or(365),
                 ),
                 data_dir,
+                hash_key: std::sync::OnceLock::new(),
             }),
             principal: Arc::new(access::Principal::local()),
         })
@@ -316,6 +312,14 @@ impl Service {
     /// The key of the keyed hash of joinable sensitive values: `[privacy]
     /// hash_key_file`, else `access/hash.key` in the data directory, created once.
     fn hash_key(&self) -> Result<Vec<u8>> {
+        if let Some(key) = self.inner.hash_key.get() {
+            return Ok(key.clone());
+        }
+        let key = self.load_hash_key()?;
+        Ok(self.inner.hash_key.get_or_init(|| key).clone())
+    }
+
+    fn load_hash_key(&self) -> Result<Vec<u8>> {
         let configured = self.config().and_then(|c| c.privacy.hash_key_file.clone());
         let path = configured
             .clone()

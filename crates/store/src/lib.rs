@@ -46,7 +46,7 @@ pub use facets::{Bucket, Facets};
 pub use index::{Hit, Restriction, SearchOptions, SearchPage};
 pub use manifest::{FORMAT_VERSION, Manifest, SourceState};
 pub use runs::{Counts, MAX_KEPT_REJECTIONS, RunStatus, SyncRun};
-pub use sensitive::{DEFAULT_SENSITIVE, Sensitive, glob_match};
+pub use sensitive::{DEFAULT_SENSITIVE, Sensitive};
 pub use subjects::SubjectIndex;
 pub use syntax::SyntaxError;
 pub use tables::{

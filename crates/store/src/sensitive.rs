@@ -49,6 +49,15 @@ impl Sensitive {
         Sensitive::default()
     }
 
+    /// [`DEFAULT_SENSITIVE`] for every source, nothing hashed: what applies when the
+    /// configuration names no list.
+    pub fn starting() -> Sensitive {
+        Sensitive {
+            all: DEFAULT_SENSITIVE.iter().map(|s| (*s).to_owned()).collect(),
+            ..Sensitive::default()
+        }
+    }
+
     /// Whether nothing is declared sensitive.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty() && self.by_source.values().all(Vec::is_empty)
@@ -68,19 +77,10 @@ impl Sensitive {
         self.hashed.iter().any(|p| glob_match(p, variable))
     }
 
-    /// The patterns of `source` (its own and everyone's), as one anchored,
-    /// case-insensitive regular expression; `None` when it has none.
-    pub fn regex_for(&self, source: Option<&str>) -> Option<String> {
-        let mut patterns: Vec<&str> = self.all.iter().map(String::as_str).collect();
-        if let Some(ps) = source.and_then(|s| self.by_source.get(s)) {
-            patterns.extend(ps.iter().map(String::as_str));
-        }
-        regex_of(&patterns)
-    }
-
-    /// The hashed patterns as one anchored, case-insensitive regular expression.
-    pub fn hashed_regex(&self) -> Option<String> {
-        regex_of(&self.hashed.iter().map(String::as_str).collect::<Vec<_>>())
+    /// Whether a column named `name` that gathers every source's values (the
+    /// demographics of `subject_links`) is sensitive: everyone's patterns decide.
+    pub fn is_sensitive_column(&self, name: &str) -> bool {
+        self.all.iter().any(|p| glob_match(p, name))
     }
 
     /// A fingerprint of what is kept out of the index, stored with each record's
@@ -107,24 +107,8 @@ impl Sensitive {
     }
 }
 
-fn regex_of(patterns: &[&str]) -> Option<String> {
-    if patterns.is_empty() {
-        return None;
-    }
-    let alternatives: Vec<String> = patterns
-        .iter()
-        .map(|p| {
-            p.split('*')
-                .map(regex::escape)
-                .collect::<Vec<_>>()
-                .join(".*")
-        })
-        .collect();
-    Some(format!("(?i)^(?:{})$", alternatives.join("|")))
-}
-
 /// Whether `name` matches `pattern` as a whole, without case; `*` matches any run.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (
         pattern.to_lowercase().chars().collect(),
         name.to_lowercase().chars().collect(),
@@ -165,11 +149,15 @@ mod tests {
         assert!(!glob_match("dob", "dob_estimated"));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
-        let re = regex::Regex::new(&regex_of(&["birth_year", "*notes*"]).unwrap()).unwrap();
-        assert!(re.is_match("Clinician_Notes"));
-        assert!(re.is_match("birth_year"));
+        let s = Sensitive {
+            all: vec!["birth_year".into(), "*notes*".into()],
+            ..Sensitive::default()
+        };
+        assert!(s.is_sensitive_column("Clinician_Notes"));
+        assert!(s.is_sensitive_column("birth_year"));
         // `_` and `.` are literal, not wildcards.
-        assert!(!re.is_match("birthXyear"));
+        assert!(!s.is_sensitive_column("birthXyear"));
+        assert!(!glob_match("a.c", "abc"));
     }
 
     #[test]
