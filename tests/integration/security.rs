@@ -488,7 +488,7 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
         full("SELECT count(*) FROM observations o JOIN records r ON r.id = o.record_id WHERE r.project = 'BETA'").await
     );
     let hits = one_project.json("/search?q=amyloid&facets=100").await;
-    let beta_hits = c_admin_search(&admin, "amyloid", Some("BETA")).await;
+    let beta_hits = admin_search_total(&admin, "amyloid", Some("BETA")).await;
     assert_eq!(hits["total"].as_u64().unwrap(), beta_hits);
     assert_eq!(beta_hits as usize, rows, "every BETA row mentions amyloid");
     for facet in ["source", "project", "system", "kind"] {
@@ -504,8 +504,9 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
             hits["facets"][facet]
         );
     }
-    // Without the sensitive scope: every observation but the sensitive ones, counted
-    // from the variables' names with the configuration's patterns.
+    // Without the sensitive scope: every observation but the sensitive ones. Which
+    // variables those are is known by hand: the simulated cohort's years of birth
+    // (REDCap `birth_year`, XNAT `yob`) and clinician notes, and the planted `dob`.
     let variables = admin
         .sql(
             "SELECT variable, count(*) FROM observations GROUP BY variable",
@@ -516,19 +517,30 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
         .unwrap()
         .rows_as_text()
         .unwrap();
+    let by_hand = ["birth_year", "clinician_notes", "dob", "yob"];
     let patterns = crossdex_service::Config::load(std::path::Path::new(&config))
         .unwrap()
-        .sensitive();
-    let expected: u64 = variables
+        .sensitive;
+    let present = |v: &&str| variables.iter().any(|r| r[0] == *v);
+    let mut matched: Vec<&str> = variables
         .iter()
-        .filter(|r| {
-            !patterns
-                .all
-                .iter()
-                .any(|p| crossdex_store::glob_match(p, &r[0]))
-        })
+        .map(|r| r[0].as_str())
+        .filter(|v| patterns.is_sensitive("", v))
+        .collect();
+    matched.sort_unstable();
+    let expected_names: Vec<&str> = by_hand.iter().copied().filter(present).collect();
+    assert!(expected_names.contains(&"dob"));
+    assert_eq!(
+        matched, expected_names,
+        "the configuration's patterns select other variables"
+    );
+    let total: u64 = variables.iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
+    let hidden: u64 = variables
+        .iter()
+        .filter(|r| by_hand.contains(&r[0].as_str()))
         .map(|r| r[1].parse::<u64>().unwrap())
         .sum();
+    let expected = total - hidden;
     assert_eq!(
         no_sensitive
             .count("SELECT count(*) FROM observations")
@@ -603,7 +615,7 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
     checked
 }
 
-async fn c_admin_search(admin: &Service, q: &str, project: Option<&str>) -> u64 {
+async fn admin_search_total(admin: &Service, q: &str, project: Option<&str>) -> u64 {
     let mut request = crossdex_service::SearchRequest::new(q, 0);
     request.facets = None;
     request.filters.project = project.map(str::to_owned);

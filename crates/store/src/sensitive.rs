@@ -22,6 +22,8 @@ pub const DEFAULT_SENSITIVE: &[&str] = &[
     "date_of_birth",
     "birth_date",
     "birth_year",
+    "year_of_birth",
+    "yob",
     "*address*",
     "postcode",
     "zip*",
