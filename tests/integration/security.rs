@@ -487,6 +487,18 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
         one_project.count("SELECT count(*) FROM observations").await,
         full("SELECT count(*) FROM observations o JOIN records r ON r.id = o.record_id WHERE r.project = 'BETA'").await
     );
+    // Links and resolution: those of BETA's records only, whatever key is asked for.
+    assert_eq!(
+        one_project.count("SELECT count(*) FROM subject_links").await,
+        full("SELECT count(*) FROM subject_links l WHERE EXISTS (SELECT 1 FROM records r \
+              WHERE r.project = 'BETA' AND r.source = l.source \
+              AND coalesce(r.subject_key, r.title) = l.matched)")
+        .await
+    );
+    let resolved = "SELECT count(subject_of(s, k)) FROM (VALUES ('alpha', 'alpha-0'), \
+                    ('alpha', 'alpha-1'), ('beta', 'beta-0'), ('beta', 'beta-1')) AS t(s, k)";
+    assert_eq!(full(resolved).await, 4);
+    assert_eq!(one_project.count(resolved).await, 2, "ALPHA's keys resolved");
     let hits = one_project.json("/search?q=amyloid&facets=100").await;
     let beta_hits = admin_search_total(&admin, "amyloid", Some("BETA")).await;
     assert_eq!(hits["total"].as_u64().unwrap(), beta_hits);

@@ -27,6 +27,9 @@ mod views;
 
 use std::sync::Arc;
 
+use arrow::array::StringArray;
+use arrow::datatypes::DataType;
+
 use datafusion::catalog::MemTable;
 
 use datafusion::datasource::TableProvider;
@@ -92,6 +95,8 @@ pub struct QueryEngine {
     _files: Vec<std::fs::File>,
     ctx: SessionContext,
     views: tokio::sync::OnceCell<()>,
+    /// What `subject_of()` may resolve for a reader of some projects.
+    keys_in_scope: Option<subject_of::InScope>,
     settings: EngineSettings,
 }
 
@@ -262,8 +267,17 @@ impl QueryEngine {
             )?;
             ctx.register_table("internal.records", wrap(records, scope::Kind::Records))?;
         }
+        let keys_in_scope = scope
+            .restriction
+            .projects
+            .is_some()
+            .then(subject_of::InScope::default);
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-            subject_of::SubjectOf::new(snapshot.subjects()?, scope.restriction.sources.clone()),
+            subject_of::SubjectOf::new(
+                snapshot.subjects()?,
+                scope.restriction.sources.clone(),
+                keys_in_scope.clone(),
+            ),
         ));
         ctx.register_udtf(
             "search",
@@ -277,6 +291,7 @@ impl QueryEngine {
             _files: files,
             ctx,
             views: tokio::sync::OnceCell::new(),
+            keys_in_scope,
             settings,
         })
     }
@@ -285,6 +300,37 @@ impl QueryEngine {
     async fn views(&self) -> Result<(), QueryError> {
         self.views
             .get_or_try_init(|| async {
+                if let Some(in_scope) = &self.keys_in_scope {
+                    // The scoped `subject_links` holds the links of the reader's records.
+                    let batches = self
+                        .ctx
+                        .sql("SELECT source, matched FROM subject_links")
+                        .await
+                        .map_err(QueryError::from_datafusion)?
+                        .collect()
+                        .await
+                        .map_err(QueryError::from_datafusion)?;
+                    let mut keys = std::collections::HashSet::new();
+                    for b in &batches {
+                        let text = |i: usize| -> datafusion::error::Result<StringArray> {
+                            let a = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
+                            Ok(datafusion::common::cast::as_string_array(&a)?.clone())
+                        };
+                        let (sources, matched) = (text(0), text(1));
+                        let (sources, matched) = (
+                            sources.map_err(QueryError::from_datafusion)?,
+                            matched.map_err(QueryError::from_datafusion)?,
+                        );
+                        keys.extend(
+                            sources
+                                .iter()
+                                .zip(matched.iter())
+                                .filter_map(|(s, m)| Some(scope::source_key(s?, m?))),
+                        );
+                    }
+                    // Another caller may have raced here first: both computed the same set.
+                    let _ = in_scope.set(keys);
+                }
                 let visits_view = [("visits", views::visits_view(&self.settings.visits))];
                 let demographics: Vec<(&str, bool)> =
                     scope::demographics(&self.settings.scope, &self.settings.sensitive)
@@ -381,21 +427,6 @@ impl QueryEngine {
                 observations: s.n_observations,
             })
             .collect())
-    }
-
-    /// The subject `source` spells `key` (a subject key, or a title for title-linked
-    /// sources), resolved through this state's links.
-    pub fn subject_of(&self, source: &str, key: &str) -> Result<Option<String>, QueryError> {
-        if let Some(sources) = &self.settings.scope.restriction.sources
-            && !sources.contains(source)
-        {
-            return Ok(None);
-        }
-        Ok(self
-            .snapshot
-            .subjects()?
-            .resolve(source, key)
-            .map(|s| s.to_string()))
     }
 
     /// Runs one read-only SQL statement. Named parameters (`$name`) are bound from

@@ -84,7 +84,8 @@ pub(crate) struct Rule {
 pub(crate) enum ByRecords {
     /// Observations: by `record_id`.
     RecordId,
-    /// Subject links: by `source` and `subject_key` (a record's key, else its title).
+    /// Subject links: by `source` and `matched` (what the record carries: its key,
+    /// else its title).
     SourceKey,
 }
 
@@ -236,7 +237,7 @@ impl Rule {
                 within(&mut keep, text("record_id")?, &|v| ids.contains(v));
             }
             (Some(ids), Some(ByRecords::SourceKey)) => {
-                if let (Some(sources), Some(keys)) = (text("source")?, text("subject_key")?) {
+                if let (Some(sources), Some(keys)) = (text("source")?, text("matched")?) {
                     for (i, k) in keep.iter_mut().enumerate() {
                         *k &= !sources.is_null(i)
                             && !keys.is_null(i)
@@ -322,7 +323,7 @@ impl Rule {
 }
 
 /// One source's key, as the set of keys in scope holds it.
-fn source_key(source: &str, key: &str) -> String {
+pub(crate) fn source_key(source: &str, key: &str) -> String {
     format!("{source}\u{1}{key}")
 }
 

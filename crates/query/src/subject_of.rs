@@ -28,17 +28,26 @@ pub(crate) struct SubjectOf {
     /// Sources whose keys resolve (`None`: all): a reader learns nothing of a source
     /// outside its scope, not even whether it knows a key.
     sources: Option<std::collections::BTreeSet<String>>,
+    /// For a reader of some projects, the keys its records carry
+    /// ([`crate::scope::source_key`]), known once the engine's views are registered
+    /// (before its first query): until then nothing resolves.
+    keys: Option<InScope>,
     signature: Signature,
 }
+
+/// Keys in a reader's scope, filled once per engine.
+pub(crate) type InScope = Arc<std::sync::OnceLock<std::collections::HashSet<String>>>;
 
 impl SubjectOf {
     pub(crate) fn new(
         subjects: Arc<SubjectIndex>,
         sources: Option<std::collections::BTreeSet<String>>,
+        keys: Option<InScope>,
     ) -> Self {
         SubjectOf {
             subjects,
             sources,
+            keys,
             // Immutable within one engine: an engine reads one snapshot.
             signature: Signature::exact(
                 vec![DataType::Utf8, DataType::Utf8],
@@ -50,7 +59,13 @@ impl SubjectOf {
 
 impl PartialEq for SubjectOf {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.subjects, &other.subjects) && self.sources == other.sources
+        Arc::ptr_eq(&self.subjects, &other.subjects)
+            && self.sources == other.sources
+            && match (&self.keys, &other.keys) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
     }
 }
 
@@ -101,7 +116,15 @@ impl ScalarUDFImpl for SubjectOf {
                         k
                     }
                 };
-                keys_of_source?.get(keys.value(i)).map(|s| &**s)
+                let key = keys.value(i);
+                if let Some(in_scope) = &self.keys
+                    && !in_scope
+                        .get()
+                        .is_some_and(|k| k.contains(&crate::scope::source_key(source, key)))
+                {
+                    return None;
+                }
+                keys_of_source?.get(key).map(|s| &**s)
             })
             .collect();
         let out: ArrayRef = Arc::new(resolved);

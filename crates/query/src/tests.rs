@@ -517,6 +517,94 @@ async fn a_scoped_engine_reads_only_its_rows() {
     assert_eq!(counted(full.source_counts().await.unwrap()), (25, 50));
 }
 
+/// A reader of one project resolves the keys of its own records only: `subject_of()`
+/// says nothing of another project's keys in the same source, and a key linked through
+/// a record's title (a notebook) stays visible to the project holding that record.
+#[tokio::test]
+async fn a_project_reader_resolves_only_its_records_keys() {
+    let (dir, sensitive) = scoped_store(false);
+    let mut w = Writer::open(dir.path()).unwrap();
+    let mut txn = w.begin("notebook", "files", Utc::now()).unwrap();
+    let upserts = [(2, "P1"), (3, "P2")]
+        .into_iter()
+        .map(|(n, project)| {
+            let mut r = Record::new(
+                "notebook",
+                "files",
+                "page",
+                &n.to_string(),
+                &format!("INT_{n:04} slicing"),
+            );
+            r.project = Some(project.to_owned());
+            Entity {
+                record: r,
+                observations: vec![],
+            }
+        })
+        .collect();
+    txn.apply(Page {
+        upserts,
+        ..Page::default()
+    })
+    .unwrap();
+    txn.commit(SyncMode::Full, None).unwrap();
+    // Linking's answer, written by hand: clinic and imaging share keys 0..5, the
+    // notebook pages are linked through their titles.
+    let link = |source: &str, n: usize, matched: String| crossdex_store::SubjectLink {
+        subject_id: format!("subj:INT_{n:04}"),
+        source: source.to_owned(),
+        subject_key: format!("INT_{n:04}"),
+        matched,
+        rule: format!("rule:{source}"),
+        confidence: 1.0,
+        sex: None,
+        birth_year: None,
+    };
+    let mut links: Vec<_> = (0..20)
+        .map(|n| link("clinic", n, format!("INT_{n:04}")))
+        .chain((0..5).map(|n| link("imaging", n, format!("INT_{n:04}"))))
+        .collect();
+    links.push(link("notebook", 2, "INT_0002 slicing".into()));
+    links.push(link("notebook", 3, "INT_0003 slicing".into()));
+    w.set_subject_links(&links).unwrap();
+    drop(w);
+
+    let full = scoped(dir.path(), &sensitive, ReadScope::full());
+    let p1 = scoped(dir.path(), &sensitive, reader(None, set(&["P1"]), true));
+    let resolve = "SELECT subject_of('clinic', 'INT_0001'), subject_of('clinic', 'INT_0002'), \
+                   subject_of('notebook', 'INT_0003 slicing'), subject_of('notebook', 'INT_0002 slicing')";
+    assert_eq!(
+        rows(&full, resolve).await,
+        vec![vec!["subj:INT_0001", "subj:INT_0002", "subj:INT_0003", "subj:INT_0002"]]
+    );
+    // INT_0001 and the INT_0003 page are P2's: unknown to a P1 reader.
+    assert_eq!(
+        rows(&p1, resolve).await,
+        vec![vec!["NULL", "subj:INT_0002", "NULL", "subj:INT_0002"]]
+    );
+    // Links of P1's records: even clinic keys (10), imaging 0, 2, 4 and one page.
+    assert_eq!(
+        rows(
+            &p1,
+            "SELECT source, count(*) FROM subject_links GROUP BY source ORDER BY source"
+        )
+        .await,
+        vec![
+            vec!["clinic", "10"],
+            vec!["imaging", "3"],
+            vec!["notebook", "1"]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &p1,
+            "SELECT count(*) FROM records WHERE subject_id IS NOT NULL"
+        )
+        .await,
+        vec![vec!["14"]]
+    );
+}
+
 #[tokio::test]
 async fn joinable_sensitive_values_are_keyed_hashes() {
     let (dir, sensitive) = scoped_store(true);
