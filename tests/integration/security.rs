@@ -489,16 +489,24 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
     );
     // Links and resolution: those of BETA's records only, whatever key is asked for.
     assert_eq!(
-        one_project.count("SELECT count(*) FROM subject_links").await,
-        full("SELECT count(*) FROM subject_links l WHERE EXISTS (SELECT 1 FROM records r \
+        one_project
+            .count("SELECT count(*) FROM subject_links")
+            .await,
+        full(
+            "SELECT count(*) FROM subject_links l WHERE EXISTS (SELECT 1 FROM records r \
               WHERE r.project = 'BETA' AND r.source = l.source \
-              AND coalesce(r.subject_key, r.title) = l.matched)")
+              AND coalesce(r.subject_key, r.title) = l.matched)"
+        )
         .await
     );
     let resolved = "SELECT count(subject_of(s, k)) FROM (VALUES ('alpha', 'alpha-0'), \
                     ('alpha', 'alpha-1'), ('beta', 'beta-0'), ('beta', 'beta-1')) AS t(s, k)";
     assert_eq!(full(resolved).await, 4);
-    assert_eq!(one_project.count(resolved).await, 2, "ALPHA's keys resolved");
+    assert_eq!(
+        one_project.count(resolved).await,
+        2,
+        "ALPHA's keys resolved"
+    );
     let hits = one_project.json("/search?q=amyloid&facets=100").await;
     let beta_hits = admin_search_total(&admin, "amyloid", Some("BETA")).await;
     assert_eq!(hits["total"].as_u64().unwrap(), beta_hits);
@@ -728,6 +736,21 @@ fn a_portal_token_on_any_address_sees_its_source_only_and_is_audited() {
         "token list shows a secret"
     );
 
+    let analyst = s.ok(&[
+        "-c",
+        cfg,
+        "token",
+        "create",
+        "analyst",
+        "--scope",
+        "sql",
+        "--sources",
+        "xnat",
+        "--expires",
+        "1d",
+    ]);
+    let analyst = analyst.stdout.trim().to_owned();
+
     let served = Served::start_on(&s, &["-c", cfg], "0.0.0.0:0");
     let api = format!("{}/api/v1", served.base);
     let (_, status, _) = sh(&format!(
@@ -760,22 +783,47 @@ fn a_portal_token_on_any_address_sees_its_source_only_and_is_audited() {
          -H 'Content-Type: text/plain' -d 'SELECT * FROM observations' '{api}/sql'"
     ));
     assert_eq!(status.trim(), "403");
+    // SQL, answered whole (JSON) and streamed (CSV): the audit line names the columns
+    // the query read, not those it could have, and the rows answered.
+    let sql = "SELECT title FROM records WHERE title <> 'PLANTEDLITERAL' ORDER BY title LIMIT 7";
+    for accept in ["application/json", "text/csv"] {
+        let (_, status, _) = sh(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {analyst}' \
+             -H 'Accept: {accept}' -H 'Content-Type: text/plain' -d \"{sql}\" '{api}/sql'"
+        ));
+        assert_eq!(status.trim(), "200", "{accept}");
+    }
 
     let log = std::fs::read_to_string(d.join("audit/audit.log")).unwrap();
     let lines: Vec<Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines.len(), 5, "{log}");
     assert_eq!(
         lines
             .iter()
             .map(|l| l["status"].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        vec![401, 200, 403]
+        vec![401, 200, 403, 200, 200]
     );
+    for line in &lines[3..] {
+        assert_eq!(line["token"], "analyst");
+        assert_eq!(line["rows"], 7, "{line}");
+        assert_eq!(line["tables"], serde_json::json!(["records"]), "{line}");
+        // The view's subject column is computed from the key and the title; the
+        // source column is the scope's own filter.
+        let columns: Vec<&str> = line["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(columns.contains(&"records.title"), "{line}");
+        assert!(!columns.contains(&"records.description"), "{line}");
+    }
     assert!(
-        !log.contains("hippocampus") && !log.contains(&secret),
+        !log.contains("hippocampus") && !log.contains("PLANTEDLITERAL") && !log.contains(&secret),
         "{log}"
     );
     let audited = s.ok(&["-c", cfg, "audit", "--token", "portal", "--format", "json"]);

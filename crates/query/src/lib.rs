@@ -38,6 +38,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crossdex_store::{
@@ -65,22 +66,46 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     guard::parse_read_only(sql).map(|_| ())
 }
 
-/// The tables and views `sql` names (`search` for the table function), for the audit
-/// log; empty when it does not parse.
-pub fn tables_of(sql: &str) -> Vec<String> {
-    let Ok(statement) = guard::parse_read_only(sql) else {
-        return Vec::new();
-    };
-    let mut tables: Vec<String> =
-        datafusion::sql::resolve::resolve_table_references(&statement, true)
-            .map(|(tables, _)| tables.iter().map(|t| t.table().to_owned()).collect())
-            .unwrap_or_default();
-    if sql.to_ascii_lowercase().contains("search(") {
-        tables.push("search".to_owned());
+/// What one query reads, for the audit log: the tables and views its text names
+/// (`search` for the table function), and the stored columns its plan scans
+/// (`table.column`, after the views are expanded and unused columns pruned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadSet {
+    /// Tables, views and table functions named, sorted.
+    pub tables: Vec<String>,
+    /// Stored columns scanned, sorted.
+    pub columns: Vec<String>,
+}
+
+impl ReadSet {
+    fn of(statement: &datafusion::sql::parser::Statement, plan: &LogicalPlan) -> ReadSet {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut tables: Vec<String> =
+            datafusion::sql::resolve::resolve_table_references(statement, true)
+                .map(|(tables, _)| tables.iter().map(|t| t.table().to_owned()).collect())
+                .unwrap_or_default();
+        let mut columns = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let name = scan.table_name.table();
+                match name.strip_suffix("()") {
+                    Some(function) => tables.push(function.to_owned()),
+                    None => columns.extend(
+                        scan.projected_schema
+                            .fields()
+                            .iter()
+                            .map(|f| format!("{name}.{}", f.name())),
+                    ),
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        for list in [&mut tables, &mut columns] {
+            list.sort();
+            list.dedup();
+        }
+        ReadSet { tables, columns }
     }
-    tables.sort();
-    tables.dedup();
-    tables
 }
 
 /// Default number of hits of `search()` when no limit is given.
@@ -450,14 +475,22 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<BatchStream, QueryError> {
-        let df = self.plan(sql, params).await?;
+        let (statement, df) = self.planned(sql, params).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let inner = df
-            .execute_stream()
+        let (state, plan) = df.into_parts();
+        // Optimized once: what the audit reads of the plan is what runs.
+        let plan = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
+        let read = ReadSet::of(&statement, &plan);
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
             .await
+            .map_err(QueryError::from_datafusion)?;
+        let inner = datafusion::physical_plan::execute_stream(physical, state.task_ctx())
             .map_err(QueryError::from_datafusion)?;
         Ok(BatchStream {
             schema,
+            read,
             inner,
             _engine: self.clone(),
         })
@@ -469,12 +502,27 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        Ok(self.planned(sql, params).await?.1)
+    }
+
+    /// [`QueryEngine::plan`], with the bound statement it was planned from.
+    async fn planned(
+        &self,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<
+        (
+            datafusion::sql::parser::Statement,
+            datafusion::dataframe::DataFrame,
+        ),
+        QueryError,
+    > {
         let mut statement = guard::parse_read_only(sql)?;
         guard::bind(&mut statement, &params)?;
         self.views().await?;
         let state = self.ctx.state();
         let plan = state
-            .statement_to_plan(statement)
+            .statement_to_plan(statement.clone())
             .await
             .map_err(QueryError::from_datafusion)?;
         SQLOptions::new()
@@ -483,10 +531,12 @@ impl QueryEngine {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(QueryError::from_datafusion)?;
-        self.ctx
+        let df = self
+            .ctx
             .execute_logical_plan(plan)
             .await
-            .map_err(QueryError::from_datafusion)
+            .map_err(QueryError::from_datafusion)?;
+        Ok((statement, df))
     }
 
     /// Runs a saved query with its parameters, given as text and typed by its header.
@@ -522,6 +572,8 @@ impl QueryEngine {
 pub struct BatchStream {
     /// The rows' columns.
     pub schema: SchemaRef,
+    /// What the query reads.
+    pub read: ReadSet,
     inner: datafusion::physical_plan::SendableRecordBatchStream,
     _engine: Arc<QueryEngine>,
 }

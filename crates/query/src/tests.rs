@@ -575,7 +575,12 @@ async fn a_project_reader_resolves_only_its_records_keys() {
                    subject_of('notebook', 'INT_0003 slicing'), subject_of('notebook', 'INT_0002 slicing')";
     assert_eq!(
         rows(&full, resolve).await,
-        vec![vec!["subj:INT_0001", "subj:INT_0002", "subj:INT_0003", "subj:INT_0002"]]
+        vec![vec![
+            "subj:INT_0001",
+            "subj:INT_0002",
+            "subj:INT_0003",
+            "subj:INT_0002"
+        ]]
     );
     // INT_0001 and the INT_0003 page are P2's: unknown to a P1 reader.
     assert_eq!(

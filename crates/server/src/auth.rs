@@ -7,6 +7,7 @@
 //! answers, the service reads only what the scope allows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,8 +36,13 @@ pub(crate) struct Caller(pub Arc<Principal>);
 pub(crate) struct AuditInfo {
     /// Rows or hits answered.
     pub rows: Option<u64>,
+    /// Rows of a streamed answer, counted as they are sent: the audit line is written
+    /// once the body ends.
+    pub sent: Option<Arc<AtomicU64>>,
     /// Tables read.
     pub tables: Vec<String>,
+    /// Stored columns read (`table.column`).
+    pub columns: Vec<String>,
     /// The query text, and whether it is SQL; logged as a hash.
     pub query: Option<(String, bool)>,
 }
@@ -186,7 +192,7 @@ pub(crate) async fn guard(
             Err(e) => Err(e),
         },
     };
-    let mut _slot = None;
+    let mut slot = None;
     let response = match principal {
         Err(e) if !public => with_challenge(ApiError(e).into_response()),
         Ok(None) if !public => with_challenge(unauthorized().into_response()),
@@ -213,16 +219,14 @@ pub(crate) async fn guard(
                         HeaderValue::from_str(&wait.to_string())
                             .unwrap_or(HeaderValue::from_static("1")),
                     );
-                    audit(&state, &name, at, &route, &r, started);
-                    return r;
+                    return audited(&state, &name, at, &route, r, started, None);
                 }
-                Some(Ok(slot)) => _slot = Some(slot),
+                Some(Ok(s)) => slot = Some(s),
                 None => {}
             }
             request.extensions_mut().insert(Caller(Arc::new(p)));
             let r = next.run(request).await;
-            audit(&state, &name, at, &route, &r, started);
-            return r;
+            return audited(&state, &name, at, &route, r, started, slot);
         }
     };
     let token = if public {
@@ -230,28 +234,52 @@ pub(crate) async fn guard(
     } else {
         "unauthenticated"
     };
-    audit(&state, token, at, &route, &response, started);
-    response
+    audited(&state, token, at, &route, response, started, None)
 }
 
-fn with_challenge(mut r: Response) -> Response {
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"crossdex\""),
-    );
-    r
+/// The audit line of a request not yet written: written once, when the answer's body
+/// has been sent or dropped. It holds the token's query slot until then, so that a
+/// streamed answer counts against the token's concurrent queries while it runs.
+struct Pending {
+    state: AppState,
+    entry: Option<AuditEntry>,
+    started: Instant,
+    info: AuditInfo,
+    _slot: Option<Slot>,
 }
 
-/// Writes the request's audit line; a log that cannot be written is the operator's
-/// problem, said in the server's log, not the caller's.
-fn audit(
+impl Pending {
+    fn finish(&mut self) {
+        let Some(mut entry) = self.entry.take() else {
+            return;
+        };
+        entry.duration_ms = self.started.elapsed().as_millis() as u64;
+        entry.rows = self
+            .info
+            .rows
+            .or_else(|| self.info.sent.as_ref().map(|n| n.load(Ordering::Relaxed)));
+        if let Err(e) = self.state.service.audit(&entry) {
+            tracing::error!(error = %e, detail = e.detail.as_deref().unwrap_or(""), "audit log");
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `r`, audited: at once, or for a streamed answer at the end of its body.
+fn audited(
     state: &AppState,
     token: &str,
     at: chrono::DateTime<Utc>,
     route: &str,
-    r: &Response,
+    r: Response,
     started: Instant,
-) {
+    slot: Option<Slot>,
+) -> Response {
     let info = r
         .extensions()
         .get::<AuditInfo>()
@@ -262,17 +290,50 @@ fn audit(
         token: token.to_owned(),
         route: route.to_owned(),
         status: r.status().as_u16(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        rows: info.rows,
-        tables: info.tables,
-        columns: Vec::new(),
+        duration_ms: 0,
+        rows: None,
+        tables: info.tables.clone(),
+        columns: info.columns.clone(),
         query_sha256: None,
         query_shape: None,
     };
     if let Some((query, is_sql)) = &info.query {
         entry = entry.with_query(query, *is_sql);
     }
-    if let Err(e) = state.service.audit(&entry) {
-        tracing::error!(error = %e, detail = e.detail.as_deref().unwrap_or(""), "audit log");
+    let streamed = info.sent.is_some();
+    let mut pending = Pending {
+        state: state.clone(),
+        entry: Some(entry),
+        started,
+        info,
+        _slot: slot,
+    };
+    if !streamed {
+        pending.finish();
+        return r;
     }
+    use futures::StreamExt;
+    let (parts, body) = r.into_parts();
+    let mut pending = Some(pending);
+    // Polled after the last chunk, before the body's end is sent: the line is written
+    // by the time the caller has the whole answer. A caller that leaves early drops
+    // the body, and `Pending` with it.
+    let end = futures::stream::poll_fn(move |_| {
+        if let Some(mut p) = pending.take() {
+            p.finish();
+        }
+        std::task::Poll::Ready(None)
+    });
+    Response::from_parts(
+        parts,
+        axum::body::Body::from_stream(body.into_data_stream().chain(end)),
+    )
+}
+
+fn with_challenge(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"crossdex\""),
+    );
+    r
 }

@@ -186,6 +186,7 @@ async fn run_search(state: AppState, p: SearchParams) -> ApiResult<Response> {
         rows: Some(result.hits.len() as u64),
         tables: vec!["index".to_owned()],
         query: Some((audited, false)),
+        ..AuditInfo::default()
     };
     Ok(info.attach(Json(result).into_response()))
 }

@@ -4,6 +4,8 @@
 //! the answer's size, and a client that goes away stops the query.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::auth::{AuditInfo, Scoped};
 use axum::Json;
@@ -179,19 +181,18 @@ pub(crate) async fn sql(
     let control = control(&state, timeout_ms)?;
     let format = Format::of(&headers);
     let stream = state.service.sql_stream(&text, params, &control).await?;
-    let response = answer(
+    let audit = AuditInfo {
+        query: Some((text, true)),
+        ..AuditInfo::default()
+    };
+    answer(
         stream,
         format,
         max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(row_cap(&state)),
         control.timeout,
+        audit,
     )
-    .await?;
-    let info = AuditInfo {
-        rows: None,
-        tables: crossdex_service::tables_of(&text),
-        query: Some((text, true)),
-    };
-    Ok(info.attach(response))
+    .await
 }
 
 /// The most rows the caller's token may be answered.
@@ -260,19 +261,18 @@ pub(crate) async fn run_query(
         .collect::<Result<_, _>>()?;
     let control = control(&state, b.timeout_ms)?;
     let stream = state.service.saved_stream(&name, &values, &control).await?;
-    let response = answer(
+    let audit = AuditInfo {
+        tables: vec![format!("saved:{name}")],
+        ..AuditInfo::default()
+    };
+    answer(
         stream,
         Format::of(&headers),
         b.max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(row_cap(&state)),
         control.timeout,
+        audit,
     )
-    .await?;
-    let info = AuditInfo {
-        rows: None,
-        tables: vec![format!("saved:{name}")],
-        query: None,
-    };
-    Ok(info.attach(response))
+    .await
 }
 
 /// At most `left` rows of `batch`; `left` goes down by what is kept.
@@ -289,12 +289,17 @@ fn take(batch: RecordBatch, left: &mut usize) -> Option<RecordBatch> {
     })
 }
 
+/// The rows of `stream` in `format`, with what the audit log says of them: `audit`
+/// completed with the tables and columns the query read and the rows answered.
 async fn answer(
     mut stream: BatchStream,
     format: Format,
     max_rows: usize,
     timeout: Option<std::time::Duration>,
+    mut audit: AuditInfo,
 ) -> Result<Response, ApiError> {
+    audit.tables.extend(stream.read.tables.iter().cloned());
+    audit.columns = stream.read.columns.clone();
     let schema = stream.schema.clone();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     if format == Format::Json {
@@ -333,7 +338,7 @@ async fn answer(
         let objects: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&text)
             .map_err(|e| ApiError(crossdex_service::ServiceError::internal("writing JSON", e)))?;
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let rows = objects
+        let rows: Vec<Vec<serde_json::Value>> = objects
             .into_iter()
             .map(|mut o| {
                 names
@@ -350,14 +355,19 @@ async fn answer(
                 data_type: f.data_type().to_string(),
             })
             .collect();
-        return Ok(Json(Rows {
-            columns,
-            rows,
-            truncated,
-        })
-        .into_response());
+        audit.rows = Some(rows.len() as u64);
+        return Ok(audit.attach(
+            Json(Rows {
+                columns,
+                rows,
+                truncated,
+            })
+            .into_response(),
+        ));
     }
     // Streamed: each batch is encoded and sent as it comes.
+    let sent = Arc::new(AtomicU64::new(0));
+    audit.sent = Some(sent.clone());
     let mut left = max_rows;
     let mut first = true;
     let mut arrow = match format {
@@ -405,6 +415,7 @@ async fn answer(
             let Some(batch) = take(batch, &mut left) else {
                 break;
             };
+            let n = batch.num_rows() as u64;
             let bytes = match (&mut arrow, format) {
                 (Some(w), _) => match w.write(&batch) {
                     Ok(()) => std::mem::take(w.get_mut()),
@@ -440,6 +451,7 @@ async fn answer(
                 // The client went away: dropping the stream stops the query.
                 return;
             }
+            sent.fetch_add(n, Ordering::Relaxed);
             if left == 0 {
                 break;
             }
@@ -458,7 +470,7 @@ async fn answer(
             }
         }
     });
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    Ok(audit.attach(([(header::CONTENT_TYPE, format.content_type())], body).into_response()))
 }
 
 fn timed_out(timeout: Option<std::time::Duration>) -> crossdex_service::ServiceError {

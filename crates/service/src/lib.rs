@@ -68,7 +68,7 @@ pub use crate::sync::{
     DoctorCheck, DoctorReport, EventSender, Forgotten, PlannedRun, Stop, SyncEvent, SyncOutcome,
     SyncRequest,
 };
-pub use crossdex_query::tables_of;
+pub use crossdex_query::ReadSet;
 pub use crossdex_query::{
     BatchStream, OutputFormat, ParamKind, QueryOutput, RecordBatch, ScalarValue, SchemaRef,
     VisitSettings,
