@@ -1,5 +1,6 @@
 //! The API's routes: parameters in, the service's typed answers out.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,9 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use crossdex_service::{
-    ErrorCode, LinkReport, QueryControl, RecordView, RunProgress, RunSummary, SavedQueryInfo,
-    SearchFilters, SearchRequest, SearchResult, ServiceError, Status, SubjectFilter, SubjectList,
-    SubjectView,
+    Action, CreatedToken, ErrorCode, Limits, LinkReport, NewToken, QueryControl, RecordView,
+    RunProgress, RunSummary, SavedQueryInfo, Scope, SearchFilters, SearchRequest, SearchResult,
+    ServiceError, Status, SubjectFilter, SubjectList, SubjectView,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -47,6 +48,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_source))
         .routes(routes!(run))
         .routes(routes!(link_report))
+        .routes(routes!(derive_token))
 }
 
 /// The time limit and cancellation of one request's query: `timeout_ms` when given,
@@ -369,6 +371,59 @@ async fn sync_source(
         Json(entry),
     )
         .into_response())
+}
+
+/// A token to derive from the request's own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeriveBody {
+    /// Its name: letters, digits, `_`, `-` and `.`, unique in the data directory.
+    name: String,
+    /// Its actions, within the parent's (`search`, `sql`, `subjects`, `status`, `admin`).
+    scope: Vec<Action>,
+    /// Sources it sees, within the parent's; absent: the parent's.
+    sources: Option<BTreeSet<String>>,
+    /// Projects it sees, within the parent's; absent: the parent's.
+    projects: Option<BTreeSet<String>>,
+    /// Whether it sees sensitive values in clear; only if the parent does.
+    #[serde(default)]
+    sensitive: bool,
+    /// How long it works: `90m`, `12h`, `30d`; never past the parent's expiry.
+    expires: String,
+    /// Its limits; each at most the parent's, which apply where absent.
+    limits: Option<Limits>,
+}
+
+/// Derives a token from the request's token, narrower or equal in every respect: what a
+/// portal gives one of its users. Its secret is in this answer and nowhere else.
+#[utoipa::path(post, path = "/tokens", tag = "access",
+    request_body = DeriveBody,
+    responses(
+        (status = 201, description = "Created; `secret` is shown this once", body = CreatedToken),
+        (status = 400, description = "A field is not what it should be", body = ErrorBody),
+        (status = 403, description = "Wider than the request's token", body = ErrorBody)))]
+async fn derive_token(
+    Scoped(state): Scoped,
+    body: Result<Json<DeriveBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let parent = state.service.principal().clone();
+    let expires_in = crossdex_service::parse_duration(&b.expires)
+        .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
+    let new = NewToken {
+        name: b.name,
+        scope: Scope {
+            actions: b.scope.into_iter().collect(),
+            sources: b.sources.or(parent.scope.sources),
+            projects: b.projects.or(parent.scope.projects),
+            sensitive: b.sensitive,
+        },
+        expires_in,
+        limits: b.limits.or(parent.limits).unwrap_or_default(),
+        parent: None,
+    };
+    let created = state.service.derive_token(new)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// A sync's progress: queued, running (pages and counts so far), finished (its run).

@@ -639,3 +639,119 @@ async fn tokens_are_required_once_one_exists_and_their_limits_hold() {
     let wrong = send(&app, bearer("/api/v1/search?q=healthy", "cdx_nope")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A portal derives per-user tokens from its own through the API: never wider in
+/// actions, sources, sensitive access, limits or lifetime, and gone with their parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_derives_only_narrower_tokens() {
+    use crossdex_service::{Action, Limits, NewToken, Scope};
+    let (_setup, service) = Setup::new(12).await;
+    let app = app(service.clone(), ServerOptions::default());
+    let derive = |secret: Option<&str>, body: Value| {
+        let mut r =
+            Request::post("/api/v1/tokens").header(header::CONTENT_TYPE, "application/json");
+        if let Some(s) = secret {
+            r = r.header(header::AUTHORIZATION, format!("Bearer {s}"));
+        }
+        r.body(Body::from(body.to_string())).unwrap()
+    };
+    // No token to derive from: the local user creates tokens with the CLI.
+    let a = send(
+        &app,
+        derive(
+            None,
+            json!({"name": "x", "scope": ["search"], "expires": "1d"}),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    let portal = service
+        .create_token(NewToken {
+            name: "portal".into(),
+            scope: Scope {
+                actions: [Action::Search, Action::Subjects].into_iter().collect(),
+                sources: Some(["clinic".to_owned()].into_iter().collect()),
+                projects: None,
+                sensitive: false,
+            },
+            expires_in: chrono::Duration::days(2),
+            limits: Limits {
+                requests_per_s: 20,
+                concurrent: 2,
+                max_rows: 500,
+            },
+            parent: None,
+        })
+        .unwrap();
+    let secret = portal.secret.as_str();
+    for (wider, body) in [
+        (
+            "an action",
+            json!({"name": "a", "scope": ["sql"], "expires": "1d"}),
+        ),
+        (
+            "admin",
+            json!({"name": "b", "scope": ["admin"], "expires": "1d"}),
+        ),
+        (
+            "a source",
+            json!({"name": "c", "scope": ["search"], "sources": ["clinic", "lab"], "expires": "1d"}),
+        ),
+        (
+            "sensitive access",
+            json!({"name": "d", "scope": ["search"], "sensitive": true, "expires": "1d"}),
+        ),
+    ] {
+        let a = send(&app, derive(Some(secret), body)).await;
+        assert_eq!(
+            a.status,
+            StatusCode::FORBIDDEN,
+            "wider by {wider}: {}",
+            a.text()
+        );
+        assert_eq!(a.json()["code"], "forbidden");
+    }
+    let a = send(
+        &app,
+        derive(
+            Some(secret),
+            json!({"name": "e", "scope": ["search"], "expires": "soon"}),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    let a = send(
+        &app,
+        derive(
+            Some(secret),
+            json!({"name": "alice", "scope": ["search"], "expires": "30d",
+                   "limits": {"requests_per_s": 1000, "concurrent": 1, "max_rows": 100000}}),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let child = a.json();
+    assert_eq!(child["token"]["parent"], "portal");
+    assert_eq!(child["token"]["scope"]["sources"], json!(["clinic"]));
+    // 30 days asked, the parent's 2 given; limits the lower of the two.
+    assert_eq!(child["token"]["expires_at"], json!(portal.token.expires_at));
+    assert_eq!(
+        child["token"]["limits"],
+        json!({"requests_per_s": 20, "concurrent": 1, "max_rows": 500})
+    );
+    let alice = child["secret"].as_str().unwrap().to_owned();
+    let a = send(&app, bearer("/api/v1/search?q=healthy", &alice)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["total"], 8);
+    let a = send(&app, bearer("/api/v1/subjects", &alice)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    // The list never shows a secret; revoking the portal ends alice's token too.
+    let listed = serde_json::to_string(&service.tokens().unwrap()).unwrap();
+    assert!(!listed.contains(&alice[4..]) && !listed.contains(&secret[4..]));
+    assert_eq!(
+        service.revoke_token("portal").unwrap(),
+        vec!["alice".to_owned(), "portal".to_owned()]
+    );
+    let a = send(&app, bearer("/api/v1/search?q=healthy", &alice)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+}

@@ -214,6 +214,10 @@ pub struct NewToken {
     pub parent: Option<String>,
 }
 
+/// Active tokens one token may have derived at once: a portal minting a token per
+/// user session stays well below it, a loop that forgets to reuse them does not.
+pub const MAX_CHILDREN: usize = 1000;
+
 /// A token just created: the only time its secret is known.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
@@ -363,7 +367,7 @@ impl Tokens {
         Ok(self.read()?.tokens.iter().map(|t| t.info.clone()).collect())
     }
 
-    pub(crate) fn create(&self, new: NewToken, max_days: u32) -> Result<CreatedToken> {
+    pub(crate) fn create(&self, mut new: NewToken, max_days: u32) -> Result<CreatedToken> {
         let invalid = |m: String| ServiceError::new(ErrorCode::InvalidParameter, m);
         if !valid_name(&new.name) {
             return Err(invalid(format!(
@@ -420,6 +424,22 @@ impl Tokens {
                 ));
             }
             expires_at = expires_at.min(p.info.expires_at);
+            // Nor more generous: the parent's limits bound the child's.
+            new.limits = Limits {
+                requests_per_s: new.limits.requests_per_s.min(p.info.limits.requests_per_s),
+                concurrent: new.limits.concurrent.min(p.info.limits.concurrent),
+                max_rows: new.limits.max_rows.min(p.info.limits.max_rows),
+            };
+            let children = file
+                .tokens
+                .iter()
+                .filter(|t| t.info.parent.as_ref() == Some(parent) && t.info.is_active(now))
+                .count();
+            if children >= MAX_CHILDREN {
+                return Err(invalid(format!(
+                    "token `{parent}` has {children} active derived tokens, the most it may have; revoke some first"
+                )));
+            }
         }
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes)

@@ -413,6 +413,26 @@ impl Service {
         self.inner.tokens.create(new, max_days)
     }
 
+    /// Derives a token from the caller's own, narrower or equal in scope and limits and
+    /// expiring no later: what a portal hands to one of its users. Needs no `admin`
+    /// action, only an API token to derive from.
+    pub fn derive_token(&self, mut new: NewToken) -> Result<CreatedToken> {
+        let caller = &self.principal;
+        // API tokens carry limits; the local user and an anonymous loopback caller none.
+        if caller.limits.is_none() {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidParameter,
+                "a token is derived from the API token of the request; this request carries none (create tokens with `crossdex token create`)",
+            ));
+        }
+        new.parent = Some(caller.name.clone());
+        let max_days = self
+            .config()
+            .and_then(|c| c.server.max_token_days)
+            .unwrap_or(365);
+        self.inner.tokens.create(new, max_days)
+    }
+
     /// Revokes token `name` and those derived from it; their names.
     pub fn revoke_token(&self, name: &str) -> Result<Vec<String>> {
         self.require(Action::Admin)?;
