@@ -96,6 +96,17 @@ impl Sandbox {
         run
     }
 
+    /// The one value `sql` answers with configuration `config`.
+    pub fn csv_with(&self, config: &str, sql: &str) -> String {
+        let run = self.ok(&["-c", config, "sql", "--format", "csv", sql]);
+        run.stdout
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
     /// `sql --format csv` without the header, one Vec per row.
     pub fn csv(&self, sql: &str) -> Vec<Vec<String>> {
         let run = self.ok(&["sql", "--format", "csv", sql]);

@@ -11,3 +11,4 @@ mod security;
 mod service;
 mod sim;
 mod slt;
+mod tui;

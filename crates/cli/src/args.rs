@@ -119,6 +119,9 @@ pub enum Command {
     /// crossdex finds.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+    /// Open the terminal UI: search with facets, subjects, SQL, sources and links.
+    #[command(after_help = TUI_HELP)]
+    Tui,
     /// Everything every source holds on one subject, side by side, with a timeline.
     #[command(
         after_help = "Examples:\n  crossdex subject subj:INT_0042\n  crossdex subject INT-042          any source's spelling finds the subject\n  crossdex subject 42 --format json"
@@ -267,6 +270,16 @@ Examples:
   crossdex serve --listen 127.0.0.1:9000 --no-schedule
   curl 'http://127.0.0.1:8742/api/v1/search?q=hippocampus'
   systemd: ExecStart=/usr/local/bin/crossdex --config /etc/crossdex.toml serve";
+
+const TUI_HELP: &str = "\
+Examples:
+  crossdex tui                           over the configuration's data directory
+  crossdex --data-dir /tmp/demo tui      over another one
+  NO_COLOR=1 crossdex tui                without colours
+
+Keys: F1 lists them all (type to filter); F2..F6 switch views; Ctrl-P jumps to a view,
+table, saved query or subject; Ctrl-R runs SQL and Esc cancels it; q quits. See
+docs/tui.md.";
 
 const DEMO_HELP: &str = "\
 Examples:

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo(args) => crate::simulate::demo(g, &args).await,
         Command::Sim(args) => crate::simulate::sim(&args).await,
+        Command::Tui => tui(&service(g, false)?).await,
         Command::Subject { id, format } => subject(g, &id, format).await,
         Command::Record { id, format } => record(g, &id, format).await,
         Command::Link(LinkCommand::Report { format, fail_on }) => {
@@ -53,6 +54,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => audit(g, token, since, until, route, format),
     }
+}
+
+/// The terminal UI over `service`, when stdout is a terminal.
+pub(crate) async fn tui(service: &Service) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return Err(CliError::usage(
+            "`crossdex tui` needs a terminal: stdout is a pipe or a file; use `search`, `subject` or `sql` in scripts",
+        ));
+    }
+    let location = service.data_dir().display().to_string();
+    crossdex_tui::run(service.clone(), location)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn token(g: &GlobalArgs, command: TokenCommand) -> Result<ExitCode> {

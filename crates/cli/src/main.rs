@@ -110,7 +110,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(commands::run(cli));
+    // Work still running is work the command let go of (a query cancelled in the
+    // terminal UI, stuck in a long step): the process does not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));

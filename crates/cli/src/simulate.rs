@@ -331,8 +331,16 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     if g.data_dir.is_some() {
         outln!("  (add --data-dir {} to each)", dir.display());
     }
-    if !args.no_ui {
-        tracing::debug!("no terminal UI in this build; the summary above stands in for it");
+    {
+        use std::io::IsTerminal;
+        // The summary stays above; the UI opens over it on a terminal (the simulators
+        // keep serving, so a sync from the Sources view works).
+        if !args.no_ui && std::io::stdout().is_terminal() {
+            let location = format!("demo: {}", dir.display());
+            crossdex_tui::run(service.clone(), location)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
     }
     sims.shutdown().await;
     Ok(if outcome.failed > 0 {

@@ -70,7 +70,7 @@ impl SearchRequest {
 }
 
 /// One value of a facet and how many hits carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// The value (a system, a source, a subject id, a month `YYYY-MM`, ...).
     pub value: String,
@@ -81,7 +81,7 @@ pub struct Bucket {
 /// Counts of a search's hits by the values of each facet, most frequent first (ties by
 /// value); a hit without a value (no project, no linked subject) is in none of that
 /// facet's buckets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Facets {
     /// By system.
     pub system: Vec<Bucket>,
@@ -122,7 +122,7 @@ impl From<crossdex_query::Facets> for Facets {
 }
 
 /// One hit.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
     /// The record's id (`records.id`).
     pub id: String,
@@ -145,7 +145,7 @@ pub struct SearchHit {
 }
 
 /// A page of hits, how many match in all, and facets over all of them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SearchResult {
     /// The query as asked.
     pub query: String,

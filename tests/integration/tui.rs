@@ -1,0 +1,262 @@
+//! The terminal UI on the demo cohort: every view drawn at 80×24 and 160×48 (insta
+//! snapshots of the screen's text), and the real binary driven in tmux as a user would.
+
+use std::time::Duration;
+
+use crossdex_service::{OpenOptions, Service};
+use crossdex_tui::{Headless, KeyCode, KeyEvent, KeyModifiers};
+use serde_json::Value;
+
+use crate::common::Sandbox;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+/// A demo data directory and its configuration.
+fn demo() -> (Sandbox, String) {
+    let s = Sandbox::new();
+    let d = s.path().join("demo-data");
+    s.ok(&["--data-dir", d.to_str().unwrap(), "demo", "--no-ui"]);
+    let cfg = s.path().join("demo-data-demo.toml");
+    (s, cfg.to_str().unwrap().to_owned())
+}
+
+/// Snapshots `ui` at both sizes under `name`; times of day and durations are masked.
+fn snap(ui: &Headless, name: &str) {
+    for (w, h) in SIZES {
+        let screen = ui.screen(w, h);
+        insta::with_settings!({filters => vec![
+            // When the sources synced: today.
+            (r"\d{2}-\d{2} \d{2}:\d{2}", "[time]"),
+            (r"in \d+\.\d+ s", "in [t] s"),
+            // The simulators' ports, in deep links.
+            (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        ]}, {
+            insta::assert_snapshot!(format!("tui_{name}_{w}x{h}"), screen);
+        });
+    }
+}
+
+/// Every view at 80×24 and 160×48 on the demo cohort, the counts on screen checked
+/// against the CLI's answers to the same questions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_draws_at_both_sizes_on_the_demo() {
+    let (s, cfg) = demo();
+    let service = Service::open(OpenOptions {
+        config: Some(cfg.clone().into()),
+        config_required: true,
+        ..OpenOptions::default()
+    })
+    .unwrap();
+    let mut ui = Headless::new(service, "demo");
+    ui.settle(LIMIT).await.unwrap();
+
+    // Search, facets and histogram: the hit count is the CLI's.
+    ui.type_text("hippocampus");
+    ui.settle(LIMIT).await.unwrap();
+    let cli = s.ok(&["-c", &cfg, "search", "hippocampus", "--format", "json"]);
+    let cli: Value = serde_json::from_str(&cli.stdout).unwrap();
+    let total = cli["total"].as_u64().unwrap();
+    assert!(
+        ui.screen(80, 24)
+            .contains(&format!("Search - {total} hits"))
+    );
+    snap(&ui, "search");
+    // The help, filtered.
+    ui.key(key(KeyCode::F(1)));
+    ui.type_text("sql");
+    snap(&ui, "help");
+    ui.key(key(KeyCode::Esc));
+    // A record's detail, from the results.
+    ui.key(key(KeyCode::Enter));
+    ui.key(key(KeyCode::Enter));
+    ui.settle(LIMIT).await.unwrap();
+    snap(&ui, "search_detail");
+
+    // Subject: any spelling; keys, records per source and timeline.
+    ui.key(key(KeyCode::F(3)));
+    ui.type_text("INT_0003");
+    ui.key(key(KeyCode::Enter));
+    ui.settle(LIMIT).await.unwrap();
+    let screen = ui.screen(160, 48);
+    assert!(
+        screen.contains("subj:INT_0003 - keys in every source"),
+        "{screen}"
+    );
+    snap(&ui, "subject");
+
+    // SQL: the default statement's grid; its row count is the CLI's.
+    ui.key(key(KeyCode::F(4)));
+    ui.key(ctrl('r'));
+    ui.settle(LIMIT).await.unwrap();
+    let rows = s.ok(&[
+        "-c",
+        &cfg,
+        "sql",
+        "--format",
+        "csv",
+        "SELECT source, kind, count(*) AS n FROM records GROUP BY 1, 2 ORDER BY 1, 2",
+    ]);
+    let n = rows.stdout.lines().count() - 1;
+    assert!(
+        ui.screen(80, 24).contains(&format!("{n} rows in")),
+        "{}",
+        ui.screen(80, 24)
+    );
+    snap(&ui, "sql");
+
+    // Sources and links.
+    ui.key(key(KeyCode::F(5)));
+    ui.key(key(KeyCode::Char('r')));
+    ui.settle(LIMIT).await.unwrap();
+    snap(&ui, "sources");
+    ui.key(key(KeyCode::F(6)));
+    ui.settle(LIMIT).await.unwrap();
+    snap(&ui, "links");
+}
+
+/// tmux: a command in a fresh server of its own, and what its pane shows.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (.ci/run installs it)")
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ui"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn pane(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "ui"]).stdout).into_owned()
+    }
+
+    /// Waits until the pane shows `text`; the pane when it does.
+    fn wait_for(&self, text: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let pane = self.pane();
+            if pane.contains(text) {
+                return pane;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the pane never showed {text:?}:\n{pane}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd(&["has-session", "-t", "ui"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// The real binary in tmux: search, a facet, a subject, a SQL query, a slow one
+/// cancelled with Esc while the screen keeps answering, quit.
+#[test]
+fn the_binary_in_tmux_searches_filters_opens_a_subject_runs_and_cancels_sql() {
+    let (s, cfg) = demo();
+    let tmux = Tmux {
+        socket: format!("crossdex-test-{}", std::process::id()),
+    };
+    let cmd = format!("NO_COLOR=1 {} -c {cfg} tui", env!("CARGO_BIN_EXE_crossdex"));
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ui",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    tmux.wait_for("hits]");
+
+    let cli = s.ok(&["-c", &cfg, "search", "hippocampus", "--format", "json"]);
+    let cli: Value = serde_json::from_str(&cli.stdout).unwrap();
+    let total = cli["total"].as_u64().unwrap();
+    tmux.send(&["hippocampus"]);
+    let search = tmux.wait_for(&format!("Search - {total} hits"));
+    println!("--- search\n{search}");
+
+    // The first facet (system omero): filtered in, counts over the whole hit set.
+    tmux.send(&["Tab"]);
+    tmux.send(&["Tab"]);
+    tmux.send(&["+"]);
+    let faceted = tmux.wait_for("[system:omero]");
+    println!("--- search with a facet\n{faceted}");
+    let omero = s.ok(&[
+        "-c",
+        &cfg,
+        "search",
+        "hippocampus system:omero",
+        "--format",
+        "json",
+    ]);
+    let omero: Value = serde_json::from_str(&omero.stdout).unwrap();
+    tmux.wait_for(&format!("Search - {} hits", omero["total"]));
+
+    // The first hit's subject.
+    tmux.send(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.send(&["Down"]);
+    tmux.send(&["s"]);
+    let subject = tmux.wait_for("keys in every source");
+    println!("--- subject\n{subject}");
+
+    // SQL: a count the CLI agrees with.
+    tmux.send(&["F4", "C-u", "SELECT count(*) AS n FROM records", "C-r"]);
+    let records = s.csv_with(&cfg, "SELECT count(*) AS n FROM records");
+    tmux.wait_for("1 rows in");
+    assert!(tmux.pane().contains(&records), "{}", tmux.pane());
+
+    // A statement that runs for seconds; Esc stops it and the screen answers at once.
+    tmux.send(&[
+        "C-u",
+        "SELECT max(a.value_text || b.variable) FROM observations a CROSS JOIN observations b",
+        "C-r",
+    ]);
+    tmux.wait_for("Esc cancels");
+    std::thread::sleep(Duration::from_millis(1500));
+    let cancelled_at = std::time::Instant::now();
+    tmux.send(&["Escape"]);
+    let cancelled = tmux.wait_for("cancelled after");
+    let answered_in = cancelled_at.elapsed();
+    println!("--- cancelled (shown {answered_in:?} after Esc)\n{cancelled}");
+    // The screen is still the user's: another view, then quit.
+    // Search keeps its focus on the results, where `q` quits.
+    tmux.send(&["F2"]);
+    tmux.wait_for("Facets");
+    tmux.send(&["q"]);
+    let start = std::time::Instant::now();
+    while tmux.alive() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!tmux.alive(), "q did not quit:\n{}", tmux.pane());
+}
