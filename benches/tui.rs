@@ -1,0 +1,116 @@
+//! The terminal UI's latency on a store of synthetic records (built by the engine
+//! benchmark with `--keep DIR`, see benches/tui.sh):
+//!
+//! - time to first frame: the service opened and the first screen drawn, and the first
+//!   screen with the first search's hits and facets;
+//! - keystroke to frame while typing a search: each key, its search (the debounce
+//!   pause left out: it is a wait by design) and the frame that shows the new hits.
+//!
+//! Beside each figure, the baseline of the same run: the service's own search of the
+//! same text, without the UI. Performance is measured here, never asserted in tests.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossdex_service::{OpenOptions, QueryControl, SearchRequest, Service};
+use crossdex_tui::Headless;
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (at(0.5), at(0.99))
+}
+
+fn open(dir: &std::path::Path) -> Service {
+    Service::open(OpenOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..OpenOptions::default()
+    })
+    .expect("the benchmark's store opens")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let Some(dir) = arg("--data").map(PathBuf::from) else {
+        eprintln!("usage: cargo bench --bench tui -- --data DIR [--queries FILE]  (benches/tui.sh builds DIR)");
+        std::process::exit(2);
+    };
+    let queries: Vec<String> = arg("--queries")
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect())
+        .unwrap_or_else(|| vec!["alpha beta".into(), "gamma".into()]);
+    let (w, h) = (160, 48);
+    let limit = Duration::from_secs(120);
+
+    // Time to first frame: open, draw at once (the hits come later), then with hits.
+    let t = Instant::now();
+    let service = open(&dir);
+    let mut ui = Headless::new(service.clone(), "bench");
+    let _ = ui.screen(w, h);
+    let first_frame = t.elapsed();
+    ui.settle(limit).await.expect("the first search answers");
+    let _ = ui.screen(w, h);
+    let first_hits = t.elapsed();
+    // Baseline: the same first search (`*`, facets of 10) by the service alone.
+    let t = Instant::now();
+    let mut request = SearchRequest::new("*", crossdex_tui::app::PAGE);
+    request.facets = Some(crossdex_tui::app::FACET_SIZE);
+    service
+        .search(&request, &QueryControl::default())
+        .await
+        .expect("the baseline search");
+    let baseline_first = t.elapsed();
+    println!(
+        "first frame {:.1} ms; first frame with hits {:.1} ms (the service's first search alone: {:.1} ms)",
+        first_frame.as_secs_f64() * 1000.0,
+        first_hits.as_secs_f64() * 1000.0,
+        baseline_first.as_secs_f64() * 1000.0
+    );
+
+    // Keystroke to frame: type each query key by key; every key searches the prefix.
+    let mut ui_samples = Vec::new();
+    let mut base_samples = Vec::new();
+    for q in queries.iter().take(200) {
+        ui.key(crossdex_tui::KeyEvent::new(
+            crossdex_tui::KeyCode::Char('u'),
+            crossdex_tui::KeyModifiers::CONTROL,
+        ));
+        ui.settle(limit).await.expect("a search answers");
+        let mut typed = String::new();
+        for c in q.chars() {
+            typed.push(c);
+            let t = Instant::now();
+            ui.type_text(&c.to_string());
+            ui.settle(limit).await.expect("a search answers");
+            let _ = ui.screen(w, h);
+            ui_samples.push(t.elapsed());
+            // Baseline: the service's search of the same text, facets included.
+            let mut request = SearchRequest::new(typed.trim(), crossdex_tui::app::PAGE);
+            request.facets = Some(crossdex_tui::app::FACET_SIZE);
+            let t = Instant::now();
+            // A prefix can be a query the syntax refuses (an open quote): that is an
+            // answer too, as in the UI.
+            let _ = service.search(&request, &QueryControl::default()).await;
+            base_samples.push(t.elapsed());
+        }
+    }
+    let n = ui_samples.len();
+    let (p50, p99) = percentiles(ui_samples);
+    let (b50, b99) = percentiles(base_samples);
+    println!(
+        "keystroke to frame ({n} keys, {w}x{h}): p50 {p50:.2} ms p99 {p99:.2} ms; \
+         the service's search alone: p50 {b50:.2} ms p99 {b99:.2} ms (UI/service {:.2}x at p50, {:.2}x at p99)",
+        p50 / b50,
+        p99 / b99
+    );
+}
