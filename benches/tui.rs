@@ -42,12 +42,19 @@ async fn main() {
             .cloned()
     };
     let Some(dir) = arg("--data").map(PathBuf::from) else {
-        eprintln!("usage: cargo bench --bench tui -- --data DIR [--queries FILE]  (benches/tui.sh builds DIR)");
+        eprintln!(
+            "usage: cargo bench --bench tui -- --data DIR [--queries FILE]  (benches/tui.sh builds DIR)"
+        );
         std::process::exit(2);
     };
     let queries: Vec<String> = arg("--queries")
         .and_then(|f| std::fs::read_to_string(f).ok())
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect())
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_else(|| vec!["alpha beta".into(), "gamma".into()]);
     let (w, h) = (160, 48);
     let limit = Duration::from_secs(120);
@@ -55,7 +62,7 @@ async fn main() {
     // Time to first frame: open, draw at once (the hits come later), then with hits.
     let t = Instant::now();
     let service = open(&dir);
-    let mut ui = Headless::new(service.clone(), "bench");
+    let mut ui = Headless::new(crossdex_tui::Backend::Local(service.clone()), "bench");
     let _ = ui.screen(w, h);
     let first_frame = t.elapsed();
     ui.settle(limit).await.expect("the first search answers");

@@ -56,7 +56,7 @@ async fn every_view_draws_at_both_sizes_on_the_demo() {
         ..OpenOptions::default()
     })
     .unwrap();
-    let mut ui = Headless::new(service, "demo");
+    let mut ui = Headless::new(crossdex_tui::Backend::Local(service), "demo");
     ui.settle(LIMIT).await.unwrap();
 
     // Search, facets and histogram: the hit count is the CLI's.
@@ -259,4 +259,64 @@ fn the_binary_in_tmux_searches_filters_opens_a_subject_runs_and_cancels_sql() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!tmux.alive(), "q did not quit:\n{}", tmux.pane());
+}
+
+/// Remote mode: the same views over `crossdex serve`, within the token's scope. A token
+/// of one source sees that source's hits, facets and rows only; counts equal the local
+/// user's answers filtered to that source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_browses_a_server_within_the_tokens_scope() {
+    let (s, cfg) = demo();
+    let created = s.ok(&[
+        "-c",
+        &cfg,
+        "token",
+        "create",
+        "laptop",
+        "--scope",
+        "search,sql,subjects,status",
+        "--sources",
+        "xnat",
+        "--expires",
+        "1d",
+    ]);
+    let secret = created.stdout.trim().to_owned();
+    let served = crate::http::Served::start_on(&s, &["-c", &cfg], "127.0.0.1:0");
+    let xnat = s.csv_with(&cfg, "SELECT count(*) FROM records WHERE source = 'xnat'");
+
+    // A wrong token is said, not hidden.
+    let wrong = crossdex_tui::Remote::new(&served.base, "cdx_wrong").unwrap();
+    let mut ui = Headless::new(crossdex_tui::Backend::Remote(wrong), "remote");
+    ui.settle(LIMIT).await.unwrap();
+    let e = ui.app.search.error.clone().expect("an error");
+    assert_eq!(e.code, "unauthorized", "{e:?}");
+
+    let remote = crossdex_tui::Remote::new(&served.base, &secret).unwrap();
+    let mut ui = Headless::new(crossdex_tui::Backend::Remote(remote), "remote");
+    ui.settle(LIMIT).await.unwrap();
+    let result = ui.app.search.result.clone().expect("hits");
+    assert_eq!(result.total.to_string(), xnat);
+    let facets = result.facets.expect("facets");
+    assert_eq!(facets.source.len(), 1);
+    assert_eq!(facets.source[0].value, "xnat");
+    assert_eq!(facets.source[0].count.to_string(), xnat);
+    assert!(ui.screen(80, 24).contains(&format!("Search - {xnat} hits")));
+
+    // SQL through the server: the token's rows only.
+    ui.key(key(KeyCode::F(4)));
+    ui.key(ctrl('u'));
+    ui.type_text("SELECT source, count(*) AS n FROM records GROUP BY source");
+    ui.key(ctrl('r'));
+    ui.settle(LIMIT).await.unwrap();
+    let grid = ui.app.sql.grid.clone().expect("a grid");
+    assert_eq!(grid.rows, vec![vec!["xnat".to_owned(), xnat.clone()]]);
+
+    // A subject: the server answers with its xnat keys only.
+    ui.key(key(KeyCode::F(3)));
+    ui.type_text("INT_0004");
+    ui.key(key(KeyCode::Enter));
+    ui.settle(LIMIT).await.unwrap();
+    let view = ui.app.subject.view.clone().expect("a subject");
+    assert!(view.keys.iter().all(|k| k.source == "xnat"), "{view:?}");
+    assert!(!view.keys.is_empty());
 }

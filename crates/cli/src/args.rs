@@ -121,7 +121,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Open the terminal UI: search with facets, subjects, SQL, sources and links.
     #[command(after_help = TUI_HELP)]
-    Tui,
+    Tui(TuiArgs),
     /// Everything every source holds on one subject, side by side, with a timeline.
     #[command(
         after_help = "Examples:\n  crossdex subject subj:INT_0042\n  crossdex subject INT-042          any source's spelling finds the subject\n  crossdex subject 42 --format json"
@@ -276,6 +276,8 @@ Examples:
   crossdex tui                           over the configuration's data directory
   crossdex --data-dir /tmp/demo tui      over another one
   NO_COLOR=1 crossdex tui                without colours
+  crossdex tui --server https://crossdex.example.org --token-file ~/.crossdex-token
+                                         the institute's server, within the token's scope
 
 Keys: F1 lists them all (type to filter); F2..F6 switch views; Ctrl-P jumps to a view,
 table, saved query or subject; Ctrl-R runs SQL and Esc cancels it; q quits. See
@@ -373,6 +375,17 @@ pub struct CohortArgs {
     /// Start the simulated world this many days after day 0
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Browse a crossdex server's HTTP API instead of the local data directory, within
+    /// the token's scope (e.g. https://crossdex.example.org)
+    #[arg(long, value_name = "URL", requires = "token_file")]
+    pub server: Option<String>,
+    /// A file holding the API token for --server (the secret `token create` printed)
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => sql(g, &args).await,
         Command::Demo(args) => crate::simulate::demo(g, &args).await,
         Command::Sim(args) => crate::simulate::sim(&args).await,
-        Command::Tui => tui(&service(g, false)?).await,
+        Command::Tui(args) => tui_command(g, &args).await,
         Command::Subject { id, format } => subject(g, &id, format).await,
         Command::Record { id, format } => record(g, &id, format).await,
         Command::Link(LinkCommand::Report { format, fail_on }) => {
@@ -56,16 +56,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The terminal UI over `service`, when stdout is a terminal.
-pub(crate) async fn tui(service: &Service) -> Result<ExitCode> {
+/// `crossdex tui`: the local data directory, or a server with a token.
+async fn tui_command(g: &GlobalArgs, args: &crate::args::TuiArgs) -> Result<ExitCode> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return Err(CliError::usage(
             "`crossdex tui` needs a terminal: stdout is a pipe or a file; use `search`, `subject` or `sql` in scripts",
         ));
     }
-    let location = service.data_dir().display().to_string();
-    crossdex_tui::run(service.clone(), location)
+    let (backend, location) = match (&args.server, &args.token_file) {
+        (Some(url), Some(file)) => {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| CliError::usage(format!("--token-file {}: {e}", file.display())))?;
+            if token.trim().is_empty() {
+                return Err(CliError::usage(format!(
+                    "--token-file {}: the file is empty; put the secret `crossdex token create` printed in it",
+                    file.display()
+                )));
+            }
+            let remote = crossdex_tui::Remote::new(url, &token).map_err(CliError::usage)?;
+            let location = remote.base().to_owned();
+            (crossdex_tui::Backend::Remote(remote), location)
+        }
+        _ => {
+            let service = service(g, false)?;
+            let location = service.data_dir().display().to_string();
+            (crossdex_tui::Backend::Local(service), location)
+        }
+    };
+    crossdex_tui::run(backend, location)
         .await
         .map_err(|e| CliError::Runtime(e.into()))?;
     Ok(ExitCode::SUCCESS)

@@ -337,7 +337,7 @@ pub async fn demo(g: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
         // keep serving, so a sync from the Sources view works).
         if !args.no_ui && std::io::stdout().is_terminal() {
             let location = format!("demo: {}", dir.display());
-            crossdex_tui::run(service.clone(), location)
+            crossdex_tui::run(crossdex_tui::Backend::Local(service.clone()), location)
                 .await
                 .map_err(anyhow::Error::from)?;
         }

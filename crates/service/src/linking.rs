@@ -235,7 +235,7 @@ pub struct LinkSummary {
 }
 
 /// What linking links and leaves apart, for data stewards.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LinkReport {
     /// Subjects formed.
     pub subjects: usize,
@@ -254,7 +254,7 @@ pub struct LinkReport {
 }
 
 /// One source's keys in the report.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SourceLinks {
     /// The source.
     pub source: String,
@@ -271,7 +271,7 @@ pub struct SourceLinks {
 }
 
 /// A key kept apart from the subject its rule names.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Conflict {
     /// The source.
     pub source: String,
@@ -288,7 +288,7 @@ pub struct Conflict {
 }
 
 /// A key the crosswalk gives several subjects.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AmbiguousKey {
     /// The source.
     pub source: String,
@@ -299,7 +299,7 @@ pub struct AmbiguousKey {
 }
 
 /// A source's key.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct KeyRef {
     /// The source.
     pub source: String,
@@ -308,7 +308,7 @@ pub struct KeyRef {
 }
 
 /// A subject only one system knows.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SingleSystemSubject {
     /// The subject.
     pub subject_id: String,

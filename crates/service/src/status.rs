@@ -79,7 +79,7 @@ impl From<&crossdex_store::SyncRun> for RunSummary {
 }
 
 /// One source: configured, indexed, or both.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceStatus {
     /// Its name.
     pub source: String,
@@ -100,7 +100,7 @@ pub struct SourceStatus {
 }
 
 /// The data directory and every source.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     /// The data directory.
     pub data_dir: String,

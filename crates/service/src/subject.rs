@@ -42,7 +42,7 @@ pub struct TimelineEntry {
 }
 
 /// One subject across every source.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubjectView {
     /// The subject's id.
     pub subject_id: String,
@@ -134,7 +134,7 @@ pub struct RecordLink {
 }
 
 /// One record, what it observes, and what it is linked to.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordView {
     /// The record.
     pub record: RecordSummary,

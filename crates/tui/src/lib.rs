@@ -9,6 +9,7 @@
 //! restores the terminal on every way out, panics included.
 
 pub mod app;
+pub mod backend;
 pub mod edit;
 pub mod fuzzy;
 pub mod keys;
@@ -20,10 +21,10 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-use crossdex_service::Service;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
 pub use app::{App, Command, Msg};
+pub use backend::{Backend, Remote};
 /// Keys, as [`Headless`] takes them.
 pub use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 pub use ui::Theme;
@@ -46,7 +47,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// a query that keeps every worker of the caller's runtime busy (a cross join between
 /// two yields) cannot stop the screen from answering. The work runs on the caller's
 /// runtime.
-pub async fn run(service: Service, location: String) -> Result<(), TuiError> {
+pub async fn run(backend: Backend, location: String) -> Result<(), TuiError> {
     let work = tokio::runtime::Handle::current();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -58,7 +59,7 @@ pub async fn run(service: Service, location: String) -> Result<(), TuiError> {
                 .map_err(TuiError::from)
                 .and_then(|rt| {
                     let mut terminal = ratatui::try_init()?;
-                    let result = rt.block_on(event_loop(&mut terminal, service, location, work));
+                    let result = rt.block_on(event_loop(&mut terminal, backend, location, work));
                     ratatui::restore();
                     result
                 });
@@ -74,14 +75,14 @@ pub async fn run(service: Service, location: String) -> Result<(), TuiError> {
 
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    service: Service,
+    backend: Backend,
     location: String,
     work: tokio::runtime::Handle,
 ) -> Result<(), TuiError> {
     let theme = Theme::from_env();
     let (msg_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
     let export_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
-    let mut worker = worker::Worker::new(service, msg_tx, export_dir, work);
+    let mut worker = worker::Worker::new(backend, msg_tx, export_dir, work);
     let (mut app, commands) = App::new(location);
     for c in commands {
         worker.run(c);
@@ -162,10 +163,10 @@ pub struct Headless {
 
 impl Headless {
     /// A UI over `service`, its first requests sent (call [`Headless::settle`]).
-    pub fn new(service: Service, location: &str) -> Headless {
+    pub fn new(backend: Backend, location: &str) -> Headless {
         let (tx, msgs) = tokio::sync::mpsc::unbounded_channel();
         let dir = std::env::temp_dir();
-        let worker = worker::Worker::new(service, tx, dir, tokio::runtime::Handle::current());
+        let worker = worker::Worker::new(backend, tx, dir, tokio::runtime::Handle::current());
         let (app, commands) = App::new(location);
         let mut h = Headless {
             app,

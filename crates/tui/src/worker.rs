@@ -6,15 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossdex_service::{
-    OutputFormat, QueryControl, QueryOutput, SearchFilters, SearchRequest, Service, ServiceError,
+    OutputFormat, QueryControl, QueryOutput, SearchFilters, SearchRequest, ServiceError,
     SyncRequest,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::app::{Catalog, Command, ExportFormat, Failure, Grid, Msg};
-
-/// Rows of a SQL answer the grid keeps; more are counted as truncated.
-pub const MAX_GRID_ROWS: usize = 10_000;
+use crate::app::{Catalog, Command, ExportFormat, Failure, Msg};
+use crate::backend::Backend;
 
 impl From<ServiceError> for Failure {
     fn from(e: ServiceError) -> Self {
@@ -28,10 +26,11 @@ impl From<ServiceError> for Failure {
 
 /// The background side of the UI.
 pub struct Worker {
-    service: Service,
+    backend: Backend,
     tx: UnboundedSender<Msg>,
-    /// Cancels the running SQL statement.
-    sql_cancel: Option<QueryControl>,
+    /// Stops the running SQL statement: its control (local) and its task (remote, where
+    /// dropping the request makes the server drop the query).
+    sql_cancel: Option<(QueryControl, tokio::task::AbortHandle)>,
     /// The last SQL answer, whole, for exports.
     last_output: Arc<Mutex<Option<QueryOutput>>>,
     /// Where exports go.
@@ -42,13 +41,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        service: Service,
+        backend: Backend,
         tx: UnboundedSender<Msg>,
         export_dir: std::path::PathBuf,
         work: tokio::runtime::Handle,
     ) -> Worker {
         Worker {
-            service,
+            backend,
             tx,
             sql_cancel: None,
             last_output: Arc::default(),
@@ -59,7 +58,7 @@ impl Worker {
 
     /// Starts `command`; its answer comes on the channel.
     pub fn run(&mut self, command: Command) {
-        let service = self.service.clone();
+        let backend = self.backend.clone();
         let tx = self.tx.clone();
         match command {
             Command::Search {
@@ -87,48 +86,36 @@ impl Worker {
                     let mut request = SearchRequest::new(text, crate::app::PAGE);
                     request.facets = Some(crate::app::FACET_SIZE);
                     request.filters = f;
-                    let result = service
-                        .search(&request, &QueryControl::default())
-                        .await
-                        .map(Box::new)
-                        .map_err(Failure::from);
+                    let result = backend.search(request).await.map(Box::new);
                     let _ = tx.send(Msg::Searched { generation, result });
                 });
             }
             Command::Record { generation, id } => {
                 self.work.spawn(async move {
-                    let result = service
-                        .record(&id, &QueryControl::default())
-                        .await
-                        .map(Box::new)
-                        .map_err(Failure::from);
+                    let result = backend.record(&id).await.map(Box::new);
                     let _ = tx.send(Msg::Record { generation, result });
                 });
             }
             Command::Subject { generation, id } => {
                 self.work.spawn(async move {
-                    let result = service
-                        .subject(&id, &QueryControl::default())
-                        .await
-                        .map(Box::new)
-                        .map_err(Failure::from);
+                    let result = backend.subject(&id).await.map(Box::new);
                     let _ = tx.send(Msg::Subject { generation, result });
                 });
             }
             Command::Sql { generation, sql } => {
                 let control = QueryControl::default();
-                self.sql_cancel = Some(control.clone());
+                let c = control.clone();
                 let last = self.last_output.clone();
-                self.work.spawn(async move {
+                let task = self.work.spawn(async move {
                     let started = Instant::now();
-                    let out = service.sql(&sql, Vec::new(), &control).await;
-                    let result = grid(out, &last);
+                    let out = backend.sql(&sql, &c).await;
                     let _ = tx.send(Msg::SqlDone {
                         generation,
-                        result,
+                        result: keep(out, &last),
                         elapsed: started.elapsed(),
                     });
                 });
+                self.sql_cancel = Some((control, task.abort_handle()));
             }
             Command::Saved {
                 generation,
@@ -136,37 +123,48 @@ impl Worker {
                 values,
             } => {
                 let control = QueryControl::default();
-                self.sql_cancel = Some(control.clone());
+                let c = control.clone();
                 let last = self.last_output.clone();
-                self.work.spawn(async move {
+                let task = self.work.spawn(async move {
                     let started = Instant::now();
-                    let out = service.run_saved(&name, &values, &control).await;
-                    let result = grid(out, &last);
+                    let out = backend.saved(&name, &values, &c).await;
                     let _ = tx.send(Msg::SqlDone {
                         generation,
-                        result,
+                        result: keep(out, &last),
                         elapsed: started.elapsed(),
                     });
                 });
+                self.sql_cancel = Some((control, task.abort_handle()));
             }
             Command::CancelSql => {
-                if let Some(c) = self.sql_cancel.take() {
-                    c.cancel.cancel();
+                if let Some((control, task)) = self.sql_cancel.take() {
+                    control.cancel.cancel();
+                    if matches!(self.backend, Backend::Remote(_)) {
+                        task.abort();
+                    }
                 }
             }
             Command::Status => {
                 self.work.spawn(async move {
-                    let r = service.status(&QueryControl::default()).await;
-                    let _ = tx.send(Msg::Status(r.map(Box::new).map_err(Failure::from)));
+                    let r = backend.status().await.map(Box::new);
+                    let _ = tx.send(Msg::Status(r));
                 });
             }
             Command::Links => {
                 self.work.spawn(async move {
-                    let r = service.link_report(&QueryControl::default()).await;
-                    let _ = tx.send(Msg::Links(r.map(Box::new).map_err(Failure::from)));
+                    let r = backend.links().await.map(Box::new);
+                    let _ = tx.send(Msg::Links(r));
                 });
             }
             Command::Sync { sources } => {
+                let Backend::Local(service) = backend else {
+                    let _ = tx.send(Msg::SyncDone(Err(Failure {
+                        code: "remote".into(),
+                        message: "syncs start on the server: its scheduler, or POST /api/v1/sources/{name}/sync with an admin token".into(),
+                        position: None,
+                    })));
+                    return;
+                };
                 self.work.spawn(async move {
                     let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
                     let forward = {
@@ -201,7 +199,7 @@ impl Worker {
             }
             Command::Catalog => {
                 self.work.spawn(async move {
-                    let _ = tx.send(Msg::Catalog(catalog(&service).await));
+                    let _ = tx.send(Msg::Catalog(catalog(&backend).await));
                 });
             }
             Command::Copy(text) => {
@@ -240,6 +238,16 @@ impl Worker {
     }
 }
 
+/// The grid of an answer; the answer itself kept for exports.
+fn keep(
+    out: Result<(crate::app::Grid, Option<QueryOutput>), Failure>,
+    last: &Mutex<Option<QueryOutput>>,
+) -> Result<crate::app::Grid, Failure> {
+    let (grid, output) = out?;
+    *last.lock().unwrap_or_else(|e| e.into_inner()) = output;
+    Ok(grid)
+}
+
 /// A value of the search syntax, quoted when it holds more than a word.
 fn quote(v: &str) -> String {
     if v.chars()
@@ -251,58 +259,18 @@ fn quote(v: &str) -> String {
     }
 }
 
-fn grid(
-    out: crossdex_service::Result<QueryOutput>,
-    last: &Mutex<Option<QueryOutput>>,
-) -> Result<Grid, Failure> {
-    let out = out.map_err(Failure::from)?;
-    let rows = out.text_rows().map_err(|e| Failure {
-        code: "internal".into(),
-        message: format!("the answer could not be shown: {e}"),
-        position: None,
-    })?;
-    let truncated = rows.len() > MAX_GRID_ROWS;
-    let grid = Grid {
-        columns: out
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-        types: out
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().to_string())
-            .collect(),
-        rows: rows
-            .into_iter()
-            .take(MAX_GRID_ROWS)
-            .map(|r| {
-                r.into_iter()
-                    .map(|c| c.unwrap_or_else(|| "NULL".into()))
-                    .collect()
-            })
-            .collect(),
-        truncated,
-    };
-    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-    Ok(grid)
-}
-
-async fn catalog(service: &Service) -> Catalog {
+async fn catalog(backend: &Backend) -> Catalog {
     let control = QueryControl::default();
-    let text = |out: crossdex_service::Result<QueryOutput>| -> Vec<Vec<String>> {
-        out.ok()
-            .and_then(|o| o.rows_as_text().ok())
-            .unwrap_or_default()
+    // A token without the `sql` action gets no catalog: completion and the palette
+    // then offer views and functions only.
+    let rows = |out: Result<(crate::app::Grid, Option<QueryOutput>), Failure>| {
+        out.map(|(g, _)| g.rows).unwrap_or_default()
     };
-    let columns = text(
-        service
+    let columns = rows(
+        backend
             .sql(
                 "SELECT table_name, column_name FROM information_schema.columns \
                  WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
-                Vec::new(),
                 &control,
             )
             .await,
@@ -310,11 +278,10 @@ async fn catalog(service: &Service) -> Catalog {
     .into_iter()
     .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.clone())))
     .collect();
-    let subjects = text(
-        service
+    let subjects = rows(
+        backend
             .sql(
                 "SELECT DISTINCT subject_id FROM subject_links ORDER BY 1 LIMIT 5000",
-                Vec::new(),
                 &control,
             )
             .await,
@@ -324,7 +291,7 @@ async fn catalog(service: &Service) -> Catalog {
     .collect();
     Catalog {
         columns,
-        saved: service.saved_queries(),
+        saved: backend.saved_queries(),
         subjects,
     }
 }
@@ -336,7 +303,7 @@ fn export(
 ) -> String {
     let guard = last.lock().unwrap_or_else(|e| e.into_inner());
     let Some(out) = guard.as_ref() else {
-        return "nothing to export: run a query first".to_owned();
+        return "nothing to export: run a query first (in remote mode, ask the server's POST /api/v1/sql for CSV)".to_owned();
     };
     let (ext, f) = match format {
         ExportFormat::Csv => ("csv", OutputFormat::Csv),
