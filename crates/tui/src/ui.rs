@@ -346,7 +346,8 @@ fn draw_facets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut items = Vec::new();
     let mut index_of_row = Vec::new();
     let mut last_title = "";
-    let width = area.width.saturating_sub(2) as usize;
+    // Inside the borders, less the selection mark: counts stay in view.
+    let width = area.width.saturating_sub(4) as usize;
     for (i, (field, title, value, count)) in rows.iter().enumerate() {
         if *title != last_title {
             items.push(ListItem::new(Line::from(Span::styled(
