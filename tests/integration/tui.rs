@@ -112,6 +112,27 @@ async fn every_view_draws_at_both_sizes_on_the_demo() {
         ui.screen(80, 24)
     );
     snap(&ui, "sql");
+    // Export to Parquet, read back by pyarrow.
+    ui.key(key(KeyCode::Esc));
+    ui.key(key(KeyCode::Char('p')));
+    ui.settle(LIMIT).await.unwrap();
+    let note = ui.app.note.clone().expect("a note").0;
+    let path = note.split(" to ").nth(1).expect(&note).to_owned();
+    let read = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.column_names)",
+            &path,
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        format!("{n} ['source', 'kind', 'n']"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
 
     // Sources and links.
     ui.key(key(KeyCode::F(5)));

@@ -68,6 +68,7 @@ pub struct Filter {
 pub enum ExportFormat {
     Csv,
     Json,
+    Parquet,
 }
 
 /// Work for the background tasks; each answers with a [`Msg`].
@@ -107,6 +108,8 @@ pub enum Command {
     Open(String),
     /// Write the last SQL results to a file.
     Export(ExportFormat),
+    /// Keep a statement in the history file, for the next session.
+    Remember(String),
 }
 
 /// What went wrong with one request, as the service said it.
@@ -789,6 +792,7 @@ impl App {
                     }
                     KeyCode::Char('e') => return vec![Command::Export(ExportFormat::Csv)],
                     KeyCode::Char('E') => return vec![Command::Export(ExportFormat::Json)],
+                    KeyCode::Char('p') => return vec![Command::Export(ExportFormat::Parquet)],
                     _ => {}
                 }
             }
@@ -808,17 +812,20 @@ impl App {
             self.say("nothing to run: type a statement", now);
             return Vec::new();
         }
+        let mut commands = Vec::new();
         if s.history.last() != Some(&sql) {
             s.history.push(sql.clone());
+            commands.push(Command::Remember(sql.clone()));
         }
         s.history_pos = None;
         s.generation += 1;
         s.running = Some((s.generation, now));
         s.error = None;
-        vec![Command::Sql {
+        commands.push(Command::Sql {
             generation: s.generation,
             sql,
-        }]
+        });
+        commands
     }
 
     fn history(&mut self, step: isize) {

@@ -82,8 +82,13 @@ async fn event_loop(
     let theme = Theme::from_env();
     let (msg_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
     let export_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
+    let history = history_file();
     let mut worker = worker::Worker::new(backend, msg_tx, export_dir, work);
     let (mut app, commands) = App::new(location);
+    if let Some(path) = history {
+        app.sql.history = worker::recall(&path, 1000);
+        worker = worker.with_history(path);
+    }
     for c in commands {
         worker.run(c);
     }
@@ -150,6 +155,20 @@ async fn event_loop(
     outcome
 }
 
+/// Where the SQL history is kept across sessions: `$XDG_STATE_HOME/crossdex/sql_history`,
+/// else `~/.local/state/crossdex/sql_history`; none without a home.
+fn history_file() -> Option<std::path::PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| std::path::PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(state.join("crossdex/sql_history"))
+}
+
 /// The UI without a terminal: keys in, screens out as text. For tests, benchmarks and
 /// the documentation's captures; it runs the same app and worker as the terminal does.
 pub struct Headless {
@@ -180,7 +199,7 @@ impl Headless {
 
     fn run(&mut self, commands: Vec<Command>) {
         for c in commands {
-            if !matches!(c, Command::CancelSql) {
+            if !matches!(c, Command::CancelSql | Command::Remember(_)) {
                 self.pending += 1;
             }
             self.worker.run(c);

@@ -196,7 +196,7 @@ fn esc_cancels_a_running_query_at_once_and_its_late_answer_is_dropped() {
     app.type_text("SELECT 1; SELECT 2", t0);
     let c = app.on_key(ctrl('r'), t0);
     assert!(
-        matches!(&c[..], [Command::Sql { sql, .. }] if sql == "SELECT 2"),
+        matches!(&c[..], [Command::Remember(h), Command::Sql { sql, .. }] if sql == "SELECT 2" && h == sql),
         "{c:?}"
     );
     let generation = app.sql.running.unwrap().0;
@@ -231,7 +231,7 @@ fn the_grid_sorts_numbers_as_numbers_and_copies_cells() {
     let (mut app, _) = App::new("test");
     app.on_key(key(KeyCode::F(4)), now);
     let c = app.on_key(ctrl('r'), now);
-    let Command::Sql { generation, .. } = c[0].clone() else {
+    let Some(Command::Sql { generation, .. }) = c.last().cloned() else {
         panic!("{c:?}");
     };
     let rows = [["b", "10"], ["a", "9"], ["c", "NULL"], ["d", "100"]];
@@ -352,4 +352,37 @@ fn keys_outside_text_switch_views_help_filters_and_q_quits() {
     assert!(app.overlay.is_none());
     app.on_key(key(KeyCode::Char('q')), now);
     assert!(app.quit);
+}
+
+#[test]
+fn the_sql_history_survives_the_session_in_a_private_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/crossdex/sql_history");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut worker = crate::worker::Worker::new(
+        crate::Backend::Remote(crate::Remote::new("http://127.0.0.1:9", "t").unwrap()),
+        tx,
+        dir.path().to_path_buf(),
+        rt.handle().clone(),
+    )
+    .with_history(path.clone());
+    for sql in ["SELECT 1", "SELECT 'a;b'\nFROM records", "SELECT 3"] {
+        worker.run(Command::Remember(sql.to_owned()));
+    }
+    assert_eq!(
+        crate::worker::recall(&path, 2),
+        vec![
+            "SELECT 'a;b'\nFROM records".to_owned(),
+            "SELECT 3".to_owned()
+        ]
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -840,7 +840,7 @@ fn draw_grid(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         return;
     };
     let title = format!(
-        "Results {}×{}{} (s sort, y cell, Y row, e CSV, E JSON)",
+        "Results {}×{}{} (s sort, y cell, Y row, e CSV, E JSON, p Parquet)",
         g.rows.len(),
         g.columns.len(),
         if g.truncated { ", first rows" } else { "" }

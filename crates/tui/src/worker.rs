@@ -37,6 +37,8 @@ pub struct Worker {
     export_dir: std::path::PathBuf,
     /// The runtime the work runs on.
     work: tokio::runtime::Handle,
+    /// The SQL history file, when there is one.
+    history: Option<std::path::PathBuf>,
 }
 
 impl Worker {
@@ -53,7 +55,14 @@ impl Worker {
             last_output: Arc::default(),
             export_dir,
             work,
+            history: None,
         }
+    }
+
+    /// Keeps the SQL history in `path` (one JSON string per line).
+    pub fn with_history(mut self, path: std::path::PathBuf) -> Worker {
+        self.history = Some(path);
+        self
     }
 
     /// Starts `command`; its answer comes on the channel.
@@ -230,6 +239,16 @@ impl Worker {
                     Err(e) => format!("no browser to open {url} ({opener}: {e}); y copies it"),
                 }));
             }
+            Command::Remember(sql) => {
+                if let Some(path) = &self.history
+                    && let Err(e) = remember(path, &sql)
+                {
+                    let _ = tx.send(Msg::Note(format!(
+                        "the SQL history could not be kept in {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
             Command::Export(format) => {
                 let note = export(&self.last_output, &self.export_dir, format);
                 let _ = tx.send(Msg::Note(note));
@@ -305,24 +324,70 @@ fn export(
     let Some(out) = guard.as_ref() else {
         return "nothing to export: run a query first (in remote mode, ask the server's POST /api/v1/sql for CSV)".to_owned();
     };
-    let (ext, f) = match format {
-        ExportFormat::Csv => ("csv", OutputFormat::Csv),
-        ExportFormat::Json => ("json", OutputFormat::Json),
+    let ext = match format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+        ExportFormat::Parquet => "parquet",
     };
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let path = dir.join(format!("crossdex-{stamp}.{ext}"));
-    let text = match out.render(f) {
-        Ok(t) => t,
-        Err(e) => return format!("could not write {ext}: {e}"),
-    };
     // A new file only: an export never replaces a file that exists.
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
-        .and_then(|mut file| file.write_all(text.as_bytes()));
+        .and_then(|mut file| match format {
+            ExportFormat::Parquet => {
+                let mut w = parquet::arrow::ArrowWriter::try_new(file, out.schema.clone(), None)
+                    .map_err(std::io::Error::other)?;
+                for b in &out.batches {
+                    w.write(b).map_err(std::io::Error::other)?;
+                }
+                w.close().map(|_| ()).map_err(std::io::Error::other)
+            }
+            ExportFormat::Csv | ExportFormat::Json => {
+                let f = if format == ExportFormat::Csv {
+                    OutputFormat::Csv
+                } else {
+                    OutputFormat::Json
+                };
+                let text = out.render(f).map_err(std::io::Error::other)?;
+                file.write_all(text.as_bytes())
+            }
+        });
     match written {
         Ok(()) => format!("exported {} rows to {}", out.num_rows(), path.display()),
         Err(e) => format!("could not export to {}: {e}", path.display()),
     }
+}
+
+/// Appends `sql` to the history file, created readable by its owner only: statements
+/// can hold personal data in their literals.
+fn remember(path: &std::path::Path, sql: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    let line = serde_json::to_string(sql).map_err(std::io::Error::other)?;
+    writeln!(file, "{line}")
+}
+
+/// The statements of the history file, oldest first, the last `keep` of them.
+pub fn recall(path: &std::path::Path, keep: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let all: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<String>(l).ok())
+        .collect();
+    let skip = all.len().saturating_sub(keep);
+    all.into_iter().skip(skip).collect()
 }
