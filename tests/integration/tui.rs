@@ -116,7 +116,7 @@ async fn every_view_draws_at_both_sizes_on_the_demo() {
     ui.key(key(KeyCode::Esc));
     ui.key(key(KeyCode::Char('p')));
     ui.settle(LIMIT).await.unwrap();
-    let note = ui.app.note.clone().expect("a note").0;
+    let note = ui.app.note.take().expect("a note").0;
     let path = note.split(" to ").nth(1).expect(&note).to_owned();
     let read = std::process::Command::new("python3")
         .args([
