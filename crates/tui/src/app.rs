@@ -800,14 +800,18 @@ impl App {
         Vec::new()
     }
 
-    /// Runs the statement under the cursor (statements are separated by `;`).
+    /// Runs the selection, else the statement under the cursor (statements are
+    /// separated by `;`).
     fn run_sql(&mut self, now: Instant) -> Vec<Command> {
         let s = &mut self.sql;
         if s.running.is_some() {
             self.say("a statement is running: Esc cancels it", now);
             return Vec::new();
         }
-        let sql = s.editor.statement_at_cursor();
+        let sql = match s.editor.selection() {
+            Some(selected) if !selected.trim().is_empty() => selected.trim().to_owned(),
+            _ => s.editor.statement_at_cursor(),
+        };
         if sql.trim().is_empty() {
             self.say("nothing to run: type a statement", now);
             return Vec::new();

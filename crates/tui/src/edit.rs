@@ -154,6 +154,8 @@ pub struct Editor {
     lines: Vec<String>,
     row: usize,
     col: usize,
+    /// Where a selection (Shift and a move) started; the cursor is its other end.
+    anchor: Option<(usize, usize)>,
 }
 
 impl Editor {
@@ -162,6 +164,7 @@ impl Editor {
             lines: vec![String::new()],
             row: 0,
             col: 0,
+            anchor: None,
         };
         e.set(text);
         e
@@ -181,6 +184,7 @@ impl Editor {
 
     /// Replaces the text; the cursor goes to its end.
     pub fn set(&mut self, text: &str) {
+        self.anchor = None;
         self.lines = text.split('\n').map(str::to_owned).collect();
         self.row = self.lines.len() - 1;
         self.col = self.lines[self.row].chars().count();
@@ -190,10 +194,52 @@ impl Editor {
         self.lines[row].chars().count()
     }
 
+    /// The selection's ends, in order: `((row, col), (row, col))`, end excluded.
+    pub fn selection_range(&self) -> Option<((usize, usize), (usize, usize))> {
+        let a = self.anchor?;
+        let c = (self.row, self.col);
+        (a != c).then(|| if a < c { (a, c) } else { (c, a) })
+    }
+
+    /// The selected text, if any.
+    pub fn selection(&self) -> Option<String> {
+        let ((r0, c0), (r1, c1)) = self.selection_range()?;
+        let mut out = String::new();
+        for r in r0..=r1 {
+            let line = &self.lines[r];
+            let from = if r == r0 { byte_at(line, c0) } else { 0 };
+            let to = if r == r1 {
+                byte_at(line, c1)
+            } else {
+                line.len()
+            };
+            out.push_str(&line[from..to]);
+            if r < r1 {
+                out.push('\n');
+            }
+        }
+        Some(out)
+    }
+
     pub fn on_key(&mut self, k: KeyEvent) {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         if k.modifiers.contains(KeyModifiers::ALT) {
             return;
+        }
+        let moves = matches!(
+            k.code,
+            KeyCode::Left
+                | KeyCode::Right
+                | KeyCode::Up
+                | KeyCode::Down
+                | KeyCode::Home
+                | KeyCode::End
+        );
+        // Shift and a move selects; any other key ends the selection (and acts).
+        if moves && k.modifiers.contains(KeyModifiers::SHIFT) {
+            self.anchor.get_or_insert((self.row, self.col));
+        } else {
+            self.anchor = None;
         }
         match k.code {
             KeyCode::Char('u') if ctrl => self.set(""),

@@ -31,7 +31,12 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("subject", "↑ ↓", "move in the records per source"),
     ("subject", "Enter", "list those records in Search"),
     ("subject", "r", "reload"),
-    ("sql", "Ctrl-R", "run the statement at the cursor"),
+    (
+        "sql",
+        "Ctrl-R",
+        "run the selection, else the statement at the cursor",
+    ),
+    ("sql", "Shift-arrows", "select"),
     (
         "sql",
         "Esc",

@@ -386,3 +386,38 @@ fn the_sql_history_survives_the_session_in_a_private_file() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn a_selection_runs_instead_of_the_statement_at_the_cursor() {
+    let now = Instant::now();
+    let (mut app, _) = App::new("test");
+    app.on_key(key(KeyCode::F(4)), now);
+    app.on_key(ctrl('u'), now);
+    app.type_text("SELECT 1 + 1; SELECT 2", now);
+    app.on_key(key(KeyCode::Home), now);
+    for _ in 0.."SELECT 1".len() {
+        app.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::SHIFT), now);
+    }
+    assert_eq!(app.sql.editor.selection().as_deref(), Some("SELECT 1"));
+    let c = app.on_key(ctrl('r'), now);
+    assert!(
+        matches!(c.last(), Some(Command::Sql { sql, .. }) if sql == "SELECT 1"),
+        "{c:?}"
+    );
+    // A key that is no Shift-move ends the selection: the statement at the cursor again.
+    app.on_msg(
+        Msg::SqlDone {
+            generation: app.sql.running.unwrap().0,
+            result: Ok(Grid::default()),
+            elapsed: Duration::ZERO,
+        },
+        now,
+    );
+    app.on_key(key(KeyCode::End), now);
+    assert!(app.sql.editor.selection().is_none());
+    let c = app.on_key(ctrl('r'), now);
+    assert!(
+        matches!(c.last(), Some(Command::Sql { sql, .. }) if sql == "SELECT 2"),
+        "{c:?}"
+    );
+}

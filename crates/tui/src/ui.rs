@@ -735,12 +735,25 @@ fn draw_sql(f: &mut Frame, area: Rect, app: &App, theme: Theme, now: Instant) {
         .take(visible)
         .map(|(i, l)| {
             let mut spans = vec![Span::styled(format!("{:>3} ", i + 1), theme.dim())];
-            spans.extend(highlight_sql(l, theme));
+            match s.editor.selection_range() {
+                // A selected part shows reversed, the line around it plain.
+                Some(((r0, c0), (r1, c1))) if (r0..=r1).contains(&i) => {
+                    let n = l.chars().count();
+                    let from = if i == r0 { c0 } else { 0 };
+                    let to = if i == r1 { c1 } else { n };
+                    let part =
+                        |a: usize, b: usize| l.chars().skip(a).take(b - a).collect::<String>();
+                    spans.push(Span::raw(part(0, from)));
+                    spans.push(Span::styled(part(from, to), theme.selected()));
+                    spans.push(Span::raw(part(to, n)));
+                }
+                _ => spans.extend(highlight_sql(l, theme)),
+            }
             Line::from(spans)
         })
         .collect();
     let mut b = block(
-        "SQL (Ctrl-R runs the statement at the cursor, Tab completes)",
+        "SQL (Ctrl-R runs the selection or the statement at the cursor, Tab completes)",
         focused,
         theme,
     );
