@@ -185,6 +185,22 @@ impl Tmux {
         }
     }
 
+    /// Waits until the pane no longer shows `text`; the pane then.
+    fn wait_gone(&self, text: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let pane = self.pane();
+            if !pane.contains(text) {
+                return pane;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the pane kept showing {text:?}:\n{pane}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn alive(&self) -> bool {
         self.cmd(&["has-session", "-t", "ui"]).status.success()
     }
@@ -223,14 +239,17 @@ fn the_binary_in_tmux_searches_filters_opens_a_subject_runs_and_cancels_sql() {
     let cli: Value = serde_json::from_str(&cli.stdout).unwrap();
     let total = cli["total"].as_u64().unwrap();
     tmux.send(&["hippocampus"]);
-    let search = tmux.wait_for(&format!("Search - {total} hits"));
+    tmux.wait_for(&format!("Search - {total} hits"));
+    // The facets are counted after the hits.
+    let search = tmux.wait_gone("counting");
     println!("--- search\n{search}");
 
     // The first facet (system omero): filtered in, counts over the whole hit set.
     tmux.send(&["Tab"]);
     tmux.send(&["Tab"]);
     tmux.send(&["+"]);
-    let faceted = tmux.wait_for("[system:omero]");
+    tmux.wait_for("[system:omero]");
+    let faceted = tmux.wait_gone("counting");
     println!("--- search with a facet\n{faceted}");
     let omero = s.ok(&[
         "-c",

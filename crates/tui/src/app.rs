@@ -150,9 +150,15 @@ pub struct Catalog {
 /// An answer of a background task.
 #[derive(Debug)]
 pub enum Msg {
+    /// A search's hits, without facets: they come after, in [`Msg::Faceted`].
     Searched {
         generation: u64,
         result: Result<Box<SearchResult>, Failure>,
+    },
+    /// The facets of search `generation`; `None` when a newer search made them moot.
+    Faceted {
+        generation: u64,
+        facets: Option<Result<Box<crossdex_service::Facets>, Failure>>,
     },
     Record {
         generation: u64,
@@ -199,6 +205,8 @@ pub struct SearchState {
     /// The newest search sent; older answers are dropped.
     pub generation: u64,
     pub detail_generation: u64,
+    /// The hits shown are newer than the facets beside them.
+    pub facets_pending: bool,
     /// When the debounced search is due.
     pub due: Option<Instant>,
     pub loading: bool,
@@ -1135,13 +1143,33 @@ impl App {
                 }
                 self.search.loading = false;
                 match result {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         self.search.selected =
                             self.search.selected.min(r.hits.len().saturating_sub(1));
+                        // The previous facets stay until this search's come.
+                        if r.facets.is_none() {
+                            r.facets = self.search.result.take().and_then(|old| old.facets);
+                            self.search.facets_pending = true;
+                        }
                         self.search.result = Some(*r);
                         self.search.error = None;
                     }
                     Err(e) => self.search.error = Some(e),
+                }
+            }
+            Msg::Faceted { generation, facets } => {
+                if generation != self.search.generation {
+                    return;
+                }
+                self.search.facets_pending = false;
+                match facets {
+                    Some(Ok(f)) => {
+                        if let Some(r) = &mut self.search.result {
+                            r.facets = Some(*f);
+                        }
+                    }
+                    Some(Err(e)) => self.search.error = Some(e),
+                    None => {}
                 }
             }
             Msg::Record { generation, result } => {

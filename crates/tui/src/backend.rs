@@ -160,7 +160,8 @@ impl Backend {
                     ..
                 } = request.filters;
                 let body = serde_json::json!({
-                    "q": request.query, "limit": request.limit, "facets": request.facets,
+                    "q": request.query, "limit": request.limit,
+                    "facets": request.facets.unwrap_or(0),
                     "source": source, "system": system, "kind": kind, "project": project,
                     "subject": subject,
                 });

@@ -199,9 +199,12 @@ impl Headless {
 
     fn run(&mut self, commands: Vec<Command>) {
         for c in commands {
-            if !matches!(c, Command::CancelSql | Command::Remember(_)) {
-                self.pending += 1;
-            }
+            self.pending += match c {
+                Command::CancelSql | Command::Remember(_) => 0,
+                // Hits, then facets.
+                Command::Search { .. } => 2,
+                _ => 1,
+            };
             self.worker.run(c);
         }
     }

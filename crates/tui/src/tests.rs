@@ -421,3 +421,53 @@ fn a_selection_runs_instead_of_the_statement_at_the_cursor() {
         "{c:?}"
     );
 }
+
+#[test]
+fn hits_come_first_and_their_facets_after_unless_a_newer_search_came() {
+    let now = Instant::now();
+    let (mut app, _) = App::new("test");
+    app.on_msg(
+        Msg::Searched {
+            generation: 1,
+            result: Ok(Box::new(result("*", &[("r1", "xnat", None)]))),
+        },
+        now,
+    );
+    let c = app.type_text("csf", now);
+    assert!(c.is_empty());
+    let c = app.tick(now + DEBOUNCE);
+    let generation = searches(&c)[0].0;
+    let mut hits = result("csf", &[("r2", "redcap", None)]);
+    hits.facets = None;
+    app.on_msg(
+        Msg::Searched {
+            generation,
+            result: Ok(Box::new(hits)),
+        },
+        now,
+    );
+    // The new hits, the old facets kept and marked as being counted.
+    assert_eq!(app.search.result.as_ref().unwrap().hits[0].id, "r2");
+    assert!(app.search.facets_pending);
+    assert_eq!(app.search.facet_rows()[0].2, "xnat");
+    // Facets of an older search are dropped; this search's land.
+    let mut redcap = result("csf", &[]).facets.unwrap();
+    redcap.system[0].value = "redcap".into();
+    app.on_msg(
+        Msg::Faceted {
+            generation: generation - 1,
+            facets: Some(Ok(Box::new(redcap.clone()))),
+        },
+        now,
+    );
+    assert!(app.search.facets_pending);
+    app.on_msg(
+        Msg::Faceted {
+            generation,
+            facets: Some(Ok(Box::new(redcap))),
+        },
+        now,
+    );
+    assert!(!app.search.facets_pending);
+    assert_eq!(app.search.facet_rows()[0].2, "redcap");
+}

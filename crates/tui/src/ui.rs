@@ -385,7 +385,15 @@ fn draw_facets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
     f.render_stateful_widget(
         List::new(items)
-            .block(block("Facets (+ in, - out)", focused, theme))
+            .block(block(
+                if s.facets_pending {
+                    "Facets (counting…)"
+                } else {
+                    "Facets (+ in, - out)"
+                },
+                focused,
+                theme,
+            ))
             .highlight_style(theme.selected())
             .highlight_symbol("› "),
         area,

@@ -2,6 +2,7 @@
 //! answers back as [`Msg`]s: the screen never waits for the data.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -39,6 +40,8 @@ pub struct Worker {
     work: tokio::runtime::Handle,
     /// The SQL history file, when there is one.
     history: Option<std::path::PathBuf>,
+    /// The newest search asked for: an older one skips its facets.
+    latest_search: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -56,6 +59,7 @@ impl Worker {
             export_dir,
             work,
             history: None,
+            latest_search: Arc::default(),
         }
     }
 
@@ -75,6 +79,8 @@ impl Worker {
                 query,
                 filters,
             } => {
+                self.latest_search.store(generation, Ordering::Relaxed);
+                let latest = self.latest_search.clone();
                 self.work.spawn(async move {
                     let mut f = SearchFilters::default();
                     let mut text = query;
@@ -92,11 +98,30 @@ impl Worker {
                         };
                         *slot = Some(filter.value);
                     }
+                    // Hits first, alone: they are what a key changes at once. The facets,
+                    // counted over every hit, follow unless a newer search came.
                     let mut request = SearchRequest::new(text, crate::app::PAGE);
-                    request.facets = Some(crate::app::FACET_SIZE);
+                    request.facets = None;
                     request.filters = f;
-                    let result = backend.search(request).await.map(Box::new);
-                    let _ = tx.send(Msg::Searched { generation, result });
+                    let result = backend.search(request.clone()).await;
+                    let found = result.is_ok();
+                    let _ = tx.send(Msg::Searched {
+                        generation,
+                        result: result.map(Box::new),
+                    });
+                    let facets = if found && latest.load(Ordering::Relaxed) == generation {
+                        request.limit = 0;
+                        request.facets = Some(crate::app::FACET_SIZE);
+                        Some(
+                            backend
+                                .search(request)
+                                .await
+                                .map(|r| Box::new(r.facets.unwrap_or_default())),
+                        )
+                    } else {
+                        None
+                    };
+                    let _ = tx.send(Msg::Faceted { generation, facets });
                 });
             }
             Command::Record { generation, id } => {
