@@ -221,6 +221,33 @@ impl Headless {
         self.run(c);
     }
 
+    /// Takes answers until `done` holds of the state (a debounced search is sent at
+    /// once); an error if that takes more than `limit`.
+    pub async fn until(
+        &mut self,
+        done: impl Fn(&App) -> bool,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let c = self.app.tick(Instant::now() + app::DEBOUNCE);
+            self.run(c);
+            if done(&self.app) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, self.msgs.recv()).await {
+                Ok(Some(m)) => {
+                    if !matches!(m, Msg::Sync(_)) {
+                        self.pending = self.pending.saturating_sub(1);
+                    }
+                    self.app.on_msg(m, Instant::now());
+                }
+                Ok(None) => return Err("the worker stopped".into()),
+                Err(_) => return Err(format!("not done after {limit:?}")),
+            }
+        }
+    }
+
     /// Waits until every request sent has its answer (a debounced search is sent at
     /// once); an error if that takes more than `limit`.
     pub async fn settle(&mut self, limit: Duration) -> Result<(), String> {
