@@ -471,3 +471,49 @@ fn hits_come_first_and_their_facets_after_unless_a_newer_search_came() {
     assert!(!app.search.facets_pending);
     assert_eq!(app.search.facet_rows()[0].2, "redcap");
 }
+
+#[test]
+fn every_view_and_window_draws_on_tiny_and_odd_terminals_without_panicking() {
+    let now = Instant::now();
+    let (mut app, _) = App::new("test");
+    app.on_msg(
+        Msg::Searched {
+            generation: 1,
+            result: Ok(Box::new(result(
+                "*",
+                &[("r1", "xnat", Some("subj:INT_0001"))],
+            ))),
+        },
+        now,
+    );
+    let sizes = [
+        (1, 1),
+        (3, 2),
+        (10, 4),
+        (20, 6),
+        (33, 9),
+        (79, 23),
+        (200, 60),
+    ];
+    let draw_all = |app: &App| {
+        for (w, h) in sizes {
+            let screen = crate::ui::screen(app, w, h);
+            assert_eq!(screen.lines().count(), h as usize);
+        }
+    };
+    for view in [
+        KeyCode::F(2),
+        KeyCode::F(3),
+        KeyCode::F(4),
+        KeyCode::F(5),
+        KeyCode::F(6),
+    ] {
+        app.on_key(key(view), now);
+        draw_all(&app);
+    }
+    app.on_key(key(KeyCode::F(1)), now);
+    draw_all(&app);
+    app.on_key(key(KeyCode::Esc), now);
+    app.on_key(ctrl('p'), now);
+    draw_all(&app);
+}

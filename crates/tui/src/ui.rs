@@ -139,7 +139,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme, now: Instant) {
     }
     draw_footer(f, footer, app, theme);
     if let Some(o) = &app.overlay {
-        draw_overlay(f, area, app, o, theme);
+        draw_overlay(f, area, o, theme);
     }
 }
 
@@ -348,7 +348,7 @@ fn draw_facets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut last_title = "";
     // Inside the borders, less the selection mark: counts stay in view.
     let width = area.width.saturating_sub(4) as usize;
-    for (i, (field, title, value, count)) in rows.iter().enumerate() {
+    for (field, title, value, count) in &rows {
         if *title != last_title {
             items.push(ListItem::new(Line::from(Span::styled(
                 title.to_uppercase(),
@@ -374,7 +374,6 @@ fn draw_facets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             Span::styled(format!(" {shown}{}", " ".repeat(pad)), style),
             Span::styled(format!(" {count}"), theme.dim()),
         ])));
-        let _ = i;
     }
     if items.is_empty() {
         items.push(ListItem::new("no facets"));
@@ -1226,7 +1225,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_overlay(f: &mut Frame, area: Rect, app: &App, overlay: &Overlay, theme: Theme) {
+fn draw_overlay(f: &mut Frame, area: Rect, overlay: &Overlay, theme: Theme) {
     match overlay {
         Overlay::Help { filter, scroll } => {
             let r = centered(area, 76, area.height.saturating_sub(2));
@@ -1276,7 +1275,7 @@ fn draw_overlay(f: &mut Frame, area: Rect, app: &App, overlay: &Overlay, theme: 
                 i,
             );
             f.set_cursor_position((
-                (i.x + 1 + input.cursor() as u16).min(i.right() - 2),
+                (i.x + 1 + input.cursor() as u16).min(i.right().saturating_sub(2)),
                 i.y + 1,
             ));
             let items: Vec<ListItem> = matches.iter().map(|m| ListItem::new(m.label())).collect();
@@ -1317,7 +1316,6 @@ fn draw_overlay(f: &mut Frame, area: Rect, app: &App, overlay: &Overlay, theme: 
                 .block(block(&title, true, theme)),
                 r,
             );
-            let _ = app;
         }
     }
 }
