@@ -6,11 +6,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Examples:
-  crossdex demo                                  simulate five systems, index them and query them
+  crossdex demo                                  simulate five systems, index them, open the terminal UI
   crossdex sim --write-config sim.toml           serve simulated XNAT, REDCap, OMERO, tranSMART, eLabFTW
   crossdex init                                  write a commented crossdex.toml to start from
   crossdex sync --all                            sync every configured source
   crossdex search 'moca baseline'                full-text search
+  crossdex tui                                   search, subjects and SQL in the terminal
   crossdex sql \"SELECT system, count(*) FROM records GROUP BY system\"
 
 Exit codes: 0 success, 1 runtime failure (a source or the store failed), 2 usage or configuration error.";
