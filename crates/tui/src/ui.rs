@@ -67,6 +67,14 @@ impl Theme {
     }
 }
 
+/// What marks the selected row, so that it shows without colours and in text captures.
+const MARK: &str = "› ";
+
+/// A table's header: its column names in bold.
+fn header_row(names: &[&'static str]) -> Row<'static> {
+    Row::new(names.to_vec()).style(Style::default().add_modifier(Modifier::BOLD))
+}
+
 fn block(title: &str, focused: bool, theme: Theme) -> Block<'static> {
     Block::default()
         .borders(Borders::ALL)
@@ -394,7 +402,7 @@ fn draw_facets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 theme,
             ))
             .highlight_style(theme.selected())
-            .highlight_symbol("› "),
+            .highlight_symbol(MARK),
         area,
         &mut state,
     );
@@ -453,7 +461,7 @@ fn draw_results(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     f.render_stateful_widget(
         List::new(items)
             .block(b)
-            .highlight_symbol("› ")
+            .highlight_symbol(MARK)
             .highlight_style(if focused {
                 theme.selected()
             } else {
@@ -556,10 +564,7 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Length(4),
             ],
         )
-        .header(
-            Row::new(["variable", "value", "unit", "event", "#"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(header_row(&["variable", "value", "unit", "event", "#"]))
         .block(
             Block::default()
                 .borders(Borders::ALL)
@@ -647,10 +652,7 @@ fn draw_subject(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Length(5),
             ],
         )
-        .header(
-            Row::new(["source", "key", "rule", "conf"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(header_row(&["source", "key", "rule", "conf"]))
         .block(
             Block::default()
                 .borders(Borders::ALL)
@@ -684,12 +686,9 @@ fn draw_subject(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Min(10),
             ],
         )
-        .header(
-            Row::new(["source", "kind", "n", "example"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(header_row(&["source", "kind", "n", "example"]))
         .row_highlight_style(theme.selected())
-        .highlight_symbol("› ")
+        .highlight_symbol(MARK)
         .block(block(
             "Records per source (Enter lists them)",
             !s.editing,
@@ -1024,19 +1023,16 @@ fn draw_sources(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                     Constraint::Min(10),
                 ],
             )
-            .header(
-                Row::new([
-                    "source",
-                    "system",
-                    "records",
-                    "observ.",
-                    "last run",
-                    "error / next",
-                ])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-            )
+            .header(header_row(&[
+                "source",
+                "system",
+                "records",
+                "observ.",
+                "last run",
+                "error / next",
+            ]))
             .row_highlight_style(theme.selected())
-            .highlight_symbol("› ")
+            .highlight_symbol(MARK)
             .block(block(
                 &format!(
                     "{title} - {} records, {} observations",
@@ -1147,10 +1143,13 @@ fn draw_links(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Length(10),
             ],
         )
-        .header(
-            Row::new(["source", "keys", "linked", "unlinked", "conflicts"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(header_row(&[
+            "source",
+            "keys",
+            "linked",
+            "unlinked",
+            "conflicts",
+        ]))
         .block(Block::default().borders(Borders::ALL).title(format!(
             "Links - {} subjects, {} keys linked, {} ambiguous, {} single-system",
             r.subjects,
@@ -1188,19 +1187,16 @@ fn draw_links(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Constraint::Min(12),
             ],
         )
-        .header(
-            Row::new([
-                "source",
-                "key",
-                "identifier",
-                "key's",
-                "subject's",
-                "kept apart from",
-            ])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(header_row(&[
+            "source",
+            "key",
+            "identifier",
+            "key's",
+            "subject's",
+            "kept apart from",
+        ]))
         .row_highlight_style(theme.selected())
-        .highlight_symbol("› ")
+        .highlight_symbol(MARK)
         .block(block(
             &format!(
                 "Conflicts ({}) - Enter opens the subject",
@@ -1285,7 +1281,7 @@ fn draw_overlay(f: &mut Frame, area: Rect, overlay: &Overlay, theme: Theme) {
                 List::new(items)
                     .block(Block::default().borders(Borders::ALL))
                     .highlight_style(theme.selected())
-                    .highlight_symbol("› "),
+                    .highlight_symbol(MARK),
                 list,
                 &mut state,
             );
