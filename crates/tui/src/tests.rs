@@ -51,6 +51,17 @@ fn result(query: &str, hits: &[(&str, &str, Option<&str>)]) -> crossdex_service:
     serde_json::from_value(json).expect("a search result")
 }
 
+/// Search `generation`'s hits arrive.
+fn answer(app: &mut App, generation: u64, hits: crossdex_service::SearchResult, now: Instant) {
+    app.on_msg(
+        Msg::Searched {
+            generation,
+            result: Ok(Box::new(hits)),
+        },
+        now,
+    );
+}
+
 #[test]
 fn typing_searches_once_after_a_pause_and_drops_stale_answers() {
     let t0 = Instant::now();
@@ -69,22 +80,15 @@ fn typing_searches_once_after_a_pause_and_drops_stale_answers() {
     assert_eq!(searches(&app.tick(due)), vec![(2, "csf".to_owned(), 0)]);
     assert!(app.tick(due + DEBOUNCE).is_empty(), "one search per pause");
     // The first search's answer comes after the second was sent: dropped.
-    app.on_msg(
-        Msg::Searched {
-            generation: 1,
-            result: Ok(Box::new(result("*", &[("a", "xnat", None)]))),
-        },
-        due,
-    );
+    answer(&mut app, 1, result("*", &[("a", "xnat", None)]), due);
     assert!(app.search.result.is_none());
-    app.on_msg(
-        Msg::Searched {
-            generation: 2,
-            result: Ok(Box::new(result(
-                "csf",
-                &[("r1", "xnat", Some("subj:INT_0001")), ("r2", "xnat", None)],
-            ))),
-        },
+    answer(
+        &mut app,
+        2,
+        result(
+            "csf",
+            &[("r1", "xnat", Some("subj:INT_0001")), ("r2", "xnat", None)],
+        ),
         due,
     );
     assert_eq!(app.search.result.as_ref().unwrap().hits.len(), 2);
@@ -122,13 +126,7 @@ fn a_parse_error_shows_in_place_and_the_ui_goes_on() {
 fn facets_filter_in_and_out_and_filters_come_off() {
     let now = Instant::now();
     let (mut app, _) = App::new("test");
-    app.on_msg(
-        Msg::Searched {
-            generation: 1,
-            result: Ok(Box::new(result("*", &[("r1", "xnat", None)]))),
-        },
-        now,
-    );
+    answer(&mut app, 1, result("*", &[("r1", "xnat", None)]), now);
     app.on_key(key(KeyCode::Tab), now); // results
     app.on_key(key(KeyCode::Tab), now); // facets
     assert_eq!(app.search.focus(), SearchFocus::Facets);
@@ -153,17 +151,16 @@ fn facets_filter_in_and_out_and_filters_come_off() {
 fn a_hit_opens_its_record_and_its_subject() {
     let now = Instant::now();
     let (mut app, _) = App::new("test");
-    app.on_msg(
-        Msg::Searched {
-            generation: 1,
-            result: Ok(Box::new(result(
-                "*",
-                &[
-                    ("r1", "xnat", Some("subj:INT_0001")),
-                    ("r2", "redcap", None),
-                ],
-            ))),
-        },
+    answer(
+        &mut app,
+        1,
+        result(
+            "*",
+            &[
+                ("r1", "xnat", Some("subj:INT_0001")),
+                ("r2", "redcap", None),
+            ],
+        ),
         now,
     );
     app.on_key(key(KeyCode::Enter), now); // from the query bar to the results
@@ -426,13 +423,7 @@ fn a_selection_runs_instead_of_the_statement_at_the_cursor() {
 fn hits_come_first_and_their_facets_after_unless_a_newer_search_came() {
     let now = Instant::now();
     let (mut app, _) = App::new("test");
-    app.on_msg(
-        Msg::Searched {
-            generation: 1,
-            result: Ok(Box::new(result("*", &[("r1", "xnat", None)]))),
-        },
-        now,
-    );
+    answer(&mut app, 1, result("*", &[("r1", "xnat", None)]), now);
     let c = app.type_text("csf", now);
     assert!(c.is_empty());
     let c = app.tick(now + DEBOUNCE);
@@ -476,14 +467,10 @@ fn hits_come_first_and_their_facets_after_unless_a_newer_search_came() {
 fn every_view_and_window_draws_on_tiny_and_odd_terminals_without_panicking() {
     let now = Instant::now();
     let (mut app, _) = App::new("test");
-    app.on_msg(
-        Msg::Searched {
-            generation: 1,
-            result: Ok(Box::new(result(
-                "*",
-                &[("r1", "xnat", Some("subj:INT_0001"))],
-            ))),
-        },
+    answer(
+        &mut app,
+        1,
+        result("*", &[("r1", "xnat", Some("subj:INT_0001"))]),
         now,
     );
     let sizes = [
