@@ -4,10 +4,14 @@ use crossdex_store::Writer;
 
 use super::*;
 
-/// One full sync of `entities` into the data directory at `dir`.
+/// One full sync of `entities` into the data directory at `dir`, as source `clinic`.
 fn full_sync(dir: &std::path::Path, entities: Vec<Entity>) {
-    let mut w = Writer::open(dir).unwrap();
-    let mut txn = w.begin("clinic", "files", Utc::now()).unwrap();
+    sync_source(&mut Writer::open(dir).unwrap(), "clinic", entities);
+}
+
+/// One full sync of `entities` as `source`, committed.
+fn sync_source(w: &mut Writer, source: &str, entities: Vec<Entity>) {
+    let mut txn = w.begin(source, "files", Utc::now()).unwrap();
     txn.apply(Page {
         upserts: entities,
         ..Page::default()
@@ -339,7 +343,6 @@ fn scoped_store(hashed: bool) -> (tempfile::TempDir, Sensitive) {
     let mut w = Writer::open(dir.path()).unwrap();
     w.set_sensitive(sensitive.clone());
     for (source, n_records) in [("clinic", 20), ("imaging", 5)] {
-        let mut txn = w.begin(source, "files", Utc::now()).unwrap();
         let upserts = (0..n_records)
             .map(|n| {
                 let mut r = Record::new(source, "files", "row", &n.to_string(), "Visit");
@@ -354,12 +357,7 @@ fn scoped_store(hashed: bool) -> (tempfile::TempDir, Sensitive) {
                 }
             })
             .collect();
-        txn.apply(Page {
-            upserts,
-            ..Page::default()
-        })
-        .unwrap();
-        txn.commit(SyncMode::Full, None).unwrap();
+        sync_source(&mut w, source, upserts);
     }
     (dir, sensitive)
 }
@@ -524,8 +522,7 @@ async fn a_scoped_engine_reads_only_its_rows() {
 async fn a_project_reader_resolves_only_its_records_keys() {
     let (dir, sensitive) = scoped_store(false);
     let mut w = Writer::open(dir.path()).unwrap();
-    let mut txn = w.begin("notebook", "files", Utc::now()).unwrap();
-    let upserts = [(2, "P1"), (3, "P2")]
+    let pages = [(2, "P1"), (3, "P2")]
         .into_iter()
         .map(|(n, project)| {
             let mut r = Record::new(
@@ -542,12 +539,7 @@ async fn a_project_reader_resolves_only_its_records_keys() {
             }
         })
         .collect();
-    txn.apply(Page {
-        upserts,
-        ..Page::default()
-    })
-    .unwrap();
-    txn.commit(SyncMode::Full, None).unwrap();
+    sync_source(&mut w, "notebook", pages);
     // Linking's answer, written by hand: clinic and imaging share keys 0..5, the
     // notebook pages are linked through their titles.
     let link = |source: &str, n: usize, matched: String| crossdex_store::SubjectLink {
