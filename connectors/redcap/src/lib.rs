@@ -356,6 +356,10 @@ impl Connector for RedcapConnector {
         }
         let base = web_base(&self.url);
         let mut page = Page::default();
+        if !pid.is_empty() {
+            page.upserts
+                .push(self.project_entity(&info, &title, &pid, &version, &base));
+        }
         for batch in ids.chunks(self.config.batch_size) {
             let keys: Vec<String> = (0..batch.len()).map(|i| format!("records[{i}]")).collect();
             let mut params: Vec<(&str, &str)> = vec![
@@ -411,6 +415,56 @@ impl Connector for RedcapConnector {
             mode,
             checkpoint: Checkpoint::of(&state).ok(),
         })
+    }
+}
+
+impl RedcapConnector {
+    /// The project as a record: the dataset-level entity the catalogue describes, from
+    /// `content=project`.
+    fn project_entity(
+        &self,
+        info: &Value,
+        title: &str,
+        pid: &str,
+        version: &str,
+        base: &str,
+    ) -> Entity {
+        let mut r = Record::new(&self.name, "redcap", "project", pid, title);
+        r.project = Some(title.to_owned());
+        r.description = info
+            .get("project_notes")
+            .map(plain)
+            .filter(|s| !s.trim().is_empty());
+        let prefix = if version.is_empty() {
+            String::new()
+        } else {
+            format!("redcap_v{version}/")
+        };
+        r.url = Some(format!("{base}/{prefix}index.php?pid={pid}"));
+        // REDCap writes its times in the server's zone, without one: read as UTC.
+        let time = |key: &str| {
+            info.get(key).map(plain).and_then(|t| {
+                chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .map(|t| t.and_utc())
+            })
+        };
+        r.created_at = time("creation_time");
+        r.modified_at = time("production_time").or(r.created_at);
+        for key in [
+            "is_longitudinal",
+            "purpose",
+            "project_irb_number",
+            "project_pi_lastname",
+        ] {
+            if let Some(v) = info.get(key).filter(|v| !v.is_null() && !plain(v).is_empty()) {
+                r.attributes.insert(key.into(), v.clone());
+            }
+        }
+        Entity {
+            record: r,
+            observations: Vec::new(),
+        }
     }
 }
 

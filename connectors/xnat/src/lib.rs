@@ -170,6 +170,14 @@ struct Row {
     #[serde(default, deserialize_with = "lenient")]
     project: String,
     #[serde(default, deserialize_with = "lenient")]
+    name: String,
+    #[serde(default, deserialize_with = "lenient")]
+    description: String,
+    #[serde(default, deserialize_with = "lenient")]
+    pi_firstname: String,
+    #[serde(default, deserialize_with = "lenient")]
+    pi_lastname: String,
+    #[serde(default, deserialize_with = "lenient")]
     insert_date: String,
     #[serde(default, deserialize_with = "lenient")]
     last_modified: String,
@@ -327,15 +335,20 @@ impl XnatConnector {
         Ok(out)
     }
 
-    async fn projects(&self) -> Result<Vec<String>, ConnectorError> {
-        let rows = self.listing("/data/projects", "ID,name").await?;
-        let all: Vec<String> = rows
+    /// The projects to index, with their listing rows (name, description, PI).
+    async fn projects(&self) -> Result<Vec<Row>, ConnectorError> {
+        let rows: Vec<Row> = self
+            .listing(
+                "/data/projects",
+                "ID,name,description,pi_firstname,pi_lastname",
+            )
+            .await?
             .into_iter()
-            .map(|r| r.id)
-            .filter(|id| !id.is_empty())
+            .filter(|r| !r.id.is_empty())
             .collect();
+        let all: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         match &self.config.projects {
-            None => Ok(all),
+            None => Ok(rows),
             Some(wanted) => {
                 if let Some(missing) = wanted.iter().find(|w| !all.contains(w)) {
                     return Err(ConnectorError::Config {
@@ -348,8 +361,32 @@ impl XnatConnector {
                         ),
                     });
                 }
-                Ok(wanted.clone())
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| wanted.contains(&r.id))
+                    .collect())
             }
+        }
+    }
+
+    /// A project as a record: the dataset-level entity the catalogue describes.
+    fn project_entity(&self, row: &Row) -> Entity {
+        let id = &row.id;
+        let title = if row.name.is_empty() { id } else { &row.name };
+        let mut r = Record::new(&self.name, "xnat", "project", id, title);
+        r.project = Some(id.clone());
+        if !row.description.is_empty() {
+            r.description = Some(row.description.clone());
+        }
+        r.url = Some(format!("{}/data/projects/{id}?format=html", self.base));
+        let pi = format!("{} {}", row.pi_firstname, row.pi_lastname);
+        if !pi.trim().is_empty() {
+            r.attributes
+                .insert("pi".into(), Value::String(pi.trim().to_owned()));
+        }
+        Entity {
+            record: r,
+            observations: Vec::new(),
         }
     }
 
@@ -572,7 +609,7 @@ impl Connector for XnatConnector {
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
         self.login().await?;
-        let projects = self.projects().await?;
+        let projects: Vec<String> = self.projects().await?.into_iter().map(|r| r.id).collect();
         Ok(CheckReport {
             summary: format!(
                 "XNAT at {}: logged in as {:?}; projects {}",
@@ -596,11 +633,15 @@ impl Connector for XnatConnector {
         };
         // A session from an earlier call is reused; `get` logs in again if it expired.
         self.session().await?;
-        let projects = self.projects().await?;
+        let project_rows = self.projects().await?;
         let full = previous.is_none();
         let mut prev = previous.unwrap_or_default();
         let mut state = State::default();
         let mut page = Page::default();
+        // A handful of rows: sent on every sync, the store keeps unchanged ones as they are.
+        page.upserts
+            .extend(project_rows.iter().map(|r| self.project_entity(r)));
+        let projects: Vec<String> = project_rows.into_iter().map(|r| r.id).collect();
         // Listings are read one project at a time and dropped once handed over, so only
         // one project's listing is in memory at once.
         let mut homes = Homes::new(&projects);

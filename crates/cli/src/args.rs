@@ -156,6 +156,29 @@ pub enum Command {
     /// API tokens of the HTTP API: create (the secret is shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The dataset catalogue: list datasets, check their DataCite metadata, export it
+    /// as DataCite or Dublin Core (docs/fair.md).
+    #[command(subcommand)]
+    Catalogue(CatalogueCommand),
+    /// Write one dataset as BagIt archive packages (UTF-8 CSV and Parquet, DataCite and
+    /// Dublin Core metadata, a README, SHA-256 manifests), in parts of at most 1 GiB.
+    #[command(after_help = ARCHIVE_HELP)]
+    Archive {
+        /// The dataset's id, as `crossdex catalogue list` shows it
+        dataset: String,
+        /// The folder to write the parts into (created; must be empty)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Largest part: 1G, 500M, 64K or bytes [default: [catalogue] archive_part_size, else 1G]
+        #[arg(long, value_name = "SIZE")]
+        part_size: Option<String>,
+        /// Put sensitive values in the package (recorded in bag-info.txt)
+        #[arg(long)]
+        include_sensitive: bool,
+        /// Output format of the report
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The HTTP API's audit log: who asked what, when, and what was answered.
     #[command(after_help = AUDIT_HELP)]
     Audit {
@@ -338,6 +361,67 @@ Examples:
   echo 'SELECT count(*) FROM records' | crossdex sql --file -
   crossdex sql --list
   crossdex sql --saved low-moca --param threshold=24";
+
+const ARCHIVE_HELP: &str = "\
+Each part is a folder `<dataset>.part-NNN` holding a complete BagIt bag (RFC 8493) that
+validates on its own: data/tables/ (records, observations, subject_links as CSV and
+Parquet), data/metadata/ (DataCite XML and JSON when the dataset has every mandatory
+property, Dublin Core, the catalogue entry), data/README.txt (every file and column),
+manifest-sha256.txt, tagmanifest-sha256.txt, bag-info.txt (Bag-Count: N of T).
+Sensitive variables are left out unless --include-sensitive; bag-info.txt says which.
+
+Examples:
+  crossdex archive xnat:project:MEMCLIN --out /archive/memclin
+  crossdex archive redcap:project:1742 --out /tmp/bags --part-size 500M";
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogueCommand {
+    /// Every dataset: its id, title, source and counts.
+    #[command(
+        after_help = "Examples:\n  crossdex catalogue list\n  crossdex catalogue list --format json     with the steward metadata"
+    )]
+    List {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// DataCite's mandatory properties each dataset lacks, with the configuration key
+    /// that supplies each; exit 1 when one lacks any.
+    #[command(
+        after_help = "Example:\n  crossdex catalogue check\n\nKeys are listed most specific first: one dataset's table, its source's, then\n[catalogue.defaults]. docs/fair.md describes each."
+    )]
+    Check {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Write datasets' metadata as DataCite XML or JSON, Dublin Core or crossdex's JSON.
+    #[command(
+        after_help = "Examples:\n  crossdex catalogue export xnat:project:MEMCLIN --format datacite\n  crossdex catalogue export --format dc --out metadata/     one file per dataset\n  crossdex catalogue export --format json                   every entry, one JSON array"
+    )]
+    Export {
+        /// Datasets to export [default: all]
+        datasets: Vec<String>,
+        /// datacite (XML, kernel 4), datacite-json, dc (Dublin Core, oai_dc) or json
+        #[arg(long, value_enum, default_value_t = MetadataFormat::Datacite)]
+        format: MetadataFormat,
+        /// Write one file per dataset into this folder instead of standard output
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetadataFormat {
+    /// DataCite XML, kernel 4
+    Datacite,
+    /// DataCite JSON (the attributes of DataCite's REST API)
+    DataciteJson,
+    /// Dublin Core (oai_dc)
+    Dc,
+    /// crossdex's catalogue entry
+    Json,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum LinkCommand {

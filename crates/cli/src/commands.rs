@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::CliError;
 use crate::args::{
-    Cli, Command, FailOn, Format, GlobalArgs, LinkCommand, SqlArgs, SyncArgs, TokenCommand,
+    CatalogueCommand, Cli, Command, FailOn, Format, GlobalArgs, LinkCommand, MetadataFormat,
+    SqlArgs, SyncArgs, TokenCommand,
 };
 use crate::progress::{Follow, drain};
 use crate::render;
@@ -46,6 +47,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             link_report(g, format, fail_on).await
         }
         Command::Token(command) => token(g, command),
+        Command::Catalogue(command) => catalogue(g, command).await,
+        Command::Archive {
+            dataset,
+            out,
+            part_size,
+            include_sensitive,
+            format,
+        } => archive(g, &dataset, &out, part_size, include_sensitive, format).await,
         Command::Audit {
             token,
             since,
@@ -550,4 +559,199 @@ async fn link_report(g: &GlobalArgs, format: Format, fail_on: Option<FailOn>) ->
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn catalogue(g: &GlobalArgs, command: CatalogueCommand) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let control = QueryControl::default();
+    match command {
+        CatalogueCommand::List { format } => {
+            let all = service.datasets(&control).await?;
+            let text = match format {
+                Format::Json => render::json(&all)?,
+                other => render::datasets(&all, other == Format::Csv, terminal_width())?,
+            };
+            print(&text)?;
+        }
+        CatalogueCommand::Check { format } => {
+            let all = service.datasets(&control).await?;
+            let missing = service.catalogue_check(&control).await?;
+            print(&match format {
+                Format::Json => render::json(&missing)?,
+                other => render::missing(&missing, other == Format::Csv)?,
+            })?;
+            let complete = all.len()
+                - missing
+                    .iter()
+                    .map(|m| m.dataset_id.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+            eprintln!(
+                "{complete} of {} datasets have every mandatory DataCite property",
+                all.len()
+            );
+            if !missing.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        CatalogueCommand::Export {
+            datasets,
+            format,
+            out,
+        } => {
+            let all = service.datasets(&control).await?;
+            let chosen: Vec<(crossdex_service::Dataset, Option<crossdex_service::Dataset>)> =
+                if datasets.is_empty() {
+                    all.iter()
+                        .map(|d| {
+                            let parent = d
+                                .parent_id
+                                .as_ref()
+                                .and_then(|p| all.iter().find(|x| &x.id == p))
+                                .cloned();
+                            (d.clone(), parent)
+                        })
+                        .collect()
+                } else {
+                    let mut v = Vec::new();
+                    for id in &datasets {
+                        v.push(service.dataset(id, &control).await?);
+                    }
+                    v
+                };
+            export_metadata(&chosen, format, out.as_deref())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One dataset's metadata in `format`.
+fn metadata_text(
+    d: &crossdex_service::Dataset,
+    parent: Option<&crossdex_service::Dataset>,
+    format: MetadataFormat,
+) -> std::result::Result<String, crossdex_service::ServiceError> {
+    let pretty = |v: &dyn erased_json::Json| v.pretty();
+    Ok(match format {
+        MetadataFormat::Datacite => crossdex_service::datacite_xml(d, parent)?,
+        MetadataFormat::DataciteJson => pretty(&crossdex_service::datacite_json(d, parent)?),
+        MetadataFormat::Dc => crossdex_service::dublin_core_xml(d),
+        MetadataFormat::Json => pretty(d),
+    })
+}
+
+/// Pretty JSON of any serializable answer, with a final newline.
+mod erased_json {
+    pub trait Json {
+        fn pretty(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn pretty(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+fn export_metadata(
+    chosen: &[(crossdex_service::Dataset, Option<crossdex_service::Dataset>)],
+    format: MetadataFormat,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    let Some(dir) = out else {
+        match (format, chosen) {
+            (MetadataFormat::Json, _) => {
+                let all: Vec<&crossdex_service::Dataset> = chosen.iter().map(|(d, _)| d).collect();
+                return print(&render::json(&all)?);
+            }
+            (MetadataFormat::DataciteJson, _) => {
+                let mut all = Vec::new();
+                for (d, p) in chosen {
+                    all.push(crossdex_service::datacite_json(d, p.as_ref())?);
+                }
+                return print(&render::json(&all)?);
+            }
+            (_, [(d, p)]) => return print(&metadata_text(d, p.as_ref(), format)?),
+            (_, []) => {
+                return Err(CliError::usage(
+                    "the catalogue is empty: sync a source first (`crossdex sync --all`)",
+                ));
+            }
+            _ => {
+                return Err(CliError::usage(format!(
+                    "{} datasets make {} XML documents: name one dataset, or pass --out DIR for one file each",
+                    chosen.len(),
+                    chosen.len()
+                )));
+            }
+        }
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .map_err(CliError::Runtime)?;
+    let ext = match format {
+        MetadataFormat::Datacite => "datacite.xml",
+        MetadataFormat::DataciteJson => "datacite.json",
+        MetadataFormat::Dc => "dc.xml",
+        MetadataFormat::Json => "json",
+    };
+    let mut written = 0;
+    let mut skipped = Vec::new();
+    for (d, p) in chosen {
+        let text = match metadata_text(d, p.as_ref(), format) {
+            Ok(t) => t,
+            // One incomplete dataset does not stop the others.
+            Err(e) if e.code == crossdex_service::ErrorCode::IncompleteMetadata => {
+                skipped.push(d.id.clone());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let path = dir.join(format!("{}.{ext}", d.id.replace([':', '/', '\\'], "_")));
+        std::fs::write(&path, text)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(CliError::Runtime)?;
+        written += 1;
+    }
+    eprintln!("{written} files written to {}", dir.display());
+    if !skipped.is_empty() {
+        eprintln!(
+            "{} datasets skipped, lacking DataCite's mandatory properties (see `crossdex catalogue check`): {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn archive(
+    g: &GlobalArgs,
+    dataset: &str,
+    out: &std::path::Path,
+    part_size: Option<String>,
+    include_sensitive: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let part_size = part_size
+        .map(|s| {
+            crossdex_service::parse_size(&s)
+                .map_err(|e| CliError::usage(format!("--part-size: {e}")))
+        })
+        .transpose()?;
+    let report = service
+        .archive(
+            dataset,
+            out,
+            crossdex_service::ArchiveOptions {
+                part_size,
+                include_sensitive,
+            },
+            &QueryControl::default(),
+        )
+        .await?;
+    print(&match format {
+        Format::Json => render::json(&report)?,
+        other => render::archive(&report, other == Format::Csv)?,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

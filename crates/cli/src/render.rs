@@ -538,3 +538,104 @@ pub fn audit(entries: &[crossdex_service::AuditEntry], as_csv: bool) -> Result<S
         .collect();
     listing(&headers, &rows, as_csv, "no audit lines match\n")
 }
+
+/// The catalogue's datasets, one per line.
+pub fn datasets(
+    all: &[crossdex_service::Dataset],
+    as_csv: bool,
+    width: Option<u16>,
+) -> Result<String> {
+    let headers = [
+        "id",
+        "title",
+        "source",
+        "kind",
+        "records",
+        "subjects",
+        "observations",
+        "complete",
+    ];
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.title.clone(),
+                d.source.clone(),
+                d.kind.clone(),
+                d.counts.records.to_string(),
+                d.counts.subjects.to_string(),
+                d.counts.observations.to_string(),
+                if d.is_complete() { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    if as_csv {
+        return csv(&headers, &rows);
+    }
+    if rows.is_empty() {
+        return Ok("no datasets: sync a source first (`crossdex sync --all`)\n".to_owned());
+    }
+    Ok(table(&headers, &rows, width) + "\n")
+}
+
+/// DataCite's mandatory properties each dataset lacks, with the keys that supply them.
+pub fn missing(missing: &[crossdex_service::MissingProperty], as_csv: bool) -> Result<String> {
+    let headers = ["dataset", "property", "set one of"];
+    let rows: Vec<Vec<String>> = missing
+        .iter()
+        .map(|m| {
+            vec![
+                m.dataset_id.clone(),
+                m.property.to_owned(),
+                m.keys.join("  |  "),
+            ]
+        })
+        .collect();
+    listing(
+        &headers,
+        &rows,
+        as_csv,
+        "every dataset has DataCite's mandatory properties\n",
+    )
+}
+
+/// The parts `crossdex archive` wrote.
+pub fn archive(r: &crossdex_service::ArchiveReport, as_csv: bool) -> Result<String> {
+    let headers = ["part", "bytes", "records", "observations", "links"];
+    let rows: Vec<Vec<String>> = r
+        .parts
+        .iter()
+        .map(|p| {
+            vec![
+                p.path.display().to_string(),
+                p.bytes.to_string(),
+                p.records.to_string(),
+                p.observations.to_string(),
+                p.links.to_string(),
+            ]
+        })
+        .collect();
+    let mut text = listing(&headers, &rows, as_csv, "")?;
+    if !as_csv {
+        text.push_str(&format!(
+            "{} parts of dataset {}; sensitive values {}{}\n",
+            r.parts.len(),
+            r.dataset_id,
+            if r.sensitive_included {
+                "included"
+            } else {
+                "excluded"
+            },
+            if r.sensitive_left_out.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.sensitive_left_out.join(", "))
+            }
+        ));
+        if !r.datacite {
+            text.push_str("no DataCite metadata: the dataset lacks mandatory properties (`crossdex catalogue check`)\n");
+        }
+    }
+    Ok(text)
+}

@@ -210,4 +210,85 @@ pub(crate) const VIEWS: &[(&str, &str)] = &[
          GROUP BY r.id, r.source, r.native_id, r.title, r.project, r.subject_key, r.subject_id,
                   r.created_at, r.modified_at, r.url",
     ),
+    // Which records each dataset holds. An XNAT project or a tranSMART study holds its
+    // project's records, a REDCap project every record of its source, an OMERO project
+    // its datasets and their images, an OMERO dataset its images, an eLabFTW experiment
+    // itself, a `files` source all its rows. Each branch is an equality join, so none
+    // degenerates into a nested loop over the records.
+    (
+        "dataset_records",
+        "SELECT d.id AS dataset_id, r.id AS record_id
+         FROM records d JOIN records r ON r.source = d.source AND r.project = d.native_id
+         WHERE (d.system = 'xnat' AND d.kind = 'project')
+            OR (d.system = 'transmart' AND d.kind = 'study')
+         UNION ALL
+         SELECT d.id, r.id
+         FROM records d JOIN records r ON r.source = d.source
+         WHERE d.system = 'redcap' AND d.kind = 'project'
+         UNION ALL
+         SELECT id, id AS record_id FROM records
+         WHERE (system = 'omero' AND kind IN ('project', 'dataset'))
+            OR (system = 'elabftw' AND kind = 'experiment')
+         UNION ALL
+         SELECT d.id, r.id
+         FROM records d JOIN records r ON r.source = d.source AND r.parent_id = d.id
+         WHERE d.system = 'omero' AND d.kind IN ('project', 'dataset')
+         UNION ALL
+         SELECT ds.parent_id, r.id
+         FROM records ds JOIN records r ON r.source = ds.source AND r.parent_id = ds.id
+         WHERE ds.system = 'omero' AND ds.kind = 'dataset' AND ds.parent_id IS NOT NULL
+         UNION ALL
+         SELECT source || ':source:' || source, id FROM records WHERE system = 'files'",
+    ),
+    // One row per dataset-level entity, with what its source says of it and counts of
+    // what it holds. Steward-supplied metadata (creators, licence, DOI) is the
+    // configuration's, added by the catalogue of the service.
+    (
+        "datasets",
+        "WITH d AS (
+           SELECT id, source, system, kind, native_id, title, description, url,
+                  parent_id, created_at, modified_at
+           FROM records
+           WHERE (system IN ('xnat', 'redcap') AND kind = 'project')
+              OR (system = 'omero' AND kind IN ('project', 'dataset'))
+              OR (system = 'transmart' AND kind = 'study')
+              OR (system = 'elabftw' AND kind = 'experiment')
+           UNION ALL
+           SELECT source || ':source:' || source AS id, source, 'files' AS system,
+                  'source' AS kind, source AS native_id, source AS title,
+                  CAST(NULL AS VARCHAR) AS description, CAST(NULL AS VARCHAR) AS url,
+                  CAST(NULL AS VARCHAR) AS parent_id,
+                  min(created_at) AS created_at, max(modified_at) AS modified_at
+           FROM records WHERE system = 'files' GROUP BY source
+         ),
+         held AS (
+           SELECT m.dataset_id, count(*) AS n_records,
+                  count(DISTINCT coalesce(r.subject_id, r.source || ':' || r.subject_key)) AS n_subjects,
+                  count(*) FILTER (WHERE r.kind = 'session') AS n_sessions,
+                  count(*) FILTER (WHERE r.kind = 'image') AS n_images,
+                  max(r.modified_at) AS changed_at
+           FROM dataset_records m JOIN records r ON r.id = m.record_id
+           GROUP BY m.dataset_id
+         ),
+         measured AS (
+           SELECT m.dataset_id, count(*) AS n_observations,
+                  count(DISTINCT o.variable) AS n_variables,
+                  array_sort(array_agg(DISTINCT o.value_text) FILTER (WHERE o.variable = 'modality')) AS modalities,
+                  min(coalesce(o.observed_at, o.value_date)) AS first_observed,
+                  max(coalesce(o.observed_at, o.value_date)) AS last_observed
+           FROM dataset_records m JOIN observations o ON o.record_id = m.record_id
+           GROUP BY m.dataset_id
+         )
+         SELECT d.id AS dataset_id, d.source, d.system, d.kind, d.native_id, d.title,
+                d.description, d.url, d.parent_id AS parent_dataset_id, d.created_at,
+                CASE WHEN h.changed_at IS NULL OR d.modified_at >= h.changed_at
+                     THEN d.modified_at ELSE h.changed_at END AS modified_at,
+                coalesce(h.n_records, 0) AS n_records, coalesce(h.n_subjects, 0) AS n_subjects,
+                coalesce(h.n_sessions, 0) AS n_sessions, coalesce(h.n_images, 0) AS n_images,
+                coalesce(o.n_observations, 0) AS n_observations,
+                coalesce(o.n_variables, 0) AS n_variables,
+                o.modalities, o.first_observed, o.last_observed
+         FROM d LEFT JOIN held h ON h.dataset_id = d.id
+                LEFT JOIN measured o ON o.dataset_id = d.id",
+    ),
 ];

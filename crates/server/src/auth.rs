@@ -174,7 +174,13 @@ pub(crate) async fn guard(
             .map_or("unmatched", |p| p.as_str())
     );
     let path = request.uri().path().to_owned();
-    let public = is_public(&path);
+    // The OAI-PMH catalogue is public when the configuration says so.
+    let public = is_public(&path)
+        || (path == "/oai"
+            && state
+                .service
+                .config()
+                .is_some_and(|c| c.catalogue.oai_public));
     let principal: Result<Option<Principal>, ServiceError> = match bearer(&request) {
         Some(secret) => state.service.authenticate(secret).map(Some),
         None if request.headers().contains_key(header::AUTHORIZATION) => Err(ServiceError::new(

@@ -1,6 +1,7 @@
 //! crossdex's HTTP API (`crossdex serve`): search with facets, SQL answered as JSON,
 //! NDJSON, CSV or Arrow IPC, saved queries, subjects, records, sources and their sync
-//! runs, health, metrics, and an OpenAPI 3.1 document generated from the handlers.
+//! runs, health, metrics, the dataset catalogue, an OpenAPI 3.1 document generated from
+//! the handlers, and the catalogue over OAI-PMH at `/oai`.
 //!
 //! It owns HTTP: routes, parameters, content negotiation, status codes, limits. It
 //! calls `crossdex-service` for everything else and must never reach the store, the
@@ -11,6 +12,7 @@
 
 mod auth;
 mod error;
+mod oai;
 mod routes;
 mod sql;
 
@@ -171,6 +173,12 @@ pub fn app(service: Service, options: ServerOptions) -> Router {
     Router::new()
         .nest(PREFIX, api)
         .route(&format!("{PREFIX}/"), page)
+        .route(
+            "/oai",
+            axum::routing::get(oai::oai)
+                .post(oai::oai)
+                .with_state(state.clone()),
+        )
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state, auth::guard))

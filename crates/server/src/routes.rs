@@ -49,6 +49,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(run))
         .routes(routes!(link_report))
         .routes(routes!(derive_token))
+        .routes(routes!(datasets))
+        .routes(routes!(dataset))
 }
 
 /// The time limit and cancellation of one request's query: `timeout_ms` when given,
@@ -287,6 +289,58 @@ async fn subject(Scoped(state): Scoped, Path(id): Path<String>) -> ApiResult<Jso
     Ok(Json(
         state.service.subject(&id, &control(&state, None)?).await?,
     ))
+}
+
+/// The dataset catalogue: every dataset the token sees, with its counts and the
+/// metadata its stewards declared.
+#[utoipa::path(get, path = "/datasets", tag = "catalogue",
+    responses((status = 200, description = "The datasets, by id", body = Vec<crossdex_service::Dataset>)))]
+async fn datasets(Scoped(state): Scoped) -> ApiResult<Json<Vec<crossdex_service::Dataset>>> {
+    Ok(Json(state.service.datasets(&control(&state, None)?).await?))
+}
+
+/// How to show one dataset.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DatasetParams {
+    /// `json` (the catalogue entry) [default], `datacite` (XML, kernel 4),
+    /// `datacite-json` or `dc` (Dublin Core, oai_dc).
+    format: Option<String>,
+}
+
+/// One dataset of the catalogue, as JSON, DataCite or Dublin Core.
+#[utoipa::path(get, path = "/datasets/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "The dataset's id, e.g. xnat:project:MEMCLIN"), DatasetParams),
+    responses(
+        (status = 200, description = "The dataset", body = crossdex_service::Dataset),
+        (status = 404, description = "No such dataset", body = ErrorBody),
+        (status = 409, description = "DataCite asked of a dataset lacking a mandatory property", body = ErrorBody)))]
+async fn dataset(
+    Scoped(state): Scoped,
+    Path(id): Path<String>,
+    Query(params): Query<DatasetParams>,
+) -> ApiResult<Response> {
+    let (d, parent) = state.service.dataset(&id, &control(&state, None)?).await?;
+    let xml = |body: String| {
+        (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    Ok(match params.format.as_deref().unwrap_or("json") {
+        "json" => Json(d).into_response(),
+        "datacite" => xml(crossdex_service::datacite_xml(&d, parent.as_ref())?),
+        "datacite-json" => {
+            Json(crossdex_service::datacite_json(&d, parent.as_ref())?).into_response()
+        }
+        "dc" => xml(crossdex_service::dublin_core_xml(&d)),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: json, datacite, datacite-json or dc"
+            )));
+        }
+    })
 }
 
 /// One record, its observations, related records and deep link.

@@ -54,6 +54,11 @@ pub enum ErrorCode {
     RecordNotFound,
     /// No sync run has that id.
     UnknownRun,
+    /// No dataset of the catalogue has that id.
+    DatasetNotFound,
+    /// A dataset lacks a property a metadata format requires (`crossdex catalogue
+    /// check` names the key that supplies it).
+    IncompleteMetadata,
     /// The data directory holds no index yet.
     NoIndex,
     /// The folder is not a crossdex data directory.
@@ -100,8 +105,10 @@ impl ErrorCode {
                 ErrorKind::UserInput
             }
             UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
-            | NoIndex | CursorExpired | NotARoute => ErrorKind::NotFound,
-            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured => ErrorKind::Conflict,
+            | DatasetNotFound | NoIndex | CursorExpired | NotARoute => ErrorKind::NotFound,
+            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured | IncompleteMetadata => {
+                ErrorKind::Conflict
+            }
             QueryTimeout | Cancelled | DiskFull | Overloaded | NotReady => ErrorKind::Unavailable,
             Internal => ErrorKind::Internal,
             Unauthorized | Forbidden => ErrorKind::Auth,
@@ -117,8 +124,10 @@ impl ErrorCode {
             ConfigNotFound | InvalidConfig | InvalidSearch | InvalidSql | InvalidQuery
             | NotAQuery | InvalidParameter | NotADataDirectory => 400,
             UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
-            | NoIndex | NotARoute => 404,
-            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured => 409,
+            | DatasetNotFound | NoIndex | NotARoute => 404,
+            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured | IncompleteMetadata => {
+                409
+            }
             // The client gave up or the server did: nothing was answered.
             Cancelled => 499,
             CursorExpired => 410,
@@ -152,6 +161,8 @@ impl ErrorCode {
             AmbiguousSubject => "ambiguous_subject",
             RecordNotFound => "record_not_found",
             UnknownRun => "unknown_run",
+            DatasetNotFound => "dataset_not_found",
+            IncompleteMetadata => "incomplete_metadata",
             NoIndex => "no_index",
             NotADataDirectory => "not_a_data_directory",
             DataDirectoryBusy => "data_directory_busy",

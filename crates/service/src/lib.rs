@@ -26,7 +26,9 @@
 #![warn(missing_docs)]
 
 mod access;
+mod archive;
 mod audit;
+mod catalogue;
 pub mod config;
 mod error;
 mod linking;
@@ -48,7 +50,13 @@ use crossdex_store::CommitMark;
 pub use crate::access::{
     Action, CreatedToken, Limits, NewToken, Principal, Scope, TokenInfo, parse_duration,
 };
+pub use crate::archive::{ArchiveOptions, ArchivePart, ArchiveReport};
 pub use crate::audit::{AuditEntry, AuditFilter};
+pub use crate::catalogue::{
+    CatalogueSettings, Creator, DATACITE_NS, DATACITE_SCHEMA, Dataset, DatasetCounts, Funding,
+    HarvestEntry, Identifier, MissingProperty, Related, Stewarded, datacite_element, datacite_json,
+    datacite_xml, dublin_core_element, dublin_core_xml, parse_size, system_name, utc_seconds,
+};
 pub use crate::config::{Config, ConfigError, default_data_dir};
 pub use crate::error::{ErrorCode, ErrorKind, ServiceError};
 pub use crate::linking::{
