@@ -60,6 +60,7 @@ pub(crate) fn xnat() -> Target {
         },
         expected: |w| {
             counts(&[
+                ("project", w.xnat.projects.len()),
                 ("subject", w.xnat.subjects.len()),
                 ("session", w.xnat.experiments.len()),
                 (
@@ -95,7 +96,8 @@ pub(crate) fn redcap() -> Target {
             json!({"type": "redcap", "url": format!("{}/api/", s.url(System::Redcap)),
                    "token": s.credentials(System::Redcap).token, "timeout_s": 5})
         },
-        expected: |w| counts(&[("record", w.redcap.records.len())]),
+        // One project per API token.
+        expected: |w| counts(&[("project", 1), ("record", w.redcap.records.len())]),
         paging_key: Some("batch_size"),
         page_unit: |w| w.redcap.records.len(),
         secret_key: "token",

@@ -457,7 +457,10 @@ impl RedcapConnector {
             "project_irb_number",
             "project_pi_lastname",
         ] {
-            if let Some(v) = info.get(key).filter(|v| !v.is_null() && !plain(v).is_empty()) {
+            if let Some(v) = info
+                .get(key)
+                .filter(|v| !v.is_null() && !plain(v).is_empty())
+            {
                 r.attributes.insert(key.into(), v.clone());
             }
         }

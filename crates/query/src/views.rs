@@ -218,27 +218,27 @@ pub(crate) const VIEWS: &[(&str, &str)] = &[
     (
         "dataset_records",
         "SELECT d.id AS dataset_id, r.id AS record_id
-         FROM records d JOIN records r ON r.source = d.source AND r.project = d.native_id
+         FROM internal.records d JOIN internal.records r ON r.source = d.source AND r.project = d.native_id
          WHERE (d.system = 'xnat' AND d.kind = 'project')
             OR (d.system = 'transmart' AND d.kind = 'study')
          UNION ALL
          SELECT d.id, r.id
-         FROM records d JOIN records r ON r.source = d.source
+         FROM internal.records d JOIN internal.records r ON r.source = d.source
          WHERE d.system = 'redcap' AND d.kind = 'project'
          UNION ALL
-         SELECT id, id AS record_id FROM records
+         SELECT id, id AS record_id FROM internal.records
          WHERE (system = 'omero' AND kind IN ('project', 'dataset'))
             OR (system = 'elabftw' AND kind = 'experiment')
          UNION ALL
          SELECT d.id, r.id
-         FROM records d JOIN records r ON r.source = d.source AND r.parent_id = d.id
+         FROM internal.records d JOIN internal.records r ON r.source = d.source AND r.parent_id = d.id
          WHERE d.system = 'omero' AND d.kind IN ('project', 'dataset')
          UNION ALL
          SELECT ds.parent_id, r.id
-         FROM records ds JOIN records r ON r.source = ds.source AND r.parent_id = ds.id
+         FROM internal.records ds JOIN internal.records r ON r.source = ds.source AND r.parent_id = ds.id
          WHERE ds.system = 'omero' AND ds.kind = 'dataset' AND ds.parent_id IS NOT NULL
          UNION ALL
-         SELECT source || ':source:' || source, id FROM records WHERE system = 'files'",
+         SELECT source || ':source:' || source, id FROM internal.records WHERE system = 'files'",
     ),
     // One row per dataset-level entity, with what its source says of it and counts of
     // what it holds. Steward-supplied metadata (creators, licence, DOI) is the
@@ -248,7 +248,7 @@ pub(crate) const VIEWS: &[(&str, &str)] = &[
         "WITH d AS (
            SELECT id, source, system, kind, native_id, title, description, url,
                   parent_id, created_at, modified_at
-           FROM records
+           FROM internal.records
            WHERE (system IN ('xnat', 'redcap') AND kind = 'project')
               OR (system = 'omero' AND kind IN ('project', 'dataset'))
               OR (system = 'transmart' AND kind = 'study')
@@ -259,7 +259,7 @@ pub(crate) const VIEWS: &[(&str, &str)] = &[
                   CAST(NULL AS VARCHAR) AS description, CAST(NULL AS VARCHAR) AS url,
                   CAST(NULL AS VARCHAR) AS parent_id,
                   min(created_at) AS created_at, max(modified_at) AS modified_at
-           FROM records WHERE system = 'files' GROUP BY source
+           FROM internal.records WHERE system = 'files' GROUP BY source
          ),
          held AS (
            SELECT m.dataset_id, count(*) AS n_records,

@@ -313,6 +313,7 @@ pub(crate) struct DatasetParams {
     params(("id" = String, Path, description = "The dataset's id, e.g. xnat:project:MEMCLIN"), DatasetParams),
     responses(
         (status = 200, description = "The dataset", body = crossdex_service::Dataset),
+        (status = 400, description = "An unknown format", body = ErrorBody),
         (status = 404, description = "No such dataset", body = ErrorBody),
         (status = 409, description = "DataCite asked of a dataset lacking a mandatory property", body = ErrorBody)))]
 async fn dataset(

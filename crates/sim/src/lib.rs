@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 pub use cohort::{Diagnosis, Person, Sex, System};
 pub use server::{Credentials, Faults, RequestRecord, SimState};
 pub use transmart::REALM as TRANSMART_REALM;
-pub use world::World;
+pub use world::{TM_STUDY, World};
 
 /// The seed `crossdex sim` and `crossdex demo` use unless told otherwise.
 pub const DEFAULT_SEED: u64 = 42;
