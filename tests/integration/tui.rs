@@ -142,6 +142,28 @@ async fn every_view_draws_at_both_sizes_on_the_demo() {
     ui.key(key(KeyCode::F(6)));
     ui.settle(LIMIT).await.unwrap();
     snap(&ui, "links");
+
+    // The catalogue: as many datasets as the CLI lists, and as many complete.
+    ui.key(key(KeyCode::F(7)));
+    ui.settle(LIMIT).await.unwrap();
+    let cli = s.ok(&["-c", &cfg, "catalogue", "list", "--format", "json"]);
+    let cli: Vec<Value> = serde_json::from_str(&cli.stdout).unwrap();
+    let check = s.run(&["-c", &cfg, "catalogue", "check", "--format", "json"]);
+    let missing: Vec<Value> = serde_json::from_str(&check.stdout).unwrap();
+    let incomplete: std::collections::BTreeSet<&str> = missing
+        .iter()
+        .map(|m| m["dataset_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ui.screen(160, 48).contains(&format!(
+            "{} datasets, {} with DataCite's mandatory properties",
+            cli.len(),
+            cli.len() - incomplete.len()
+        )),
+        "{}",
+        ui.screen(160, 48)
+    );
+    snap(&ui, "datasets");
 }
 
 /// tmux: a command in a fresh server of its own, and what its pane shows.

@@ -28,16 +28,18 @@ pub enum View {
     Sql,
     Sources,
     Links,
+    Datasets,
 }
 
 impl View {
-    /// Every view, in the order of their keys (F2..F6).
-    pub const ALL: [View; 5] = [
+    /// Every view, in the order of their keys (F2..F7).
+    pub const ALL: [View; 6] = [
         View::Search,
         View::Subject,
         View::Sql,
         View::Sources,
         View::Links,
+        View::Datasets,
     ];
 
     /// Its name in the tab bar.
@@ -48,6 +50,7 @@ impl View {
             View::Sql => "SQL",
             View::Sources => "Sources",
             View::Links => "Links",
+            View::Datasets => "Datasets",
         }
     }
 }
@@ -98,6 +101,8 @@ pub enum Command {
     Status,
     /// The link report.
     Links,
+    /// The dataset catalogue.
+    Datasets,
     /// Sync these sources; empty: every configured one.
     Sync { sources: Vec<String> },
     /// Tables, columns, saved queries and subjects, for completion and the palette.
@@ -175,6 +180,7 @@ pub enum Msg {
     },
     Status(Result<Box<Status>, Failure>),
     Links(Result<Box<LinkReport>, Failure>),
+    Datasets(Result<Vec<crossdex_service::Dataset>, Failure>),
     Sync(Box<SyncEvent>),
     SyncDone(Result<String, Failure>),
     Catalog(Catalog),
@@ -319,6 +325,14 @@ pub struct LinksState {
     pub selected: usize,
 }
 
+/// The datasets view: the catalogue, and the selected entry's metadata.
+#[derive(Debug, Default)]
+pub struct DatasetsState {
+    pub list: Option<Vec<crossdex_service::Dataset>>,
+    pub error: Option<Failure>,
+    pub selected: usize,
+}
+
 /// What the palette offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaletteItem {
@@ -368,6 +382,7 @@ pub struct App {
     pub sql: SqlState,
     pub sources: SourcesState,
     pub links: LinksState,
+    pub datasets: DatasetsState,
     pub overlay: Option<Overlay>,
     pub catalog: Catalog,
     /// A word for the footer, and until when it shows.
@@ -394,6 +409,7 @@ impl App {
             sql: SqlState::default(),
             sources: SourcesState::default(),
             links: LinksState::default(),
+            datasets: DatasetsState::default(),
             overlay: None,
             catalog: Catalog::default(),
             note: None,
@@ -412,7 +428,7 @@ impl App {
             View::Search => self.search.focus() == SearchFocus::Query,
             View::Subject => self.subject.editing,
             View::Sql => self.sql.focus == SqlFocus::Editor,
-            View::Sources | View::Links => false,
+            View::Sources | View::Links | View::Datasets => false,
         }
     }
 
@@ -454,6 +470,9 @@ impl App {
             View::Sources if self.sources.status.is_none() => vec![Command::Status],
             View::Links if self.links.report.is_none() && self.links.error.is_none() => {
                 vec![Command::Links]
+            }
+            View::Datasets if self.datasets.list.is_none() && self.datasets.error.is_none() => {
+                vec![Command::Datasets]
             }
             View::Subject if self.subject.view.is_none() => {
                 self.subject.editing = true;
@@ -499,7 +518,7 @@ impl App {
                 });
                 return Vec::new();
             }
-            KeyCode::F(n @ 2..=6) => return self.switch(View::ALL[usize::from(n) - 2]),
+            KeyCode::F(n @ 2..=7) => return self.switch(View::ALL[usize::from(n) - 2]),
             _ => {}
         }
         if !self.typing() && !ctrl {
@@ -515,7 +534,7 @@ impl App {
                     });
                     return Vec::new();
                 }
-                KeyCode::Char(c @ '1'..='5') => {
+                KeyCode::Char(c @ '1'..='6') => {
                     return self.switch(View::ALL[(c as u8 - b'1') as usize]);
                 }
                 _ => {}
@@ -527,7 +546,42 @@ impl App {
             View::Sql => self.on_sql_key(k, now),
             View::Sources => self.on_sources_key(k),
             View::Links => self.on_links_key(k),
+            View::Datasets => self.on_datasets_key(k, now),
         }
+    }
+
+    fn on_datasets_key(&mut self, k: KeyEvent, now: Instant) -> Vec<Command> {
+        let s = &mut self.datasets;
+        let n = s.list.as_ref().map_or(0, Vec::len);
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => s.selected = s.selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                s.selected = (s.selected + 1).min(n.saturating_sub(1));
+            }
+            KeyCode::Home => s.selected = 0,
+            KeyCode::End => s.selected = n.saturating_sub(1),
+            KeyCode::Char('r') => return vec![Command::Datasets],
+            KeyCode::Enter => {
+                // Its records, in the SQL console: what SQL users would type.
+                let id = s
+                    .list
+                    .as_ref()
+                    .and_then(|l| l.get(s.selected))
+                    .map(|d| d.id.clone());
+                if let Some(id) = id {
+                    let sql = format!(
+                        "SELECT r.kind, r.id, r.title, r.subject_id FROM dataset_records m\nJOIN records r ON r.id = m.record_id\nWHERE m.dataset_id = '{}'\nORDER BY r.kind, r.id",
+                        id.replace('\'', "''")
+                    );
+                    self.view = View::Sql;
+                    self.sql.focus = SqlFocus::Editor;
+                    self.sql.editor.set(&sql);
+                    return self.run_sql(now);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
     }
 
     fn on_search_key(&mut self, k: KeyEvent, now: Instant) -> Vec<Command> {
@@ -1232,6 +1286,15 @@ impl App {
                 }
                 Err(e) => self.sources.error = Some(e),
             },
+            Msg::Datasets(r) => match r {
+                Ok(list) => {
+                    self.datasets.selected =
+                        self.datasets.selected.min(list.len().saturating_sub(1));
+                    self.datasets.list = Some(list);
+                    self.datasets.error = None;
+                }
+                Err(e) => self.datasets.error = Some(e),
+            },
             Msg::Links(r) => match r {
                 Ok(l) => {
                     self.links.report = Some(*l);
@@ -1254,6 +1317,7 @@ impl App {
                 }
                 // What the sync changed shows everywhere.
                 self.links.report = None;
+                self.datasets.list = None;
                 self.search.due = Some(now);
             }
             Msg::Catalog(c) => self.catalog = c,

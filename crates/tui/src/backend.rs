@@ -191,6 +191,13 @@ impl Backend {
         }
     }
 
+    pub async fn datasets(&self) -> Result<Vec<crossdex_service::Dataset>, Failure> {
+        match self {
+            Backend::Local(s) => Ok(s.datasets(&QueryControl::default()).await?),
+            Backend::Remote(r) => r.send(r.get("/datasets")).await,
+        }
+    }
+
     pub async fn links(&self) -> Result<LinkReport, Failure> {
         match self {
             Backend::Local(s) => Ok(s.link_report(&QueryControl::default()).await?),

@@ -6,8 +6,12 @@ use crate::app::{App, SearchFocus, SqlFocus, View};
 /// `(where, key, what it does)`.
 pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("any", "F1", "this help (type to filter it)"),
-    ("any", "F2..F6", "Search, Subject, SQL, Sources, Links"),
-    ("any", "1..5", "the same, when not typing"),
+    (
+        "any",
+        "F2..F7",
+        "Search, Subject, SQL, Sources, Links, Datasets",
+    ),
+    ("any", "1..6", "the same, when not typing"),
     (
         "any",
         "Ctrl-P",
@@ -64,6 +68,13 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("links", "↑ ↓", "move in the conflicts"),
     ("links", "Enter", "open the conflict's subject"),
     ("links", "r", "refresh"),
+    ("datasets", "↑ ↓", "move in the catalogue"),
+    (
+        "datasets",
+        "Enter",
+        "the dataset's records, in the SQL console",
+    ),
+    ("datasets", "r", "refresh"),
 ];
 
 /// The keys that work where keys go now, for the footer.
@@ -94,6 +105,7 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
         },
         View::Sources => vec![("s", "sync"), ("a", "sync all"), ("r", "refresh")],
         View::Links => vec![("Enter", "subject"), ("r", "refresh")],
+        View::Datasets => vec![("Enter", "its records"), ("r", "refresh")],
     };
     keys.push(("F1", "help"));
     keys.push(("^P", "palette"));

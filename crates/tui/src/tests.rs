@@ -494,13 +494,100 @@ fn every_view_and_window_draws_on_tiny_and_odd_terminals_without_panicking() {
         KeyCode::F(4),
         KeyCode::F(5),
         KeyCode::F(6),
+        KeyCode::F(7),
     ] {
         app.on_key(key(view), now);
         draw_all(&app);
     }
+    app.on_msg(
+        Msg::Datasets(Ok(vec![dataset(
+            "xnat:project:P",
+            "A long project title",
+            true,
+        )])),
+        now,
+    );
+    draw_all(&app);
     app.on_key(key(KeyCode::F(1)), now);
     draw_all(&app);
     app.on_key(key(KeyCode::Esc), now);
     app.on_key(ctrl('p'), now);
     draw_all(&app);
+}
+
+/// A catalogue entry; `complete`: with every mandatory DataCite property.
+fn dataset(id: &str, title: &str, complete: bool) -> crossdex_service::Dataset {
+    let mut json = serde_json::json!({
+        "id": id, "source": "xnat", "system": "xnat", "kind": "project", "native_id": "P",
+        "title": title, "description": "Structural MRI\nof a cohort", "url": null,
+        "parent_id": null, "created_at": null, "modified_at": "2025-01-24T11:30:23Z",
+        "counts": {"records": 12, "subjects": 3, "sessions": 4, "images": 0,
+                   "observations": 30, "variables": 5},
+        "modalities": ["MR"], "first_observed": "2019-01-22T00:00:00Z",
+        "last_observed": "2025-01-24T00:00:00Z", "identifier": null, "creators": [],
+        "publisher": "Institute", "publication_year": null,
+        "resource_type": "XNAT imaging project", "licence": "CC-BY-4.0", "rights": null,
+        "keywords": [], "funding": [], "related": [], "language": null, "version": null,
+    });
+    if complete {
+        json["identifier"] = serde_json::json!({"value": "10.5072/p", "type": "DOI"});
+        json["creators"] = serde_json::json!([{"name": "Doe, Jane"}]);
+        json["publication_year"] = serde_json::json!(2024);
+    }
+    serde_json::from_value(json).expect("a dataset")
+}
+
+#[test]
+fn the_datasets_view_shows_what_datacite_lacks_and_opens_a_datasets_records() {
+    let now = Instant::now();
+    let (mut app, _) = App::new("test");
+    let c = app.on_key(key(KeyCode::F(7)), now);
+    assert_eq!(app.view, View::Datasets);
+    assert_eq!(c, vec![Command::Datasets]);
+    app.on_msg(
+        Msg::Datasets(Ok(vec![
+            dataset("xnat:project:DONE", "Complete project", true),
+            dataset("xnat:project:TODO", "Unfinished project", false),
+        ])),
+        now,
+    );
+    let screen = crate::ui::screen(&app, 120, 30);
+    assert!(screen.contains("2 datasets, 1 with DataCite"), "{screen}");
+    assert!(screen.contains("Complete project") && screen.contains("Unfinished project"));
+    // The first is selected: complete, its DOI shown, nothing missing.
+    assert!(screen.contains("DOI 10.5072/p"), "{screen}");
+    assert!(!screen.contains("missing"), "{screen}");
+    app.on_key(key(KeyCode::Down), now);
+    let screen = crate::ui::screen(&app, 120, 30);
+    assert!(
+        screen.contains("missing Creator")
+            && screen.contains("catalogue.datasets.\"xnat:project:TODO\".creators"),
+        "{screen}"
+    );
+    // Enter: its records in the SQL console, run at once.
+    let c = app.on_key(key(KeyCode::Enter), now);
+    assert_eq!(app.view, View::Sql);
+    let sql = c
+        .iter()
+        .find_map(|c| match c {
+            Command::Sql { sql, .. } => Some(sql.clone()),
+            _ => None,
+        })
+        .expect("a statement runs");
+    assert!(sql.contains("m.dataset_id = 'xnat:project:TODO'"), "{sql}");
+    // A failure shows in place; `r` asks again.
+    app.on_key(key(KeyCode::F(7)), now);
+    app.on_msg(
+        Msg::Datasets(Err(Failure {
+            code: "forbidden".into(),
+            message: "this token may not search".into(),
+            position: None,
+        })),
+        now,
+    );
+    assert!(crate::ui::screen(&app, 100, 20).contains("may not search"));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('r')), now),
+        vec![Command::Datasets]
+    );
 }

@@ -144,6 +144,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme, now: Instant) {
         View::Sql => draw_sql(f, body, app, theme, now),
         View::Sources => draw_sources(f, body, app, theme),
         View::Links => draw_links(f, body, app, theme),
+        View::Datasets => draw_datasets(f, body, app, theme),
     }
     draw_footer(f, footer, app, theme);
     if let Some(o) = &app.overlay {
@@ -1104,6 +1105,144 @@ pub fn describe_event(e: &SyncEvent) -> String {
         SyncEvent::LinkFailed { error } => format!("linking failed: {}", error.message),
         SyncEvent::Note { message } => message.clone(),
     }
+}
+
+fn draw_datasets(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let s = &app.datasets;
+    let title = "Datasets (Enter its records, r refresh)";
+    let list = match (&s.error, &s.list) {
+        (Some(e), _) => {
+            f.render_widget(
+                Paragraph::new(error_lines(e, theme)).block(block(title, true, theme)),
+                area,
+            );
+            return;
+        }
+        (None, None) => {
+            f.render_widget(
+                Paragraph::new("loading…").block(block(title, true, theme)),
+                area,
+            );
+            return;
+        }
+        (None, Some(list)) => list,
+    };
+    if list.is_empty() {
+        f.render_widget(
+            Paragraph::new("no datasets: sync a source first").block(block(title, true, theme)),
+            area,
+        );
+        return;
+    }
+    let [table, detail] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Min(3)]).areas(area);
+    let complete = list.iter().filter(|d| d.is_complete()).count();
+    let rows: Vec<Row> = list
+        .iter()
+        .map(|d| {
+            let held = match (d.counts.sessions, d.counts.images) {
+                (0, 0) => format!("{} obs.", d.counts.observations),
+                (0, n) => format!("{n} images"),
+                (n, _) => format!("{n} sessions"),
+            };
+            Row::new(vec![
+                Cell::from(Span::styled(d.source.clone(), badge(&d.source, theme))),
+                Cell::from(d.kind.clone()),
+                Cell::from(d.title.clone()),
+                Cell::from(d.counts.subjects.to_string()),
+                Cell::from(held),
+                Cell::from(if d.is_complete() {
+                    Span::raw("yes")
+                } else {
+                    Span::styled("no", theme.dim())
+                }),
+            ])
+        })
+        .collect();
+    let mut state = TableState::default();
+    state.select(Some(s.selected));
+    f.render_stateful_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Min(12),
+                Constraint::Length(8),
+                Constraint::Length(13),
+                Constraint::Length(8),
+            ],
+        )
+        .header(header_row(&[
+            "source", "kind", "title", "subjects", "holds", "DataCite",
+        ]))
+        .row_highlight_style(theme.selected())
+        .highlight_symbol(MARK)
+        .block(block(
+            &format!(
+                "{title} - {} datasets, {complete} with DataCite's mandatory properties",
+                list.len()
+            ),
+            true,
+            theme,
+        )),
+        table,
+        &mut state,
+    );
+    let Some(d) = list.get(s.selected) else {
+        return;
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled(d.id.clone(), theme.dim()),
+        Span::raw(format!("  {}", d.resource_type)),
+    ])];
+    if let Some(desc) = &d.description {
+        lines.push(Line::from(desc.replace('\n', " ")));
+    }
+    let field = |name: &str, value: String| {
+        Line::from(vec![
+            Span::styled(format!("{name:<12}"), theme.dim()),
+            Span::raw(value),
+        ])
+    };
+    if let Some(id) = &d.identifier {
+        lines.push(field("identifier", format!("{} {}", id.kind, id.value)));
+    }
+    if !d.creators.is_empty() {
+        let names: Vec<&str> = d.creators.iter().map(|c| c.name.as_str()).collect();
+        lines.push(field("creators", names.join("; ")));
+    }
+    if let Some(p) = &d.publisher {
+        lines.push(field("publisher", p.clone()));
+    }
+    if let Some(y) = d.publication_year {
+        lines.push(field("published", y.to_string()));
+    }
+    if let Some(l) = &d.licence {
+        lines.push(field("licence", l.clone()));
+    }
+    if let (Some(a), Some(b)) = (&d.first_observed, &d.last_observed) {
+        lines.push(field(
+            "collected",
+            format!(
+                "{} to {}",
+                a.chars().take(10).collect::<String>(),
+                b.chars().take(10).collect::<String>()
+            ),
+        ));
+    }
+    for m in d.missing() {
+        lines.push(Line::from(vec![
+            Span::styled(format!("missing {:<12}", m.property), theme.error()),
+            Span::raw(format!(" set {}", m.keys.join(" or "))),
+        ]));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(block(&d.title, false, theme)),
+        detail,
+    );
 }
 
 fn draw_links(f: &mut Frame, area: Rect, app: &App, theme: Theme) {

@@ -184,6 +184,12 @@ impl Worker {
                     let _ = tx.send(Msg::Status(r));
                 });
             }
+            Command::Datasets => {
+                self.work.spawn(async move {
+                    let r = backend.datasets().await;
+                    let _ = tx.send(Msg::Datasets(r));
+                });
+            }
             Command::Links => {
                 self.work.spawn(async move {
                     let r = backend.links().await.map(Box::new);
