@@ -49,6 +49,17 @@ fn plant(s: &Sandbox, config: &str, rows: usize) {
         );
         std::fs::write(config, text).unwrap();
     }
+    // Catalogue entries carry the canaries of their scope, as stewards' titles.
+    let mut text = std::fs::read_to_string(config).unwrap();
+    for (id, canary) in [
+        ("vault:source:vault", IN_OTHER_SOURCE),
+        ("alpha:source:alpha", IN_OTHER_PROJECT),
+    ] {
+        text.push_str(&format!(
+            "\n[catalogue.datasets.\"{id}\"]\ntitle = \"{canary}0 dataset\"\n"
+        ));
+    }
+    std::fs::write(config, text).unwrap();
 }
 
 fn service(config: &str) -> Service {
@@ -116,6 +127,8 @@ fn reader(
 /// One request of the matrix.
 enum Ask {
     Get(String),
+    /// A GET outside the API's prefix (`/oai`).
+    Root(String),
     Sql(String, &'static str),
 }
 
@@ -147,6 +160,24 @@ fn requests(vault_record: &str) -> Vec<Ask> {
     .map(|p| Ask::Get(p.to_owned()))
     .collect();
     asks.push(Ask::Get(format!("/records/{vault_record}")));
+    for path in [
+        "/datasets",
+        "/datasets/vault:source:vault",
+        "/datasets/alpha:source:alpha?format=dc",
+        "/datasets/vault:source:vault?format=datacite-json",
+    ] {
+        asks.push(Ask::Get(path.to_owned()));
+    }
+    for query in [
+        "verb=ListRecords&metadataPrefix=oai_dc",
+        "verb=ListIdentifiers&metadataPrefix=oai_dc&set=source:vault",
+        "verb=GetRecord&identifier=oai:crossdex.invalid:vault:source:vault&metadataPrefix=oai_dc",
+        "verb=GetRecord&identifier=oai:crossdex.invalid:alpha:source:alpha&metadataPrefix=oai_dc",
+        "verb=ListSets",
+        "verb=Identify",
+    ] {
+        asks.push(Ask::Root(format!("/oai?{query}")));
+    }
     for sql in [
         "SELECT * FROM records",
         "SELECT * FROM observations",
@@ -190,6 +221,9 @@ impl Client {
     async fn ask(&self, ask: &Ask) -> (u16, String) {
         let request = match ask {
             Ask::Get(path) => self.http.get(format!("{}{path}", self.base)),
+            Ask::Root(path) => self
+                .http
+                .get(format!("{}{path}", self.base.trim_end_matches("/api/v1"))),
             Ask::Sql(sql, accept) => self
                 .http
                 .post(format!("{}/sql", self.base))
@@ -419,6 +453,28 @@ async fn matrix(subjects: u32, rows: usize, generate: bool) -> usize {
 
     // Out-of-scope things read exactly as missing ones.
     let one_source = &profiles[0].1;
+    // The catalogue answers within the scope, not emptily: the one-source token lists
+    // its source's dataset, and harvests it.
+    let listed: Vec<String> = one_source
+        .json("/datasets")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, vec!["beta:source:beta".to_owned()]);
+    let (status, oai) = one_source
+        .ask(&Ask::Root(
+            "/oai?verb=ListIdentifiers&metadataPrefix=oai_dc".into(),
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(oai.matches("<header>").count(), 1, "{oai}");
+    assert!(
+        oai.contains("oai:crossdex.invalid:beta:source:beta"),
+        "{oai}"
+    );
     let (a, missing) = (
         one_source.ask(&Ask::Get("/subjects/vault-0".into())).await,
         one_source.ask(&Ask::Get("/subjects/nobody-0".into())).await,
@@ -649,6 +705,7 @@ async fn admin_search_total(admin: &Service, q: &str, project: Option<&str>) -> 
 fn describe(ask: &Ask) -> String {
     match ask {
         Ask::Get(p) => format!("GET {p}"),
+        Ask::Root(p) => format!("GET (root) {p}"),
         Ask::Sql(sql, accept) => format!("POST /sql ({accept}) {sql}"),
     }
 }
