@@ -355,6 +355,54 @@ async fn a_harvester_gets_every_dataset_once_then_only_what_changed() {
         assert_eq!(errors[case], code, "{case}: {errors}");
     }
 
+    // POST, form-encoded, as the protocol allows; DataCite for a complete dataset only.
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .post(&base)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/xml")
+            );
+            r.text().await.unwrap()
+        }
+    };
+    let record = post(format!(
+        "verb=GetRecord&metadataPrefix=oai_datacite&identifier={}",
+        oai("xnat:project:MEMCLIN")
+    ))
+    .await;
+    assert!(
+        record.contains("<resource xmlns=\"http://datacite.org/schema/kernel-4\"")
+            && record.contains("<title>Memory Clinic Imaging</title>"),
+        "{record}"
+    );
+    let omero_id = oai(t.ids["omero"].iter().next().unwrap());
+    let refused = post(format!(
+        "verb=GetRecord&metadataPrefix=oai_datacite&identifier={omero_id}"
+    ))
+    .await;
+    assert!(
+        refused.contains("code=\"cannotDisseminateFormat\""),
+        "{refused}"
+    );
+    let formats = post(format!("verb=ListMetadataFormats&identifier={omero_id}")).await;
+    assert!(
+        formats.contains("oai_dc") && !formats.contains("oai_datacite"),
+        "{formats}"
+    );
+
     // Nothing changed: an incremental harvest from now on finds nothing.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let since = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -408,7 +456,6 @@ async fn a_harvester_gets_every_dataset_once_then_only_what_changed() {
         "--expires",
         "1d",
     ]);
-    let client = reqwest::Client::new();
     let api = client
         .get(format!("{}/api/v1/datasets", served.base))
         .send()

@@ -1228,6 +1228,40 @@ impl Service {
     /// Every dataset the caller sees, by id.
     pub async fn datasets(&self, control: &crate::QueryControl) -> Result<Vec<Dataset>> {
         self.require(Action::Search)?;
+        let whole = self
+            .principal()
+            .scope
+            .read_scope()
+            .is_full(&self.inner.settings.sensitive);
+        // Read before the engine opens: a commit in between makes the next call read
+        // again, never keeps an older catalogue.
+        let mark = crossdex_store::CommitMark::read(self.data_dir());
+        if whole {
+            let cached = self
+                .inner
+                .catalogue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((seen, list)) = cached.as_ref()
+                && *seen == mark
+                && mark.is_some()
+            {
+                return Ok(list.as_ref().clone());
+            }
+        }
+        let list = self.read_datasets(control).await?;
+        if whole {
+            *self
+                .inner
+                .catalogue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) =
+                Some((mark, std::sync::Arc::new(list.clone())));
+        }
+        Ok(list)
+    }
+
+    async fn read_datasets(&self, control: &crate::QueryControl) -> Result<Vec<Dataset>> {
         let engine = match self.engine() {
             Ok(e) => e,
             Err(e) if e.code == ErrorCode::NoIndex => return Ok(Vec::new()),

@@ -152,6 +152,9 @@ struct Inner {
     board: Arc<progress::Board>,
     /// The running scheduler's queue of jobs, while `run_schedule` runs.
     jobs: Mutex<Option<tokio::sync::mpsc::Sender<crossdex_sync::Job>>>,
+    /// The whole catalogue at the commit it was read at: every OAI-PMH page asks for
+    /// it, and it only changes with a commit.
+    catalogue: Mutex<Option<(Option<CommitMark>, Arc<Vec<catalogue::Dataset>>)>>,
 }
 
 /// The engine of each scope that asked lately, over the commit it last saw.
@@ -227,6 +230,7 @@ impl Service {
                 pins: Mutex::new(Vec::new()),
                 board: Arc::default(),
                 jobs: Mutex::new(None),
+                catalogue: Mutex::new(None),
                 tokens: access::Tokens::new(&data_dir),
                 audit: audit::AuditLog::new(
                     &data_dir,
