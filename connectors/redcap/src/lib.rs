@@ -449,8 +449,9 @@ impl RedcapConnector {
                     .map(|t| t.and_utc())
             })
         };
+        // REDCap says when a project was created, not when it last changed: its records
+        // say that, and the catalogue takes their latest change.
         r.created_at = time("creation_time");
-        r.modified_at = time("production_time").or(r.created_at);
         for key in [
             "is_longitudinal",
             "purpose",

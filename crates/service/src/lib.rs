@@ -154,8 +154,11 @@ struct Inner {
     jobs: Mutex<Option<tokio::sync::mpsc::Sender<crossdex_sync::Job>>>,
     /// The whole catalogue at the commit it was read at: every OAI-PMH page asks for
     /// it, and it only changes with a commit.
-    catalogue: Mutex<Option<(Option<CommitMark>, Arc<Vec<catalogue::Dataset>>)>>,
+    catalogue: Mutex<Option<CachedCatalogue>>,
 }
+
+/// The catalogue and the commit it was read at.
+type CachedCatalogue = (Option<CommitMark>, Arc<Vec<catalogue::Dataset>>);
 
 /// The engine of each scope that asked lately, over the commit it last saw.
 type Engines =
