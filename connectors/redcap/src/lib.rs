@@ -442,16 +442,13 @@ impl RedcapConnector {
         };
         r.url = Some(format!("{base}/{prefix}index.php?pid={pid}"));
         // REDCap writes its times in the server's zone, without one: read as UTC.
-        let time = |key: &str| {
-            info.get(key).map(plain).and_then(|t| {
-                chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S")
-                    .ok()
-                    .map(|t| t.and_utc())
-            })
-        };
         // REDCap says when a project was created, not when it last changed: its records
         // say that, and the catalogue takes their latest change.
-        r.created_at = time("creation_time");
+        r.created_at = info.get("creation_time").map(plain).and_then(|t| {
+            chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
+        });
         for key in [
             "is_longitudinal",
             "purpose",
