@@ -381,4 +381,18 @@ async fn remote_mode_browses_a_server_within_the_tokens_scope() {
     let view = ui.app.subject.view.clone().expect("a subject");
     assert!(view.keys.iter().all(|k| k.source == "xnat"), "{view:?}");
     assert!(!view.keys.is_empty());
+
+    // The catalogue through the server: the simulated XNAT's two projects, nothing else.
+    ui.key(key(KeyCode::F(7)));
+    ui.settle(LIMIT).await.unwrap();
+    let ids: Vec<String> = ui
+        .app
+        .datasets
+        .list
+        .clone()
+        .expect("datasets")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["xnat:project:MEMCLIN", "xnat:project:PETAMY"]);
 }
