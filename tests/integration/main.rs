@@ -6,6 +6,7 @@ mod common;
 mod compliance;
 mod crash;
 mod differential;
+mod es;
 mod fair;
 mod http;
 mod security;

@@ -146,15 +146,32 @@ impl Limiter {
     }
 }
 
-/// The bearer token of `request`, if it sends one.
-fn bearer(request: &Request) -> Option<&str> {
+/// The API token of `request`, if it sends one: `Bearer <token>`, or as Elasticsearch
+/// clients send credentials, `ApiKey <base64 of id:token>` or `Basic <base64 of
+/// user:token>` (the part after the colon is the token).
+fn bearer(request: &Request) -> Option<String> {
+    use base64::Engine as _;
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let token = token.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(token.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("apikey") || scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return Some(match text.split_once(':') {
+            Some((_, secret)) => secret.to_owned(),
+            None => text,
+        });
+    }
+    None
 }
 
 /// Authenticates, limits and audits every request.
@@ -182,10 +199,10 @@ pub(crate) async fn guard(
                 .config()
                 .is_some_and(|c| c.catalogue.oai_public));
     let principal: Result<Option<Principal>, ServiceError> = match bearer(&request) {
-        Some(secret) => state.service.authenticate(secret).map(Some),
+        Some(secret) => state.service.authenticate(&secret).map(Some),
         None if request.headers().contains_key(header::AUTHORIZATION) => Err(ServiceError::new(
             ErrorCode::Unauthorized,
-            "the Authorization header must be `Bearer <token>`",
+            "the Authorization header must be `Bearer <token>` (or, for Elasticsearch clients, `ApiKey` or `Basic` with the token after the colon)",
         )),
         None => match state.service.has_tokens() {
             // Tokens exist: every request but the public ones needs one.

@@ -12,6 +12,7 @@
 
 mod auth;
 mod error;
+mod es;
 mod oai;
 mod routes;
 mod sql;
@@ -163,12 +164,20 @@ pub fn app(service: Service, options: ServerOptions) -> Router {
             .collect();
         cors = cors
             .allow_origin(origins)
-            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::HEAD,
+                axum::http::Method::DELETE,
+            ])
             .allow_headers([
                 axum::http::header::CONTENT_TYPE,
                 axum::http::header::ACCEPT,
                 axum::http::header::AUTHORIZATION,
-            ]);
+                // What Elasticsearch's browser clients send.
+                axum::http::HeaderName::from_static("x-elastic-client-meta"),
+            ])
+            .expose_headers([axum::http::HeaderName::from_static("x-elastic-product")]);
     }
     Router::new()
         .nest(PREFIX, api)
@@ -179,6 +188,7 @@ pub fn app(service: Service, options: ServerOptions) -> Router {
                 .post(oai::oai)
                 .with_state(state.clone()),
         )
+        .merge(es::router(state.clone()))
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state, auth::guard))

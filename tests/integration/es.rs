@@ -1,0 +1,283 @@
+//! The Elasticsearch-compatible API as portal code meets it: the official
+//! `elasticsearch` (9.x) and `opensearch-py` clients (`tests/es/clients.py`), their
+//! scroll helper and faceted search, checked against SQL on the same data; tokens
+//! sent as Elasticsearch clients send them.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::common::{Sandbox, repo};
+use crate::http::Served;
+
+/// A demo data directory and its configuration.
+fn demo() -> (Sandbox, String) {
+    let s = Sandbox::new();
+    let d = s.path().join("demo-data");
+    s.ok(&["--data-dir", d.to_str().unwrap(), "demo", "--no-ui"]);
+    let cfg = s.path().join("demo-data-demo.toml");
+    (s, cfg.to_str().unwrap().to_owned())
+}
+
+fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {
+    s.csv_with(cfg, sql)
+        .parse()
+        .unwrap_or_else(|_| panic!("{sql}"))
+}
+
+/// `SELECT key, count` rows as a map.
+fn groups(s: &Sandbox, cfg: &str, sql: &str) -> BTreeMap<String, u64> {
+    let run = s.ok(&["-c", cfg, "sql", "--format", "csv", sql]);
+    run.stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (k, n) = l.rsplit_once(',').unwrap();
+            (k.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+fn map(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
+    let (s, cfg) = demo();
+    let served = Served::start_on(&s, &["-c", &cfg], "127.0.0.1:0");
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/es/clients.py"))
+        .arg(&served.base)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "clients.py:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = count(&s, &cfg, "SELECT count(*) FROM records");
+
+    // Indices: everything, and one per source, with the tables' counts.
+    let mut indices = groups(&s, &cfg, "SELECT source, count(*) FROM records GROUP BY 1");
+    indices.insert("crossdex".into(), total);
+    assert_eq!(map(&r["indices"]), indices);
+    assert_eq!(map(&r["per_index"]), indices);
+    assert_eq!(r["two_indices"], indices["xnat"] + indices["redcap"]);
+    assert_eq!(r["wildcard_index"], indices["redcap"], "re*");
+
+    // helpers.scan reads every record once.
+    assert_eq!(r["scan"], total);
+
+    // Structured clauses, against SQL over the records.
+    let sql = |q: &str| count(&s, &cfg, q);
+    for (name, want) in [
+        ("match_all", total),
+        ("match_none", 0),
+        (
+            "term",
+            sql("SELECT count(*) FROM records WHERE source = 'xnat'"),
+        ),
+        (
+            "terms",
+            sql("SELECT count(*) FROM records WHERE kind IN ('session', 'scan')"),
+        ),
+        (
+            "bool_should",
+            sql("SELECT count(*) FROM records WHERE kind IN ('project', 'study')"),
+        ),
+        (
+            "range",
+            sql(
+                "SELECT count(*) FROM records WHERE coalesce(created_at, modified_at) >= '2020-01-01T00:00:00Z' AND coalesce(created_at, modified_at) < '2021-01-01T00:00:00Z'",
+            ),
+        ),
+    ] {
+        assert_eq!(r["search"][name], want, "{name}");
+    }
+    // Full-text clauses, against crossdex's SQL over the same search.
+    let hits = |q: &str, filter: &str| {
+        sql(&format!(
+            "SELECT count(*) FROM search('{q}', 100000) s JOIN records r ON r.id = s.id {filter}"
+        ))
+    };
+    for (name, want) in [
+        ("match", hits("hippocampus", "")),
+        ("match_and", hits("hippocampus sections", "")),
+        ("match_phrase", hits("\"hippocampus sections\"", "")),
+        ("multi_match", hits("hippocampus", "")),
+        (
+            "query_string",
+            hits("hippocampus", "WHERE r.kind = 'image'"),
+        ),
+        ("simple_query_string", hits("hippocampus OR cerebellum", "")),
+        ("prefix", hits("hippocamp*", "")),
+        ("wildcard", hits("hippocamp*", "")),
+        (
+            "bool",
+            hits("amyloid", "WHERE r.system = 'xnat' AND r.kind <> 'scan'"),
+        ),
+    ] {
+        assert_eq!(r["search"][name], want, "{name}");
+    }
+    // search, count and msearch agree on every query.
+    let names: Vec<&String> = r["search"].as_object().unwrap().keys().collect();
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(r["search"][name], r["count"][name], "{name}: count");
+        assert_eq!(r["search"][name], r["msearch"][i], "{name}: msearch");
+    }
+
+    // post_filter, highlight and a filter aggregation in one request: the hits see the
+    // post filter, the aggregations do not.
+    let c = &r["combined"];
+    let images = hits("hippocampus", "WHERE r.kind = 'image'");
+    assert_eq!(c["hits"], images);
+    assert_eq!(
+        c["highlighted"], true,
+        "real fragments, with the asked tags"
+    );
+    assert_eq!(
+        map(&c["kinds"]),
+        groups(
+            &s,
+            &cfg,
+            "SELECT r.kind, count(*) FROM search('hippocampus', 100000) s JOIN records r ON r.id = s.id GROUP BY 1"
+        )
+    );
+    assert_eq!(c["images"], images);
+    assert_eq!(
+        map(&c["groups"]),
+        BTreeMap::from([
+            (
+                "omero".to_owned(),
+                hits("hippocampus", "WHERE r.system = 'omero'")
+            ),
+            (
+                "xnat".to_owned(),
+                hits("hippocampus", "WHERE r.system = 'xnat'")
+            ),
+        ])
+    );
+    assert_eq!(
+        r["source_filtered"],
+        serde_json::json!(["kind", "title"]),
+        "_source_includes"
+    );
+
+    // The faceted search helper: with source xnat selected, kind and month counted
+    // within it, source counted over everything.
+    let f = &r["faceted"];
+    assert_eq!(f["hits"], indices["xnat"]);
+    assert_eq!(
+        map(&f["kind"]),
+        groups(
+            &s,
+            &cfg,
+            "SELECT kind, count(*) FROM records WHERE source = 'xnat' GROUP BY 1"
+        )
+    );
+    let mut sources = indices.clone();
+    sources.remove("crossdex");
+    assert_eq!(map(&f["source"]), sources);
+    assert_eq!(
+        f["month"],
+        sql(
+            "SELECT count(*) FROM records WHERE source = 'xnat' AND coalesce(created_at, modified_at) IS NOT NULL"
+        )
+    );
+
+    assert_eq!(r["opensearch"]["match"], r["search"]["match"]);
+    assert_eq!(r["opensearch"]["count"], total);
+    assert_eq!(
+        r["errors"]["missing index"],
+        serde_json::json!([404, "index_not_found_exception"])
+    );
+    assert_eq!(r["errors"]["unknown query"][0], 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_work_as_api_keys_and_an_index_out_of_scope_reads_as_missing() {
+    let (s, cfg) = demo();
+    let secret = s
+        .ok(&[
+            "-c",
+            &cfg,
+            "token",
+            "create",
+            "portal",
+            "--scope",
+            "search",
+            "--sources",
+            "xnat",
+            "--expires",
+            "1d",
+        ])
+        .stdout
+        .trim()
+        .to_owned();
+    let xnat = count(
+        &s,
+        &cfg,
+        "SELECT count(*) FROM records WHERE source = 'xnat'",
+    );
+    let served = Served::start_on(&s, &["-c", &cfg], "127.0.0.1:0");
+    let http = reqwest::Client::new();
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    for auth in [
+        format!("ApiKey {}", b64(&format!("portal:{secret}"))),
+        format!("Basic {}", b64(&format!("portal:{secret}"))),
+        format!("Bearer {secret}"),
+    ] {
+        let r = http
+            .post(format!("{}/crossdex/_count", served.base))
+            .header("Authorization", &auth)
+            .header(
+                "Content-Type",
+                "application/vnd.elasticsearch+json; compatible-with=9",
+            )
+            .body(r#"{"query": {"match_all": {}}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{auth}");
+        assert_eq!(r.headers()["x-elastic-product"], "Elasticsearch");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["count"], xnat, "{auth}: the token's source only");
+        // Another source's index answers exactly as a missing one.
+        let mut answers = Vec::new();
+        for index in ["redcap", "nowhere"] {
+            let r = http
+                .get(format!("{}/{index}/_search", served.base))
+                .header("Authorization", &auth)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap().replace(index, "X");
+            answers.push((status, text));
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(answers[0].0, 404);
+    }
+    // No token: refused; a wrong one too.
+    let r = http
+        .get(format!("{}/crossdex/_search", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/crossdex/_search", served.base))
+        .header("Authorization", format!("ApiKey {}", b64("portal:wrong")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
