@@ -98,6 +98,49 @@ out["combined"] = {
     "months": sum(b["doc_count"] for b in r["aggregations"]["months"]["buckets"]),
     "n_sources": r["aggregations"]["n_sources"]["value"],
 }
+# Terms with include, exclude and order; a histogram with empty months, a format and
+# bounds; a time limit.
+r = es.search(
+    index="crossdex",
+    size=0,
+    timeout="30s",
+    aggs={
+        "kinds_by_key": {"terms": {"field": "kind", "order": {"_key": "asc"}, "size": 3}},
+        "some_kinds": {"terms": {"field": "kind", "include": ["session", "scan", "nothing"]}},
+        "not_scans": {"terms": {"field": "kind", "exclude": ["scan"], "size": 50}},
+        "months": {
+            "date_histogram": {
+                "field": "created_at",
+                "calendar_interval": "month",
+                "min_doc_count": 0,
+                "format": "yyyy-MM",
+                "extended_bounds": {"min": "2010-01-01", "max": "2010-03-01"},
+            }
+        },
+    },
+)
+a = r["aggregations"]
+out["terms_options"] = {
+    "by_key": [b["key"] for b in a["kinds_by_key"]["buckets"]],
+    "by_key_other": a["kinds_by_key"]["sum_other_doc_count"],
+    "include": {b["key"]: b["doc_count"] for b in a["some_kinds"]["buckets"]},
+    "exclude": {b["key"]: b["doc_count"] for b in a["not_scans"]["buckets"]},
+    "first_months": [b["key_as_string"] for b in a["months"]["buckets"][:3]],
+    "month_total": sum(b["doc_count"] for b in a["months"]["buckets"]),
+    "months_listed": len(a["months"]["buckets"]),
+}
+try:
+    es.perform_request(
+        "POST",
+        "/crossdex/_search",
+        params={"strict": "true"},
+        headers={"content-type": "application/json", "accept": "application/json"},
+        body={"query": {"match_all": {}}, "suggest": {}},
+    )
+    out["strict"] = None
+except Exception as e:  # noqa: BLE001 - the client's own error types
+    out["strict"] = [getattr(e, "status_code", None), getattr(e, "error", None)]
+
 src = es.search(index="crossdex", query={"match_all": {}}, size=1, source_includes=["title", "kind"])
 out["source_filtered"] = sorted(src["hits"]["hits"][0]["_source"].keys())
 

@@ -193,6 +193,56 @@ fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
         )
     );
 
+    // Terms options and a histogram with empty months, against SQL.
+    let t = &r["terms_options"];
+    let kinds = groups(&s, &cfg, "SELECT kind, count(*) FROM records GROUP BY 1");
+    let first3: Vec<&String> = kinds.keys().take(3).collect();
+    assert_eq!(t["by_key"], serde_json::json!(first3), "order by _key");
+    assert_eq!(
+        t["by_key_other"],
+        total - first3.iter().map(|k| kinds[*k]).sum::<u64>()
+    );
+    assert_eq!(
+        map(&t["include"]),
+        kinds
+            .iter()
+            .filter(|(k, _)| ["session", "scan"].contains(&k.as_str()))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    );
+    assert_eq!(
+        map(&t["exclude"]),
+        kinds
+            .iter()
+            .filter(|(k, _)| *k != "scan")
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    );
+    assert_eq!(
+        t["first_months"],
+        serde_json::json!(["2010-01", "2010-02", "2010-03"]),
+        "extended_bounds and format"
+    );
+    assert_eq!(
+        t["month_total"],
+        sql("SELECT count(*) FROM records WHERE coalesce(created_at, modified_at) IS NOT NULL")
+    );
+    let last = s.csv_with(
+        &cfg,
+        "SELECT date_part('year', max(coalesce(created_at, modified_at))) * 12 + date_part('month', max(coalesce(created_at, modified_at))) FROM records",
+    );
+    let last: f64 = last.parse().unwrap();
+    assert_eq!(
+        t["months_listed"],
+        (last as u64) - (2010 * 12 + 1) + 1,
+        "every month from the lower bound to the last record's, empty ones too"
+    );
+    assert_eq!(
+        r["strict"],
+        serde_json::json!([400, "parsing_exception"]),
+        "strict mode refuses an unknown body field"
+    );
+
     assert_eq!(r["opensearch"]["match"], r["search"]["match"]);
     assert_eq!(r["opensearch"]["count"], total);
     assert_eq!(

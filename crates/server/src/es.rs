@@ -942,6 +942,8 @@ struct SearchParams {
     size: Option<usize>,
     from: Option<usize>,
     scroll: Option<String>,
+    /// Refuse body fields crossdex does not read, rather than report them.
+    strict: Option<bool>,
     /// `_source` filtering as clients send it in the query string.
     #[serde(rename = "_source")]
     source: Option<String>,
@@ -1008,6 +1010,13 @@ async fn search(
         .keys()
         .filter(|k| !BODY_KEYS.contains(&k.as_str()))
         .collect();
+    if params.strict == Some(true) && !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+        return Err(EsError::parsing(format!(
+            "unknown search body fields [{}] (strict mode)",
+            names.join(", ")
+        )));
+    }
     let mut answer_body = run_search(&service, &index, &body, &params).await?;
     if let Some(scroll) = &params.scroll {
         let _ = scroll;
@@ -1115,7 +1124,10 @@ async fn run_search(
     // Aggregations see the query; hits see the query and the post filter.
     let needs_facets = aggs.is_some();
     let separate = needs_facets && post.is_some();
-    let control = QueryControl::default();
+    let control = match body.get("timeout").and_then(Value::as_str) {
+        Some(t) => QueryControl::with_timeout(duration(t)?),
+        None => QueryControl::default(),
+    };
     let result = if plan.nothing {
         None
     } else {
@@ -1209,16 +1221,86 @@ fn filter_source(full: Value, f: &SourceFilter) -> Value {
     )
 }
 
+/// A time value of Elasticsearch (`500ms`, `5s`, `1m`), at most a minute: the server's
+/// own limits apply beyond.
+fn duration(text: &str) -> Result<std::time::Duration, EsError> {
+    let t = text.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| EsError::parsing(format!("failed to parse time value [{text}]")))?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" | "" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(60 * n),
+        _ => {
+            return Err(EsError::parsing(format!(
+                "failed to parse time value [{text}]"
+            )));
+        }
+    };
+    Ok(d.clamp(
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_secs(60),
+    ))
+}
+
+/// A Java date format of Elasticsearch (`yyyy-MM-dd`) as chrono's.
+fn java_format(f: &str) -> Result<String, EsError> {
+    match f {
+        "strict_date_optional_time" | "date_optional_time" => {
+            return Ok("%Y-%m-%dT%H:%M:%S%.3fZ".to_owned());
+        }
+        "epoch_millis" => return Ok("%s000".to_owned()),
+        _ => {}
+    }
+    let mut out = String::new();
+    let mut rest = f;
+    while !rest.is_empty() {
+        let (token, len) = [
+            ("yyyy", "%Y"),
+            ("MM", "%m"),
+            ("dd", "%d"),
+            ("HH", "%H"),
+            ("mm", "%M"),
+            ("ss", "%S"),
+            ("SSS", "%3f"),
+            ("MMM", "%b"),
+        ]
+        .iter()
+        .filter(|(t, _)| rest.starts_with(t))
+        .max_by_key(|(t, _)| t.len())
+        .map_or((None, 1), |(t, c)| (Some(*c), t.len()));
+        match token {
+            Some(c) => out.push_str(c),
+            None => {
+                let ch = rest.chars().next().unwrap_or(' ');
+                if ch.is_ascii_alphabetic() {
+                    return Err(EsError::unsupported(format!("the date format [{f}]")));
+                }
+                out.push(ch);
+            }
+        }
+        rest = &rest[len.min(rest.len())..];
+    }
+    Ok(out)
+}
+
 /// The largest bucket count the aggregations ask of one facet.
 fn facet_size(aggs: &Map<String, Value>) -> usize {
     let mut size = 10;
     for spec in aggs.values() {
-        if let Some(n) = spec
-            .get("terms")
-            .and_then(|t| t.get("size"))
-            .and_then(Value::as_u64)
-        {
-            size = size.max(n as usize);
+        if let Some(terms) = spec.get("terms") {
+            if let Some(n) = terms.get("size").and_then(Value::as_u64) {
+                size = size.max(n as usize);
+            }
+            // Filtered or reordered buckets come from all of them.
+            if ["include", "exclude", "order"]
+                .iter()
+                .any(|k| terms.get(*k).is_some())
+            {
+                size = 10_000;
+            }
         }
         for sub in ["aggs", "aggregations"] {
             if let Some(s) = spec.get(sub).and_then(Value::as_object) {
@@ -1285,8 +1367,68 @@ fn aggregations<'a>(
                         .and_then(Value::as_u64)
                         .unwrap_or(1);
                     let all = facet_of(facets, field_name)?;
-                    let kept: Vec<&crossdex_service::Bucket> =
-                        all.iter().filter(|b| b.count >= min).collect();
+                    let listed = |k: &str| -> Option<Vec<String>> {
+                        match body.get(k) {
+                            Some(Value::Array(a)) => Some(
+                                a.iter()
+                                    .filter_map(|v| v.as_str().map(str::to_owned))
+                                    .collect(),
+                            ),
+                            Some(Value::String(s)) => {
+                                // A regular expression: a trailing `.*` is a prefix, others
+                                // are refused rather than misread.
+                                match s.strip_suffix(".*") {
+                                    Some(p) if !p.contains(['.', '*', '[', '(', '|', '+', '?']) => {
+                                        Some(vec![format!("{p}*")])
+                                    }
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        }
+                    };
+                    for k in ["include", "exclude"] {
+                        if body.get(k).is_some() && listed(k).is_none() {
+                            return Err(EsError::unsupported(format!(
+                                "[{k}] other than a list of values or a `prefix.*` pattern"
+                            )));
+                        }
+                    }
+                    let hit = |list: &[String], v: &str| {
+                        list.iter().any(|p| match p.strip_suffix('*') {
+                            Some(prefix) => v.starts_with(prefix),
+                            None => p == v,
+                        })
+                    };
+                    let include = listed("include");
+                    let exclude = listed("exclude").unwrap_or_default();
+                    let mut kept: Vec<&crossdex_service::Bucket> = all
+                        .iter()
+                        .filter(|b| b.count >= min)
+                        .filter(|b| include.as_ref().is_none_or(|i| hit(i, &b.value)))
+                        .filter(|b| !hit(&exclude, &b.value))
+                        .collect();
+                    // Most frequent first, ties by key (the facets' order), unless asked.
+                    if let Some(order) = body.get("order").and_then(Value::as_object) {
+                        for (key, dir) in order {
+                            let desc = dir.as_str() == Some("desc");
+                            match key.as_str() {
+                                "_key" | "_term" => kept.sort_by(|a, b| {
+                                    let o = a.value.cmp(&b.value);
+                                    if desc { o.reverse() } else { o }
+                                }),
+                                "_count" => kept.sort_by(|a, b| {
+                                    let o = a.count.cmp(&b.count).then(b.value.cmp(&a.value));
+                                    if desc { o.reverse() } else { o }
+                                }),
+                                other => {
+                                    return Err(EsError::unsupported(format!(
+                                        "a terms order by [{other}]"
+                                    )));
+                                }
+                            }
+                        }
+                    }
                     let other: u64 = kept.iter().skip(size).map(|b| b.count).sum();
                     json!({
                         "doc_count_error_upper_bound": 0,
@@ -1305,20 +1447,64 @@ fn aggregations<'a>(
                             "a date_histogram by [{interval}] (by month only)"
                         )));
                     }
-                    let buckets: Vec<Value> = facets
+                    let format = match body.get("format").and_then(Value::as_str) {
+                        Some(f) => java_format(f)?,
+                        None => "%Y-%m-%dT%H:%M:%S%.3fZ".to_owned(),
+                    };
+                    let min = body
+                        .get("min_doc_count")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(1);
+                    let month = |text: &str| {
+                        chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()
+                    };
+                    let mut counts: std::collections::BTreeMap<chrono::NaiveDate, u64> = facets
                         .month
                         .iter()
-                        .filter_map(|b| {
-                            let d = chrono::NaiveDate::parse_from_str(
-                                &format!("{}-01", b.value),
-                                "%Y-%m-%d",
-                            )
-                            .ok()?;
+                        .filter_map(|b| Some((month(&b.value)?, b.count)))
+                        .collect();
+                    if min == 0 {
+                        // Empty months between the first and the last, and out to the
+                        // bounds asked for.
+                        let bound = |k: &str| -> Result<Option<chrono::NaiveDate>, EsError> {
+                            body.get("extended_bounds")
+                                .and_then(|b| b.get(k))
+                                .map(|v| {
+                                    date(v).map(|t| {
+                                        chrono::Datelike::with_day(&t.date_naive(), 1)
+                                            .unwrap_or(t.date_naive())
+                                    })
+                                })
+                                .transpose()
+                        };
+                        let first = [counts.keys().next().copied(), bound("min")?]
+                            .into_iter()
+                            .flatten()
+                            .min();
+                        let last = [counts.keys().next_back().copied(), bound("max")?]
+                            .into_iter()
+                            .flatten()
+                            .max();
+                        if let (Some(mut m), Some(last)) = (first, last) {
+                            let mut guard = 0;
+                            while m <= last && guard < 12 * 1000 {
+                                counts.entry(m).or_insert(0);
+                                m = m
+                                    .checked_add_months(chrono::Months::new(1))
+                                    .unwrap_or(last + chrono::Duration::days(1));
+                                guard += 1;
+                            }
+                        }
+                    }
+                    let buckets: Vec<Value> = counts
+                        .iter()
+                        .filter(|(_, n)| **n >= min)
+                        .filter_map(|(d, n)| {
                             let t = d.and_hms_opt(0, 0, 0)?.and_utc();
                             Some(json!({
-                                "key_as_string": t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                                "key_as_string": t.format(&format).to_string(),
                                 "key": t.timestamp_millis(),
-                                "doc_count": b.count,
+                                "doc_count": n,
                             }))
                         })
                         .collect();
