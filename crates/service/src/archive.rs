@@ -65,6 +65,9 @@ pub struct ArchiveReport {
 
 /// Room kept in each part for tag files, metadata and the README.
 const TAG_ROOM: u64 = 64 << 10;
+/// Bytes the tag files written last (`bagit.txt`, `bag-info.txt`,
+/// `tagmanifest-sha256.txt`) take at most.
+const TAG_FILES: u64 = 8 << 10;
 /// Parts are at least this large: smaller would not hold the metadata.
 const MIN_PART: u64 = 2 * TAG_ROOM;
 
@@ -392,8 +395,10 @@ impl BagWriter<'_> {
             let n = self.parts.len() + 1;
             let dir = self.out.join(format!("{}.part-{n:03}", self.slug));
             let part = self.write_part(&dir, &rows)?;
-            if part.bytes <= self.part_size || rows.records.len() <= 1 && rows.n_records() <= 1 {
-                if part.bytes > self.part_size {
+            // The tag files come once every part is written: room is kept for them.
+            let fits = part.bytes + TAG_FILES <= self.part_size;
+            if fits || rows.records.len() <= 1 && rows.n_records() <= 1 {
+                if !fits {
                     return Err(ServiceError::new(
                         ErrorCode::InvalidParameter,
                         format!(
@@ -633,8 +638,14 @@ fn write_tags(
     let bagit = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_owned();
     let mut info = String::new();
     let mut field = |k: &str, v: &str| {
-        // One line per field: values are folded onto one line.
-        let v: String = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        // One line per field, of bounded length: the tag files fit the room kept.
+        let v: String = v
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(500)
+            .collect();
         let _ = writeln!(info, "{k}: {v}");
     };
     if let Some(p) = &d.publisher {
