@@ -225,13 +225,21 @@ async fn sources(service: &Service) -> Result<Vec<(String, u64)>, EsError> {
 /// comma lists and wildcards. `None`: every source. An index the caller does not see
 /// answers as a missing one.
 async fn resolve(service: &Service, expr: &str) -> Result<Option<BTreeSet<String>>, EsError> {
-    let names = expr.split(',').map(str::trim).filter(|n| !n.is_empty());
+    let names: Vec<&str> = expr
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    // Everything needs no list of sources (which costs a search of every record).
+    if names
+        .iter()
+        .any(|name| *name == ALL || *name == "_all" || *name == "*")
+    {
+        return Ok(None);
+    }
     let known = sources(service).await?;
     let mut out = BTreeSet::new();
     for name in names {
-        if name == ALL || name == "_all" || name == "*" {
-            return Ok(None);
-        }
         if name.contains('*') {
             let re = wildcard(name);
             out.extend(known.iter().filter(|(s, _)| re(s)).map(|(s, _)| s.clone()));
