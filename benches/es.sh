@@ -2,7 +2,7 @@
 # The Elasticsearch-compatible `_search` beside crossdex's own `/api/v1/search`, for the
 # same question, in the same run:
 #   benches/es.sh [RECORDS]        (default 100000; 1000000 for the 1M figures)
-# A faceted-portal request: a `match` on one of the engine benchmark's queries, three
+# A faceted-portal request: a `match` (operator `and`) on one of the engine benchmark's queries, three
 # `terms` facets (source, kind, project) and a monthly `date_histogram`; and the same
 # search with facets through `/api/v1/search`. Builds a store with the engine benchmark
 # (`--keep`), serves it with the release `crossdex serve --no-schedule`, and measures
@@ -48,7 +48,8 @@ def lua(name, items, fmt):
             f.write("  %s,\n" % json.dumps(x))
         f.write("}\nlocal i = 0\nrequest = function()\n  i = i % #q + 1\n" + fmt + "\nend\n")
 bodies = [json.dumps({
-    "query": {"match": {"body": q}},
+    # `and`: the same question as crossdex's search, where every word must match.
+    "query": {"match": {"body": {"query": q, "operator": "and"}}},
     "size": 10,
     "aggs": {
         "sources": {"terms": {"field": "source"}},
