@@ -528,8 +528,17 @@ fn date(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, EsError> {
         if rest.is_empty() {
             return Ok(now);
         }
-        let (sign, amount) = rest.split_at(1);
-        let (n, unit) = amount.split_at(amount.len().saturating_sub(1));
+        // Split on characters, not bytes: the text is the caller's.
+        let mut chars = rest.chars();
+        let sign = chars.next().map(String::from).unwrap_or_default();
+        let amount = chars.as_str();
+        let unit_at = amount.char_indices().next_back().map_or(0, |(i, _)| i);
+        let (n, unit) = amount.split_at(unit_at);
+        if sign != "+" && sign != "-" {
+            return Err(EsError::parsing(format!(
+                "date math [{text}] not understood"
+            )));
+        }
         let n: i64 = n
             .parse()
             .map_err(|_| EsError::parsing(format!("date math [{text}] not understood")))?;
@@ -1287,6 +1296,8 @@ fn java_format(f: &str) -> Result<String, EsError> {
                     return Err(EsError::unsupported(format!("the date format [{f}]")));
                 }
                 out.push(ch);
+                rest = &rest[ch.len_utf8().min(rest.len())..];
+                continue;
             }
         }
         rest = &rest[len.min(rest.len())..];
@@ -1745,4 +1756,33 @@ async fn scroll(
 async fn clear_scroll() -> Response {
     // Scroll ids carry their state: nothing to free.
     ok(&json!({"succeeded": true, "num_freed": 1}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_formats_of_any_text_answer_without_panicking() {
+        for text in [
+            "now–1d",
+            "now-1€",
+            "now-",
+            "now-d",
+            "now+2w",
+            "now-1y/d",
+            "2024-01-01",
+            "€",
+        ] {
+            let _ = date(&Value::String(text.to_owned()));
+        }
+        assert!(date(&json!("now-1d")).is_ok());
+        assert!(date(&json!("now–1d")).is_err());
+        assert_eq!(java_format("yyyy–MM").ok(), Some("%Y–%m".to_owned()));
+        assert_eq!(java_format("yyyy-MM-dd").ok(), Some("%Y-%m-%d".to_owned()));
+        assert!(java_format("yyyy QQ").is_err());
+        for t in ["5s", "500ms", "1m", "5€", "", "s"] {
+            let _ = duration(t);
+        }
+    }
 }
