@@ -118,6 +118,16 @@ impl Sandbox {
     }
 }
 
+/// A sandbox with the demo's data directory (`demo --no-ui`), and the configuration
+/// the demo wrote.
+pub fn demo() -> (Sandbox, String) {
+    let s = Sandbox::new();
+    let d = s.path().join("demo-data");
+    s.ok(&["--data-dir", d.to_str().unwrap(), "demo", "--no-ui"]);
+    let cfg = s.path().join("demo-data-demo.toml");
+    (s, cfg.to_str().unwrap().to_owned())
+}
+
 /// Simulators in this process, and a config for them in the sandbox.
 pub async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators, String) {
     let opts = crossdex_sim::SimOptions {

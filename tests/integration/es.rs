@@ -8,17 +8,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{Sandbox, repo};
+use crate::common::{Sandbox, demo, repo};
 use crate::http::Served;
-
-/// A demo data directory and its configuration.
-fn demo() -> (Sandbox, String) {
-    let s = Sandbox::new();
-    let d = s.path().join("demo-data");
-    s.ok(&["--data-dir", d.to_str().unwrap(), "demo", "--no-ui"]);
-    let cfg = s.path().join("demo-data-demo.toml");
-    (s, cfg.to_str().unwrap().to_owned())
-}
 
 fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {
     s.csv_with(cfg, sql)

@@ -7,7 +7,7 @@ use crossdex_service::{OpenOptions, Service};
 use crossdex_tui::{Headless, KeyCode, KeyEvent, KeyModifiers};
 use serde_json::Value;
 
-use crate::common::Sandbox;
+use crate::common::demo;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 const LIMIT: Duration = Duration::from_secs(60);
@@ -18,15 +18,6 @@ fn key(code: KeyCode) -> KeyEvent {
 
 fn ctrl(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
-}
-
-/// A demo data directory and its configuration.
-fn demo() -> (Sandbox, String) {
-    let s = Sandbox::new();
-    let d = s.path().join("demo-data");
-    s.ok(&["--data-dir", d.to_str().unwrap(), "demo", "--no-ui"]);
-    let cfg = s.path().join("demo-data-demo.toml");
-    (s, cfg.to_str().unwrap().to_owned())
 }
 
 /// Snapshots `ui` at both sizes under `name`; times of day and durations are masked.

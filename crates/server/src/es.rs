@@ -276,6 +276,14 @@ fn wildcard(pattern: &str) -> impl Fn(&str) -> bool + '_ {
     }
 }
 
+/// The index names an expression stands for, as `_mapping` and `_field_caps` list them.
+async fn index_names(service: &Service, expr: &str) -> Result<Vec<String>, EsError> {
+    Ok(match resolve(service, expr).await? {
+        None => vec![ALL.to_owned()],
+        Some(set) => set.into_iter().collect(),
+    })
+}
+
 #[derive(Deserialize, Default)]
 struct CatParams {
     format: Option<String>,
@@ -341,11 +349,7 @@ async fn mapping(
     caller: Option<axum::Extension<Caller>>,
     Path(index): Path<String>,
 ) -> Result<Response, EsError> {
-    let service = service(&state, caller.as_deref())?;
-    let names = match resolve(&service, &index).await? {
-        None => vec![ALL.to_owned()],
-        Some(set) => set.into_iter().collect(),
-    };
+    let names = index_names(&service(&state, caller.as_deref())?, &index).await?;
     let properties: Map<String, Value> = MAPPING
         .iter()
         .map(|(f, t)| ((*f).to_owned(), json!({"type": t})))
@@ -369,11 +373,7 @@ async fn field_caps(
     caller: Option<axum::Extension<Caller>>,
     Path(index): Path<String>,
 ) -> Result<Response, EsError> {
-    let service = service(&state, caller.as_deref())?;
-    let names = match resolve(&service, &index).await? {
-        None => vec![ALL.to_owned()],
-        Some(set) => set.into_iter().collect(),
-    };
+    let names = index_names(&service(&state, caller.as_deref())?, &index).await?;
     let fields: Map<String, Value> = MAPPING
         .iter()
         .map(|(f, t)| {
