@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{Sandbox, demo, repo};
+use crate::common::{Sandbox, demo, repo, simulators};
 use crate::http::Served;
 
 fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {
@@ -307,6 +307,73 @@ async fn tokens_work_as_api_keys_and_an_index_out_of_scope_reads_as_missing() {
         assert_eq!(answers[0], answers[1]);
         assert_eq!(answers[0].0, 404);
     }
+    // The tables' path reads within the scope too: a cardinality and a terms
+    // aggregation no facet holds, hits sorted by a field.
+    let bearer = format!("Bearer {secret}");
+    let post = |body: &'static str| {
+        http.post(format!("{}/crossdex/_search", served.base))
+            .header("Authorization", &bearer)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let v: Value = post(
+        r#"{"size": 3, "sort": [{"title": "asc"}],
+            "aggs": {"ids": {"cardinality": {"field": "native_id"}},
+                     "sources": {"terms": {"field": "source", "include": ".*"}}}}"#,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["hits"]["total"]["value"], xnat);
+    assert_eq!(
+        v["aggregations"]["ids"]["value"], xnat,
+        "in-scope values only"
+    );
+    assert_eq!(
+        v["aggregations"]["sources"]["buckets"],
+        serde_json::json!([{"key": "xnat", "doc_count": xnat}])
+    );
+    // A search-only token sees summaries, and may not read observation values.
+    let mut keys: Vec<&String> = v["hits"]["hits"][0]["_source"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["id", "kind", "source", "subject_id", "system", "title"],
+        "no record view without the subjects action"
+    );
+    for body in [
+        r#"{"query": {"range": {"weight": {"gte": 60}}}}"#,
+        r#"{"aggs": {"w": {"avg": {"field": "weight"}}}}"#,
+        r#"{"sort": [{"weight": "desc"}]}"#,
+    ] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), 403, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "security_exception", "{body}");
+    }
+    let mapping: Value = http
+        .get(format!("{}/crossdex/_mapping", served.base))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        mapping["crossdex"]["mappings"]["properties"]
+            .get("weight")
+            .is_none(),
+        "no observation fields in its mapping"
+    );
+
     // No token: refused; a wrong one too.
     let r = http
         .get(format!("{}/crossdex/_search", served.base))
@@ -321,4 +388,36 @@ async fn tokens_work_as_api_keys_and_an_index_out_of_scope_reads_as_missing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+/// Runs `tests/es/typed.py` (typed fields, structured clauses, sorting, search_after,
+/// the tables' aggregations) against DuckDB on the sandbox's Parquet rows.
+fn typed_fields_agree_with_duckdb(s: &Sandbox, cfg: &str, data_dir: &std::path::Path, label: &str) {
+    let served = Served::start_on(s, &["-c", cfg], "127.0.0.1:0");
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/es/typed.py"))
+        .arg(&served.base)
+        .arg(data_dir)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("\n0 disagreements"),
+        "{label}: typed.py disagrees with DuckDB:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn typed_fields_clauses_sorts_and_aggregations_agree_with_duckdb_on_the_demo() {
+    let (s, cfg) = demo();
+    typed_fields_agree_with_duckdb(&s, &cfg, &s.path().join("demo-data"), "the demo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_fields_agree_with_duckdb_on_a_small_cohort() {
+    let s = Sandbox::new();
+    let (_sims, cfg) = simulators(&s, 12).await;
+    s.ok(&["-c", &cfg, "sync", "--all"]);
+    typed_fields_agree_with_duckdb(&s, &cfg, &s.data_dir(), "12 subjects");
 }

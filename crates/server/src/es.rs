@@ -1,14 +1,17 @@
 //! An Elasticsearch-compatible search API at the server's root, for portal code
 //! written against Elasticsearch: cluster info, `_search`, `_count`, `_msearch`,
-//! scroll, `_mapping`, `_cat/indices`, `_cluster/health`.
+//! scroll, `_mapping`, `_field_caps`, `_cat/indices`, `_cluster/health`.
 //!
-//! It speaks Elasticsearch's wire format and translates its query DSL into crossdex's
-//! search syntax and filters; answers come from the service's search (hits, snippets,
-//! facets), read within the caller's scope like every route. Aggregations are the
-//! search's facets (terms over the keyword fields, a monthly date histogram) and
-//! further searches (`filter`, `filters`); typed observation fields, numeric ranges
-//! and metric aggregations are not translated yet and are refused with Elasticsearch's
-//! error shape, never silently dropped (docs/elasticsearch.md lists what is supported).
+//! It speaks Elasticsearch's wire format and translates its query DSL into the
+//! service's document filter. What crossdex's search syntax can say (full text, exact
+//! values, whole-second date ranges, relevance order) is answered by the service's
+//! search with its facets and highlights, the fast path; the rest (typed observation
+//! fields, `ids`, `regexp`, sorting, `search_after`, metric and bucket aggregations the
+//! facets do not hold) by the service's documents, SQL over the caller's scoped
+//! tables. Both read within the caller's scope like every route. A clause or option it
+//! cannot honour is refused with Elasticsearch's error shape, never silently dropped
+//! (docs/elasticsearch.md lists what is supported). It must not read the store, nor
+//! write SQL: the service compiles filters.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -20,6 +23,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
+use crossdex_service::documents::{self, DocumentQuery, Filter, GroupKey, Literal, SortKey};
 use crossdex_service::{
     Facets, QueryControl, SearchFilters, SearchRequest, SearchResult, Service, ServiceError,
 };
@@ -323,19 +327,18 @@ async fn cat_indices(
     Ok(resp)
 }
 
-/// The fields of a document and their types.
-const MAPPING: &[(&str, &str)] = &[
-    ("id", "keyword"),
-    ("source", "keyword"),
-    ("system", "keyword"),
-    ("kind", "keyword"),
-    ("project", "keyword"),
-    ("subject_key", "keyword"),
-    ("subject_id", "keyword"),
-    ("title", "text"),
-    ("body", "text"),
-    ("created_at", "date"),
-];
+/// The fields of the caller's documents and their types: the record's own, the whole
+/// text (`body`), and the observation variables it may read.
+async fn mapping_fields(service: &Service) -> Result<Vec<(String, &'static str)>, EsError> {
+    let mut fields: Vec<(String, &'static str)> = service
+        .document_fields(&QueryControl::default())
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.kind))
+        .collect();
+    fields.push(("body".to_owned(), "text"));
+    Ok(fields)
+}
 
 async fn mapping_all(
     state: State<AppState>,
@@ -349,10 +352,12 @@ async fn mapping(
     caller: Option<axum::Extension<Caller>>,
     Path(index): Path<String>,
 ) -> Result<Response, EsError> {
-    let names = index_names(&service(&state, caller.as_deref())?, &index).await?;
-    let properties: Map<String, Value> = MAPPING
-        .iter()
-        .map(|(f, t)| ((*f).to_owned(), json!({"type": t})))
+    let service = service(&state, caller.as_deref())?;
+    let names = index_names(&service, &index).await?;
+    let properties: Map<String, Value> = mapping_fields(&service)
+        .await?
+        .into_iter()
+        .map(|(f, t)| (f, json!({"type": t})))
         .collect();
     let body: Map<String, Value> = names
         .into_iter()
@@ -373,14 +378,16 @@ async fn field_caps(
     caller: Option<axum::Extension<Caller>>,
     Path(index): Path<String>,
 ) -> Result<Response, EsError> {
-    let names = index_names(&service(&state, caller.as_deref())?, &index).await?;
-    let fields: Map<String, Value> = MAPPING
-        .iter()
+    let service = service(&state, caller.as_deref())?;
+    let names = index_names(&service, &index).await?;
+    let fields: Map<String, Value> = mapping_fields(&service)
+        .await?
+        .into_iter()
         .map(|(f, t)| {
             (
-                (*f).to_owned(),
-                json!({ *t: {"type": t, "metadata_field": false, "searchable": true,
-                              "aggregatable": *t != "text"} }),
+                f,
+                json!({ t: {"type": t, "metadata_field": false, "searchable": true,
+                              "aggregatable": t != "text"} }),
             )
         })
         .collect();
@@ -453,29 +460,34 @@ fn not(q: Q) -> Q {
 enum Field {
     /// Full text: the title alone, or the whole record.
     Text(Option<&'static str>),
-    /// An exact value, under its search-syntax name.
-    Keyword(&'static str),
+    /// A record's own field, exact or dated.
+    Record(String),
+    /// An observation variable: numbers, dates or text as it holds them.
+    Variable(String),
 }
 
-fn field(name: &str) -> Result<Field, EsError> {
+fn field(name: &str) -> Field {
     let name = name.split('^').next().unwrap_or(name);
     let name = name.strip_suffix(".keyword").unwrap_or(name);
-    Ok(match name {
+    match name {
         "title" => Field::Text(Some("title")),
         "body" | "description" | "_all" | "*" | "text" | "snippet" => Field::Text(None),
-        "source" | "_index" => Field::Keyword("source"),
-        "system" => Field::Keyword("system"),
-        "kind" => Field::Keyword("kind"),
-        "project" => Field::Keyword("project"),
-        "subject_key" => Field::Keyword("subject_key"),
-        "subject_id" => Field::Keyword("subject_id"),
-        other => {
-            return Err(EsError::unsupported(format!(
-                "field [{other}] (known: title, body, source, system, kind, project, subject_key, subject_id, created_at)"
-            )));
-        }
-    })
+        "_index" => Field::Record("source".to_owned()),
+        "_id" => Field::Record("id".to_owned()),
+        other if documents::is_record_field(other) => Field::Record(other.to_owned()),
+        other => Field::Variable(other.to_owned()),
+    }
 }
+
+/// The record fields the search syntax also names (`field:"value"`).
+const SEARCH_FIELDS: &[&str] = &[
+    "source",
+    "system",
+    "kind",
+    "project",
+    "subject_key",
+    "subject_id",
+];
 
 /// The words of `text` as the search syntax reads them: letters and digits.
 fn words(text: &str) -> Vec<String> {
@@ -498,8 +510,36 @@ fn text_value(v: &Value) -> Result<String, EsError> {
     }
 }
 
-fn keyword(f: &str, v: &Value) -> Result<Q, EsError> {
-    Ok(Q::Text(format!("{f}:{}", quoted(&text_value(v)?))))
+/// A value of the DSL as a value to compare a field with: numbers stay numbers,
+/// dates of a dated field become instants.
+fn literal(f: &Field, v: &Value) -> Result<Literal, EsError> {
+    let dated = matches!(f, Field::Record(n) if matches!(n.as_str(), "created_at" | "date" | "modified_at"));
+    Ok(match v {
+        _ if dated => Literal::Date(date(v)?),
+        // A record's own fields hold text: `{"term": {"project": 12}}` is "12".
+        _ if matches!(f, Field::Record(_)) => Literal::Text(text_value(v)?),
+        Value::Number(n) => Literal::Number(
+            n.as_f64()
+                .ok_or_else(|| EsError::parsing(format!("[{n}] is not a number")))?,
+        ),
+        Value::String(s) if matches!(f, Field::Variable(_)) => match s.parse::<f64>() {
+            Ok(n) if n.is_finite() => Literal::Number(n),
+            _ => match chrono::DateTime::parse_from_rfc3339(s) {
+                Ok(t) => Literal::Date(t.with_timezone(&chrono::Utc)),
+                Err(_) => Literal::Text(s.clone()),
+            },
+        },
+        other => Literal::Text(text_value(other)?),
+    })
+}
+
+fn field_name(f: &Field) -> String {
+    match f {
+        Field::Text(Some(n)) => (*n).to_owned(),
+        Field::Text(None) => "description".to_owned(),
+        Field::Record(n) => n.clone(),
+        Field::Variable(n) => n.clone(),
+    }
 }
 
 /// The one `field: spec` pair of a leaf query.
@@ -513,52 +553,74 @@ fn single(v: &Value, what: &str) -> Result<(String, Value), EsError> {
     Ok((k.clone(), v.clone()))
 }
 
-/// Date bounds met in conjunctive position, applied as the search's date filter.
-#[derive(Default)]
-struct Dates {
-    from: Option<chrono::DateTime<chrono::Utc>>,
-    to: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 fn date(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, EsError> {
     let text = text_value(v)?;
     let now = chrono::Utc::now();
     if let Some(rest) = text.strip_prefix("now") {
-        let rest = rest.split('/').next().unwrap_or("");
-        if rest.is_empty() {
-            return Ok(now);
-        }
-        // Split on characters, not bytes: the text is the caller's.
-        let mut chars = rest.chars();
-        let sign = chars.next().map(String::from).unwrap_or_default();
-        let amount = chars.as_str();
-        let unit_at = amount.char_indices().next_back().map_or(0, |(i, _)| i);
-        let (n, unit) = amount.split_at(unit_at);
-        if sign != "+" && sign != "-" {
-            return Err(EsError::parsing(format!(
-                "date math [{text}] not understood"
-            )));
-        }
-        let n: i64 = n
-            .parse()
-            .map_err(|_| EsError::parsing(format!("date math [{text}] not understood")))?;
-        let days = match unit {
-            "d" => n,
-            "w" => 7 * n,
-            "M" => 30 * n,
-            "y" => 365 * n,
-            "h" => return Ok(now - chrono::Duration::hours(if sign == "-" { n } else { -n })),
-            _ => {
-                return Err(EsError::parsing(format!(
-                    "date math [{text}] not understood"
-                )));
-            }
+        let (rest, round) = match rest.split_once('/') {
+            Some((r, unit)) => (r, Some(unit)),
+            None => (rest, None),
         };
-        let d = chrono::Duration::days(days);
-        return Ok(if sign == "-" { now - d } else { now + d });
+        let mut t = now;
+        if !rest.is_empty() {
+            // Split on characters, not bytes: the text is the caller's.
+            let mut chars = rest.chars();
+            let sign = chars.next().map(String::from).unwrap_or_default();
+            let amount = chars.as_str();
+            let unit_at = amount.char_indices().next_back().map_or(0, |(i, _)| i);
+            let (n, unit) = amount.split_at(unit_at);
+            let bad = || EsError::parsing(format!("date math [{text}] not understood"));
+            if sign != "+" && sign != "-" {
+                return Err(bad());
+            }
+            let n: i64 = n.parse().map_err(|_| bad())?;
+            let n = if sign == "-" { -n } else { n };
+            let months = |m: i64| -> Result<chrono::DateTime<chrono::Utc>, EsError> {
+                let shifted = if m >= 0 {
+                    t.checked_add_months(chrono::Months::new(m as u32))
+                } else {
+                    t.checked_sub_months(chrono::Months::new((-m) as u32))
+                };
+                shifted.ok_or_else(bad)
+            };
+            t = match unit {
+                "y" => months(12 * n)?,
+                "M" => months(n)?,
+                "w" => t + chrono::Duration::weeks(n),
+                "d" => t + chrono::Duration::days(n),
+                "h" | "H" => t + chrono::Duration::hours(n),
+                "m" => t + chrono::Duration::minutes(n),
+                "s" => t + chrono::Duration::seconds(n),
+                _ => return Err(bad()),
+            };
+        }
+        if let Some(unit) = round {
+            use chrono::{Datelike, Timelike};
+            let d = t.date_naive();
+            let day = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|x| x.and_utc());
+            let rounded = match unit {
+                "y" => d.with_month(1).and_then(|d| d.with_day(1)).and_then(day),
+                "M" => d.with_day(1).and_then(day),
+                "w" => day(d - chrono::Duration::days(d.weekday().num_days_from_monday().into())),
+                "d" => day(d),
+                "h" | "H" => t
+                    .with_minute(0)
+                    .and_then(|t| t.with_second(0))
+                    .and_then(|t| t.with_nanosecond(0)),
+                "m" => t.with_second(0).and_then(|t| t.with_nanosecond(0)),
+                "s" => t.with_nanosecond(0),
+                _ => None,
+            };
+            t = rounded
+                .ok_or_else(|| EsError::parsing(format!("date math [{text}] not understood")))?;
+        }
+        return Ok(t);
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&text) {
         return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Ok(t.and_utc());
     }
     for f in ["%Y-%m-%d", "%Y-%m", "%Y"] {
         let padded = match f {
@@ -578,9 +640,97 @@ fn date(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, EsError> {
     Err(EsError::parsing(format!("failed to parse date [{text}]")))
 }
 
-/// Translates one query of the DSL; `dates` takes date ranges where they narrow the
-/// whole query (`conjunctive`), elsewhere they are refused.
-fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsError> {
+/// Full text on one field (the title, or the whole record), or `None` when the field
+/// is not a text field.
+fn text_on(prefix: Option<&str>, q: String) -> Filter {
+    Filter::Text(match prefix {
+        Some(p) => format!("{p}:{q}"),
+        None => q,
+    })
+}
+
+fn all_of(v: Vec<Filter>) -> Filter {
+    v.into_iter().fold(Filter::All, Filter::and)
+}
+
+fn any_of(mut v: Vec<Filter>) -> Filter {
+    v.retain(|f| *f != Filter::Nothing);
+    if v.contains(&Filter::All) {
+        return Filter::All;
+    }
+    match v.len() {
+        0 => Filter::Nothing,
+        1 => v.remove(0),
+        _ => Filter::Or(v),
+    }
+}
+
+/// How many words of `n` a `minimum_should_match` asks for: a count, a negative
+/// count (all but), a percentage, or a negative percentage.
+fn minimum(spec: &Value, n: usize) -> Result<usize, EsError> {
+    let text = text_value(spec)?;
+    let t = text.trim();
+    let bad = || EsError::parsing(format!("minimum_should_match [{t}] not understood"));
+    let at_least = if let Some(p) = t.strip_suffix('%') {
+        let p: i64 = p.trim().parse().map_err(|_| bad())?;
+        let k = (n as i64 * p.abs() / 100) as usize;
+        if p < 0 { n.saturating_sub(k) } else { k }
+    } else {
+        let k: i64 = t.parse().map_err(|_| bad())?;
+        if k < 0 {
+            n.saturating_sub(k.unsigned_abs() as usize)
+        } else {
+            k as usize
+        }
+    };
+    Ok(at_least.min(n))
+}
+
+/// Words of a text query, each a hit of `leaf`, combined as `operator` and
+/// `minimum_should_match` ask.
+fn combine_words(ws: Vec<Filter>, operator: &str, msm: Option<&Value>) -> Result<Filter, EsError> {
+    if ws.is_empty() {
+        return Ok(Filter::Nothing);
+    }
+    if operator == "and" {
+        return Ok(all_of(ws));
+    }
+    let n = match msm {
+        Some(m) => minimum(m, ws.len())?.max(1),
+        None => 1,
+    };
+    Ok(match n {
+        1 => any_of(ws),
+        n if n >= ws.len() => all_of(ws),
+        n => Filter::AtLeast(n, ws),
+    })
+}
+
+/// A word as the search syntax reads it with fuzziness. crossdex's words are typo
+/// tolerant already (one edit from five letters, two from nine, close to `AUTO`); a
+/// fuzziness of 0 asks for the exact word, which a quoted word is.
+fn fuzzy(word: &str, fuzziness: Option<&Value>) -> Result<String, EsError> {
+    let exact = match fuzziness {
+        None => false,
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("auto") || s.starts_with("AUTO:") => false,
+        Some(Value::String(s)) => {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| EsError::parsing(format!("fuzziness [{s}] not understood")))?
+                == 0
+        }
+        Some(other) => {
+            return Err(EsError::parsing(format!(
+                "fuzziness [{other}] not understood"
+            )));
+        }
+    };
+    Ok(if exact { quoted(word) } else { word.to_owned() })
+}
+
+/// Translates one query of the DSL into a filter.
+fn translate(v: &Value) -> Result<Filter, EsError> {
     let Some(map) = v.as_object() else {
         return Err(EsError::parsing("a query is an object"));
     };
@@ -591,41 +741,44 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
         )));
     }
     let (kind, spec) = map.iter().next().expect("one entry");
+    let object = |spec: &Value| -> Option<Map<String, Value>> { spec.as_object().cloned() };
     match kind.as_str() {
-        "match_all" => Ok(Q::All),
-        "match_none" => Ok(Q::None),
+        "match_all" => Ok(Filter::All),
+        "match_none" => Ok(Filter::Nothing),
         "match" | "match_bool_prefix" => {
             let (f, spec) = single(spec, kind)?;
-            let (text, operator) = match &spec {
-                Value::Object(o) => (
-                    o.get("query")
-                        .map(text_value)
-                        .transpose()?
-                        .unwrap_or_default(),
-                    o.get("operator")
-                        .and_then(Value::as_str)
-                        .unwrap_or("or")
-                        .to_ascii_lowercase(),
-                ),
-                other => (text_value(other)?, "or".to_owned()),
+            let o = object(&spec).unwrap_or_default();
+            let text = match &spec {
+                Value::Object(o) => o
+                    .get("query")
+                    .map(text_value)
+                    .transpose()?
+                    .unwrap_or_default(),
+                other => text_value(other)?,
             };
-            match field(&f)? {
-                Field::Keyword(k) => keyword(k, &Value::String(text)),
+            let operator = o
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or("or")
+                .to_ascii_lowercase();
+            match field(&f) {
                 Field::Text(prefix) => {
                     let mut ws = words(&text);
-                    if kind == "match_bool_prefix"
-                        && let Some(last) = ws.last_mut()
-                    {
-                        last.push('*');
+                    let last = ws.len().saturating_sub(1);
+                    let mut leaves = Vec::new();
+                    for (i, w) in ws.drain(..).enumerate() {
+                        let w = if kind == "match_bool_prefix" && i == last {
+                            format!("{w}*")
+                        } else {
+                            fuzzy(&w, o.get("fuzziness"))?
+                        };
+                        leaves.push(text_on(prefix, w));
                     }
-                    let ws: Vec<Q> = ws
-                        .into_iter()
-                        .map(|w| Q::Text(prefix.map_or(w.clone(), |p| format!("{p}:{w}"))))
-                        .collect();
-                    if ws.is_empty() {
-                        return Ok(Q::None);
-                    }
-                    Ok(if operator == "and" { and(ws) } else { or(ws) })
+                    combine_words(leaves, &operator, o.get("minimum_should_match"))
+                }
+                other => {
+                    let value = Value::String(text);
+                    Ok(Filter::Equals(field_name(&other), literal(&other, &value)?))
                 }
             }
         }
@@ -639,8 +792,7 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
                     .unwrap_or_default(),
                 other => text_value(other)?,
             };
-            match field(&f)? {
-                Field::Keyword(k) => keyword(k, &Value::String(text)),
+            match field(&f) {
                 Field::Text(prefix) => {
                     let ws = words(&text);
                     if kind == "match_phrase_prefix" {
@@ -650,22 +802,24 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
                             .ok_or_else(|| EsError::parsing("empty phrase"))?;
                         let mut parts = Vec::new();
                         if !head.is_empty() {
-                            parts.push(Q::Text(quoted(&head.join(" "))));
+                            parts.push(text_on(prefix, quoted(&head.join(" "))));
                         }
-                        parts.push(Q::Text(format!("{last}*")));
-                        return Ok(and(parts));
+                        parts.push(text_on(prefix, format!("{last}*")));
+                        return Ok(all_of(parts));
                     }
-                    let phrase = quoted(&ws.join(" "));
-                    Ok(Q::Text(
-                        prefix.map_or(phrase.clone(), |p| format!("{p}:{phrase}")),
-                    ))
+                    if ws.is_empty() {
+                        return Ok(Filter::Nothing);
+                    }
+                    Ok(text_on(prefix, quoted(&ws.join(" "))))
                 }
+                other => Ok(Filter::Equals(
+                    field_name(&other),
+                    literal(&other, &Value::String(text))?,
+                )),
             }
         }
         "multi_match" => {
-            let o = spec
-                .as_object()
-                .ok_or_else(|| EsError::parsing("[multi_match] is an object"))?;
+            let o = object(spec).ok_or_else(|| EsError::parsing("[multi_match] is an object"))?;
             let text = o
                 .get("query")
                 .map(text_value)
@@ -675,40 +829,42 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or("best_fields");
-            let operator = o
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or("or")
-                .to_ascii_lowercase();
             let fields: Vec<String> = match o.get("fields") {
                 Some(Value::Array(a)) => a
                     .iter()
                     .filter_map(|f| f.as_str().map(str::to_owned))
                     .collect(),
+                Some(Value::String(s)) => vec![s.clone()],
                 _ => vec!["*".to_owned()],
             };
             let mut per_field = Vec::new();
             for f in &fields {
+                let mut leaf_spec = Map::new();
+                leaf_spec.insert("query".into(), json!(text));
+                for k in ["operator", "fuzziness", "minimum_should_match"] {
+                    if let Some(v) = o.get(k) {
+                        leaf_spec.insert(k.into(), v.clone());
+                    }
+                }
                 let leaf = match kind {
                     "phrase" => json!({"match_phrase": {f: text}}),
                     "phrase_prefix" => json!({"match_phrase_prefix": {f: text}}),
-                    "bool_prefix" => json!({"match_bool_prefix": {f: text}}),
+                    "bool_prefix" => json!({"match_bool_prefix": {f: leaf_spec}}),
                     "best_fields" | "most_fields" | "cross_fields" => {
-                        json!({"match": {f: {"query": text, "operator": operator}}})
+                        json!({"match": {f: leaf_spec}})
                     }
                     other => {
                         return Err(EsError::unsupported(format!("multi_match type [{other}]")));
                     }
                 };
-                per_field.push(translate(&leaf, dates, false)?);
+                per_field.push(translate(&leaf)?);
             }
             per_field.dedup();
-            Ok(or(per_field))
+            Ok(any_of(per_field))
         }
         "query_string" | "simple_query_string" => {
-            let o = spec
-                .as_object()
-                .ok_or_else(|| EsError::parsing(format!("[{kind}] is an object")))?;
+            let o =
+                object(spec).ok_or_else(|| EsError::parsing(format!("[{kind}] is an object")))?;
             let text = o
                 .get("query")
                 .map(text_value)
@@ -723,42 +879,80 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
                     .replace(" || ", " OR ")
             };
             Ok(if text.trim().is_empty() || text.trim() == "*" {
-                Q::All
+                Filter::All
             } else {
-                Q::Text(text)
+                Filter::Text(text)
             })
         }
-        "term" | "prefix" | "wildcard" => {
+        "term" | "prefix" | "wildcard" | "regexp" | "fuzzy" => {
             let (f, spec) = single(spec, kind)?;
+            let o = object(&spec).unwrap_or_default();
             let value = match &spec {
                 Value::Object(o) => o
                     .get("value")
+                    .or_else(|| o.get("wildcard"))
                     .cloned()
                     .ok_or_else(|| EsError::parsing(format!("[{kind}] needs a value")))?,
                 other => other.clone(),
             };
             let text = text_value(&value)?;
-            match (kind.as_str(), field(&f)?) {
-                ("term", Field::Keyword(k)) => keyword(k, &value),
-                ("term", Field::Text(prefix)) => {
-                    Ok(Q::Text(prefix.map_or(text.to_lowercase(), |p| {
-                        format!("{p}:{}", text.to_lowercase())
-                    })))
+            let fld = field(&f);
+            match (kind.as_str(), fld) {
+                ("term", Field::Text(prefix)) => Ok(text_on(prefix, text.to_lowercase())),
+                ("term", other) => Ok(Filter::Equals(field_name(&other), literal(&other, &value)?)),
+                ("fuzzy", Field::Text(prefix)) => {
+                    let fz = o.get("fuzziness").cloned().unwrap_or(json!("AUTO"));
+                    Ok(text_on(prefix, fuzzy(&text.to_lowercase(), Some(&fz))?))
                 }
-                (_, Field::Text(None)) if !text.contains(['?', ' ']) => {
+                ("prefix" | "wildcard", Field::Text(prefix))
+                    if !text.contains(['?', ' ']) && !text.trim_end_matches('*').contains('*') =>
+                {
                     let stem = text.trim_end_matches('*');
-                    if stem.contains('*') {
-                        return Err(EsError::unsupported("a wildcard other than a trailing *"));
+                    if stem.is_empty() {
+                        return Ok(Filter::All);
                     }
-                    Ok(Q::Text(format!("{stem}*")))
+                    Ok(text_on(prefix, format!("{}*", stem.to_lowercase())))
                 }
-                _ => Err(EsError::unsupported(format!("[{kind}] on field [{f}]"))),
+                ("prefix", other) => Ok(Filter::Pattern(
+                    field_name(&other),
+                    format!("{}.*", regex_escape(&text)),
+                )),
+                ("wildcard", other) => {
+                    let mut p = String::new();
+                    for c in text.chars() {
+                        match c {
+                            '*' => p.push_str(".*"),
+                            '?' => p.push('.'),
+                            c => p.push_str(&regex_escape(&c.to_string())),
+                        }
+                    }
+                    let name = match other {
+                        Field::Text(Some(n)) => n.to_owned(),
+                        Field::Text(None) => "description".to_owned(),
+                        o => field_name(&o),
+                    };
+                    Ok(Filter::Pattern(name, p))
+                }
+                ("regexp", other) => {
+                    let name = match other {
+                        Field::Text(Some(n)) => n.to_owned(),
+                        Field::Text(None) => {
+                            return Err(EsError::unsupported(
+                                "[regexp] on the whole text (name a field: title, or a keyword field)",
+                            ));
+                        }
+                        o => field_name(&o),
+                    };
+                    Ok(Filter::Pattern(name, text))
+                }
+                (k, other) => Err(EsError::unsupported(format!(
+                    "[{k}] on field [{}]",
+                    field_name(&other)
+                ))),
             }
         }
         "terms" => {
-            let o = spec
-                .as_object()
-                .ok_or_else(|| EsError::parsing("[terms] is an object"))?;
+            let o = object(spec).ok_or_else(|| EsError::parsing("[terms] is an object"))?;
             let (f, values) = o
                 .iter()
                 .find(|(k, _)| k.as_str() != "boost")
@@ -766,47 +960,106 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
             let values = values
                 .as_array()
                 .ok_or_else(|| EsError::parsing("[terms] takes an array of values"))?;
-            let Field::Keyword(k) = field(f)? else {
-                return Err(EsError::unsupported(format!("[terms] on text field [{f}]")));
-            };
-            Ok(or(values
-                .iter()
-                .map(|v| keyword(k, v))
-                .collect::<Result<_, _>>()?))
+            let fld = field(f);
+            if let Field::Text(prefix) = fld {
+                return Ok(any_of(
+                    values
+                        .iter()
+                        .map(|v| Ok(text_on(prefix, text_value(v)?.to_lowercase())))
+                        .collect::<Result<_, EsError>>()?,
+                ));
+            }
+            if f == "_id" {
+                return Ok(Filter::Ids(
+                    values.iter().map(text_value).collect::<Result<_, _>>()?,
+                ));
+            }
+            Ok(any_of(
+                values
+                    .iter()
+                    .map(|v| Ok(Filter::Equals(field_name(&fld), literal(&fld, v)?)))
+                    .collect::<Result<_, EsError>>()?,
+            ))
+        }
+        "ids" => {
+            let values = spec
+                .get("values")
+                .and_then(Value::as_array)
+                .ok_or_else(|| EsError::parsing("[ids] takes [values]"))?;
+            Ok(Filter::Ids(
+                values.iter().map(text_value).collect::<Result<_, _>>()?,
+            ))
+        }
+        "exists" => {
+            let f = spec
+                .get("field")
+                .and_then(Value::as_str)
+                .ok_or_else(|| EsError::parsing("[exists] takes a [field]"))?;
+            Ok(match field(f) {
+                Field::Text(Some(n)) => Filter::Exists(n.to_owned()),
+                Field::Text(None) => Filter::All,
+                other => Filter::Exists(field_name(&other)),
+            })
         }
         "range" => {
             let (f, spec) = single(spec, kind)?;
-            if !matches!(f.as_str(), "created_at" | "date" | "modified_at") {
-                return Err(EsError::unsupported(format!("[range] on field [{f}]")));
-            }
-            if !conjunctive {
-                return Err(EsError::unsupported(
-                    "a date [range] inside should or must_not",
-                ));
-            }
+            let fld = field(&f);
+            let name = match &fld {
+                Field::Text(Some(n)) => (*n).to_owned(),
+                Field::Text(None) => {
+                    return Err(EsError::unsupported("[range] on the whole text"));
+                }
+                other => field_name(other),
+            };
             let o = spec
                 .as_object()
                 .ok_or_else(|| EsError::parsing("[range] is an object"))?;
-            for (op, v) in o {
-                match op.as_str() {
-                    "gte" | "gt" | "from" => dates.from = Some(date(v)?),
-                    "lte" | "lt" | "to" => {
-                        let mut t = date(v)?;
-                        if op == "lte" {
-                            t += chrono::Duration::milliseconds(1);
-                        }
-                        dates.to = Some(t);
+            let format = o
+                .get("format")
+                .and_then(Value::as_str)
+                .map(java_format)
+                .transpose()?;
+            let value = |v: &Value| -> Result<Literal, EsError> {
+                if let (Some(fmt), Value::String(s)) = (&format, v) {
+                    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+                        return Ok(Literal::Date(t.and_utc()));
                     }
-                    "format" | "time_zone" | "boost" => {}
+                    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, fmt)
+                        && let Some(t) = d.and_hms_opt(0, 0, 0)
+                    {
+                        return Ok(Literal::Date(t.and_utc()));
+                    }
+                }
+                match (&fld, v) {
+                    (Field::Variable(_), Value::String(s)) if s.starts_with("now") => {
+                        Ok(Literal::Date(date(v)?))
+                    }
+                    _ => literal(&fld, v),
+                }
+            };
+            let (mut lower, mut upper) = (None, None);
+            for (op, v) in o {
+                if v.is_null() {
+                    continue;
+                }
+                match op.as_str() {
+                    "gte" | "from" => lower = Some((value(v)?, true)),
+                    "gt" => lower = Some((value(v)?, false)),
+                    "lte" | "to" => upper = Some((value(v)?, true)),
+                    "lt" => upper = Some((value(v)?, false)),
+                    "format" | "time_zone" | "boost" | "relation" | "include_lower"
+                    | "include_upper" => {}
                     other => return Err(EsError::parsing(format!("[range] has no [{other}]"))),
                 }
             }
-            Ok(Q::All)
+            Ok(Filter::Range {
+                field: name,
+                lower,
+                upper,
+            })
         }
         "bool" => {
-            let o = spec
-                .as_object()
-                .ok_or_else(|| EsError::parsing("[bool] is an object"))?;
+            let o = object(spec).ok_or_else(|| EsError::parsing("[bool] is an object"))?;
             let list = |k: &str| -> Vec<Value> {
                 match o.get(k) {
                     Some(Value::Array(a)) => a.clone(),
@@ -816,35 +1069,112 @@ fn translate(v: &Value, dates: &mut Dates, conjunctive: bool) -> Result<Q, EsErr
             };
             let mut must = Vec::new();
             for q in list("must").iter().chain(list("filter").iter()) {
-                must.push(translate(q, dates, conjunctive)?);
+                must.push(translate(q)?);
             }
-            let mut should = Vec::new();
-            for q in list("should") {
-                should.push(translate(&q, dates, false)?);
-            }
+            let should = list("should")
+                .iter()
+                .map(translate)
+                .collect::<Result<Vec<_>, _>>()?;
             for q in list("must_not") {
-                must.push(not(translate(&q, dates, false)?));
+                must.push(Filter::Not(Box::new(translate(&q)?)));
             }
-            let minimum = match o.get("minimum_should_match") {
-                Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
-                Some(Value::String(s)) if s.trim() == "1" => 1,
-                Some(Value::String(s)) => {
-                    return Err(EsError::unsupported(format!("minimum_should_match [{s}]")));
-                }
-                _ if must.is_empty() => 1,
-                _ => 0,
+            let n = match o.get("minimum_should_match") {
+                Some(m) => minimum(m, should.len())?,
+                None if must.is_empty() => 1,
+                None => 0,
             };
             if !should.is_empty() {
-                match minimum {
+                match n {
                     0 => {}
-                    1 => must.push(or(should)),
-                    n => return Err(EsError::unsupported(format!("minimum_should_match [{n}]"))),
+                    1 => must.push(any_of(should)),
+                    n if n >= should.len() => must.extend(should),
+                    n => must.push(Filter::AtLeast(n, should)),
                 }
             }
-            Ok(and(must))
+            Ok(all_of(must))
+        }
+        "constant_score" => {
+            let inner = spec
+                .get("filter")
+                .ok_or_else(|| EsError::parsing("[constant_score] takes a [filter]"))?;
+            translate(inner)
         }
         other => Err(EsError::unsupported(format!("query [{other}]"))),
     }
+}
+
+/// `text` as a regular expression matching it literally.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Date bounds that narrow the whole query, as the search's date filter takes them:
+/// from (inclusive) and to (exclusive), whole seconds.
+#[derive(Default, Clone, Copy)]
+struct Dates {
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `filter` in crossdex's search syntax with date bounds, when it can be said there
+/// (the fast path, with facets and highlights); `None` when it needs the tables.
+fn fast(f: &Filter, dates: &mut Dates, conjunctive: bool) -> Option<Q> {
+    Some(match f {
+        Filter::All => Q::All,
+        Filter::Nothing => Q::None,
+        Filter::Text(t) => Q::Text(t.clone()),
+        Filter::Equals(name, Literal::Text(v)) if SEARCH_FIELDS.contains(&name.as_str()) => {
+            Q::Text(format!("{name}:{}", quoted(v)))
+        }
+        Filter::Range {
+            field,
+            lower,
+            upper,
+        } if conjunctive && matches!(field.as_str(), "created_at" | "date") => {
+            let second = chrono::Duration::seconds(1);
+            let whole = |t: &chrono::DateTime<chrono::Utc>| t.timestamp_subsec_nanos() == 0;
+            if let Some((Literal::Date(t), inclusive)) = lower {
+                if !whole(t) {
+                    return None;
+                }
+                let t = if *inclusive { *t } else { *t + second };
+                dates.from = Some(dates.from.map_or(t, |f| f.max(t)));
+            } else if lower.is_some() {
+                return None;
+            }
+            if let Some((Literal::Date(t), inclusive)) = upper {
+                if !whole(t) {
+                    return None;
+                }
+                let t = if *inclusive { *t + second } else { *t };
+                dates.to = Some(dates.to.map_or(t, |x| x.min(t)));
+            } else if upper.is_some() {
+                return None;
+            }
+            Q::All
+        }
+        Filter::And(v) => and(v
+            .iter()
+            .map(|x| fast(x, dates, conjunctive))
+            .collect::<Option<_>>()?),
+        Filter::Or(v) => or(v
+            .iter()
+            .map(|x| fast(x, dates, false))
+            .collect::<Option<_>>()?),
+        Filter::AtLeast(1, v) => or(v
+            .iter()
+            .map(|x| fast(x, dates, false))
+            .collect::<Option<_>>()?),
+        Filter::Not(x) => not(fast(x, dates, false)?),
+        _ => return None,
+    })
 }
 
 // ------------------------------------------------------------------ search
@@ -902,16 +1232,14 @@ fn source_filter(v: Option<&Value>) -> SourceFilter {
     }
 }
 
-fn with_sources(q: Q, sources: &Option<BTreeSet<String>>) -> Q {
+fn with_sources(f: Filter, sources: &Option<BTreeSet<String>>) -> Filter {
     match sources {
-        None => q,
-        Some(set) => and(vec![
-            q,
-            or(set
-                .iter()
-                .map(|s| Q::Text(format!("source:{}", quoted(s))))
-                .collect()),
-        ]),
+        None => f,
+        Some(set) => f.and(any_of(
+            set.iter()
+                .map(|s| Filter::Equals("source".into(), Literal::Text(s.clone())))
+                .collect(),
+        )),
     }
 }
 
@@ -924,6 +1252,21 @@ fn q_text(q: &Q) -> (String, bool) {
 }
 
 impl Plan {
+    /// A plan with nothing left to read: the scroll after the last page.
+    fn done() -> Plan {
+        Plan {
+            sources: None,
+            query: "*".to_owned(),
+            nothing: true,
+            from: None,
+            to: None,
+            size: 0,
+            tags: None,
+            highlight: false,
+            source_fields: SourceFilter::default(),
+        }
+    }
+
     fn request(&self, limit: usize, offset: usize, facets: Option<usize>) -> SearchRequest {
         let mut r = SearchRequest::new(self.query.clone(), limit);
         r.offset = offset;
@@ -936,6 +1279,217 @@ impl Plan {
         r.tags = self.tags.clone();
         r
     }
+}
+
+/// A search of `filter` for facets: its count and, when the search syntax can say it,
+/// its facets of `size` buckets.
+async fn counted(
+    service: &Service,
+    filter: &Filter,
+    size: Option<usize>,
+) -> Result<(u64, Option<Facets>), EsError> {
+    let mut dates = Dates::default();
+    match (size, fast(filter, &mut dates, true)) {
+        (_, Some(Q::None)) => Ok((0, Some(Facets::default()))),
+        (Some(size), Some(q)) => {
+            let mut r = SearchRequest::new(q_text(&q).0, 0);
+            r.facets = Some(size);
+            r.filters = SearchFilters {
+                from: dates.from,
+                to: dates.to,
+                ..SearchFilters::default()
+            };
+            let r = service.search(&r, &QueryControl::default()).await?;
+            Ok((r.total as u64, r.facets))
+        }
+        _ => Ok((
+            service
+                .count_documents(filter, &QueryControl::default())
+                .await?,
+            None,
+        )),
+    }
+}
+
+/// The sort keys of a body: relevance and index order need none.
+fn sort_keys(sort: Option<&Value>) -> Result<Vec<SortKey>, EsError> {
+    let items: Vec<Value> = match sort {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.clone(),
+        Some(v) => vec![v.clone()],
+    };
+    let mut keys = Vec::new();
+    for item in items {
+        let (name, spec) = match &item {
+            Value::String(s) => (s.clone(), Value::Null),
+            Value::Object(o) if o.len() == 1 => {
+                let (k, v) = o.iter().next().expect("one entry");
+                (k.clone(), v.clone())
+            }
+            other => {
+                return Err(EsError::parsing(format!(
+                    "[sort] entry {other} not understood"
+                )));
+            }
+        };
+        let (order, missing) = match &spec {
+            Value::String(o) => (Some(o.clone()), None),
+            Value::Object(o) => {
+                if o.keys().any(|k| {
+                    !matches!(
+                        k.as_str(),
+                        "order" | "missing" | "unmapped_type" | "mode" | "format"
+                    )
+                }) {
+                    return Err(EsError::unsupported(format!(
+                        "[sort] options of [{name}] beyond order and missing"
+                    )));
+                }
+                (
+                    o.get("order").and_then(Value::as_str).map(str::to_owned),
+                    o.get("missing").and_then(Value::as_str).map(str::to_owned),
+                )
+            }
+            _ => (None, None),
+        };
+        if name == "_doc" || name == "_shard_doc" {
+            continue;
+        }
+        let descending = match order.as_deref() {
+            Some("desc") => true,
+            Some("asc") => false,
+            None => name == "_score",
+            Some(o) => {
+                return Err(EsError::parsing(format!(
+                    "[sort] order [{o}] is asc or desc"
+                )));
+            }
+        };
+        let missing_first = match missing.as_deref() {
+            None | Some("_last") => false,
+            Some("_first") => true,
+            Some(m) => {
+                return Err(EsError::unsupported(format!(
+                    "[sort] missing value [{m}] (_first or _last)"
+                )));
+            }
+        };
+        let field_name = match name.as_str() {
+            "_score" => None,
+            other => Some(match field(other) {
+                Field::Text(Some(n)) => n.to_owned(),
+                Field::Text(None) => {
+                    return Err(EsError::unsupported(format!(
+                        "[sort] by the whole text [{other}]"
+                    )));
+                }
+                f => self::field_name(&f),
+            }),
+        };
+        keys.push(SortKey {
+            field: field_name,
+            descending,
+            missing_first,
+        });
+    }
+    // Relevance, best first, is the fast path's own order.
+    if keys.len() == 1 && keys[0].field.is_none() && keys[0].descending {
+        keys.clear();
+    }
+    Ok(keys)
+}
+
+/// A hit as the answer shows it, from either path.
+struct Hit {
+    id: String,
+    source: String,
+    score: f64,
+    summary: Value,
+    snippet: Option<String>,
+    sort: Option<Vec<Value>>,
+}
+
+/// The record fields a hit's summary holds: `_source` asking for no others needs no
+/// record view.
+const SUMMARY: &[&str] = &["id", "source", "system", "kind", "subject_id", "title"];
+
+/// The hits as Elasticsearch writes them, `_source` the whole record view where the
+/// caller may read records and asks for more than the summary.
+async fn hits_out(
+    service: &Service,
+    hits: Vec<Hit>,
+    f: &SourceFilter,
+    highlight: bool,
+) -> Result<Vec<Value>, EsError> {
+    let wants_more = !f.off
+        && (f.includes.is_empty() || f.includes.iter().any(|p| !SUMMARY.iter().any(|k| p == k)));
+    let views = if wants_more && service.require(crossdex_service::Action::Subjects).is_ok() {
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let views = service
+            .document_sources(&ids, &QueryControl::default())
+            .await?;
+        views
+            .into_iter()
+            .map(|v| (v.record.id.clone(), document(v)))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    Ok(hits
+        .into_iter()
+        .map(|h| {
+            let mut hit = json!({"_index": h.source, "_id": h.id, "_score": h.score});
+            if !f.off {
+                let full = views.get(&h.id).cloned().unwrap_or(h.summary);
+                hit["_source"] = filter_source(full, f);
+            }
+            if highlight && let Some(s) = h.snippet.filter(|s| !s.is_empty()) {
+                hit["highlight"] = json!({"body": [s]});
+            }
+            if let Some(sort) = h.sort {
+                hit["sort"] = Value::Array(sort);
+            }
+            hit
+        })
+        .collect())
+}
+
+/// A record view as a document: the record's fields, its deep link and links, and its
+/// observations as typed fields (numbers, dates, else text; several values a list).
+fn document(v: crossdex_service::RecordView) -> Value {
+    let mut doc = match serde_json::to_value(&v.record) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    doc.insert("deep_link".into(), json!(v.deep_link));
+    doc.insert(
+        "links".into(),
+        serde_json::to_value(&v.links).unwrap_or(Value::Null),
+    );
+    let mut fields: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for o in &v.observations {
+        let value = match (&o.value_num, &o.value_date, &o.value_text) {
+            (Some(n), _, _) => json!(n),
+            (None, Some(d), _) => json!(d),
+            (None, None, Some(t)) => json!(t),
+            _ => continue,
+        };
+        fields
+            .entry(documents::field_name(&o.variable))
+            .or_default()
+            .push(value);
+    }
+    for (k, mut values) in fields {
+        doc.insert(
+            k,
+            if values.len() == 1 {
+                values.remove(0)
+            } else {
+                Value::Array(values)
+            },
+        );
+    }
+    Value::Object(doc)
 }
 
 /// The fields a search's body may carry; others are reported, or refused in strict mode.
@@ -951,6 +1505,7 @@ const BODY_KEYS: &[&str] = &[
     "track_total_hits",
     "timeout",
     "sort",
+    "search_after",
 ];
 
 #[derive(Deserialize, Default)]
@@ -1055,7 +1610,7 @@ async fn search(
     Ok(r)
 }
 
-/// Runs one search; the answer carries `_next`, the scroll id of the next page.
+/// Runs one search; the answer carries `_next`, the scroll state of the next page.
 async fn run_search(
     service: &Service,
     index: &str,
@@ -1064,32 +1619,27 @@ async fn run_search(
 ) -> Result<Value, EsError> {
     let started = Instant::now();
     let sources = resolve(service, index).await?;
-    let mut dates = Dates::default();
     let query = match (body.get("query"), &params.q) {
-        (Some(q), _) => translate(q, &mut dates, true)?,
-        (None, Some(q)) => translate(&json!({"query_string": {"query": q}}), &mut dates, true)?,
-        (None, None) => Q::All,
+        (Some(q), _) => translate(q)?,
+        (None, Some(q)) => translate(&json!({"query_string": {"query": q}}))?,
+        (None, None) => Filter::All,
     };
-    let post = match body.get("post_filter") {
-        Some(p) => Some(translate(p, &mut Dates::default(), false)?),
-        None => None,
+    let base = with_sources(query, &sources);
+    let post = body.get("post_filter").map(translate).transpose()?;
+    let hits_filter = match &post {
+        Some(p) => base.clone().and(p.clone()),
+        None => base.clone(),
     };
-    if let Some(sort) = body.get("sort") {
-        // `_doc` asks for no order in particular: relevance order is one.
-        let plain = |k: &str| k == "_score" || k == "_doc";
-        let only_score = match sort {
-            Value::String(s) => plain(s),
-            Value::Array(a) => a.iter().all(|s| {
-                s.as_str().is_some_and(plain)
-                    || s.as_object().is_some_and(|o| o.keys().all(|k| plain(k)))
-            }),
-            Value::Object(o) => o.keys().all(|k| plain(k)),
-            _ => false,
-        };
-        if !only_score {
-            return Err(EsError::unsupported("[sort] by anything but _score"));
+    let sort = sort_keys(body.get("sort"))?;
+    let after = match body.get("search_after") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(a.clone()),
+        Some(other) => {
+            return Err(EsError::parsing(format!(
+                "[search_after] is an array, found {other}"
+            )));
         }
-    }
+    };
     let size = body
         .get("size")
         .and_then(Value::as_u64)
@@ -1116,105 +1666,121 @@ async fn run_search(
         };
         (tag("pre_tags", "<em>"), tag("post_tags", "</em>"))
     });
-    let base = with_sources(query, &sources);
-    let hits_q = match &post {
-        Some(p) => and(vec![base.clone(), p.clone()]),
-        None => base.clone(),
-    };
-    let (text, nothing) = q_text(&hits_q);
-    let plan = Plan {
-        sources: sources.clone(),
-        query: text,
-        nothing,
-        from: dates.from,
-        to: dates.to,
-        size,
-        tags,
-        highlight: highlight.is_some(),
-        source_fields: source_filter(body.get("_source").or(params.source_filter().as_ref())),
-    };
+    let source_fields = source_filter(body.get("_source").or(params.source_filter().as_ref()));
     let aggs = body
         .get("aggs")
         .or_else(|| body.get("aggregations"))
         .and_then(Value::as_object);
     let facet_size = aggs.map(facet_size).unwrap_or(10);
-    // Aggregations see the query; hits see the query and the post filter.
-    let needs_facets = aggs.is_some();
-    let separate = needs_facets && post.is_some();
     let control = match body.get("timeout").and_then(Value::as_str) {
         Some(t) => QueryControl::with_timeout(duration(t)?),
         None => QueryControl::default(),
     };
-    let result = if plan.nothing {
-        None
+    let mut dates = Dates::default();
+    let fast_query = if sort.is_empty() && after.is_none() {
+        fast(&hits_filter, &mut dates, true)
     } else {
-        Some(
-            service
-                .search(
-                    &plan.request(
-                        size,
-                        from,
-                        (needs_facets && !separate).then_some(facet_size),
-                    ),
-                    &control,
-                )
-                .await?,
-        )
+        None
     };
-    let mut out = hits_json(&plan, result.as_ref(), started);
-    if let Some(aggs) = aggs {
-        let facets = if separate {
-            let (text, nothing) = q_text(&base);
-            if nothing {
+    let (hits, total, max_score, next, mut facets) = match fast_query {
+        Some(q) => {
+            let (text, nothing) = q_text(&q);
+            let plan = Plan {
+                sources: sources.clone(),
+                query: text,
+                nothing,
+                from: dates.from,
+                to: dates.to,
+                size,
+                tags: tags.clone(),
+                highlight: highlight.is_some(),
+                source_fields: source_fields.clone(),
+            };
+            // Aggregations see the query; hits see the query and the post filter.
+            let with_facets = aggs.is_some() && post.is_none();
+            let result = if plan.nothing {
                 None
             } else {
-                let mut r = plan.request(0, 0, Some(facet_size));
-                r.query = text;
-                service.search(&r, &control).await?.facets
-            }
-        } else {
-            result.as_ref().and_then(|r| r.facets.clone())
-        };
-        let base_plan = Plan {
-            query: q_text(&base).0,
-            nothing: q_text(&base).1,
-            ..plan.clone()
-        };
-        out["aggregations"] = aggregations(service, &base_plan, aggs, facets.as_ref()).await?;
-    }
-    out["_next"] = match result.as_ref().and_then(|r| r.next_cursor.clone()) {
-        Some(cursor) => json!(encode_scroll(&plan, &cursor)),
-        None => json!(encode_scroll(&plan, "")),
+                Some(
+                    service
+                        .search(
+                            &plan.request(size, from, with_facets.then_some(facet_size)),
+                            &control,
+                        )
+                        .await?,
+                )
+            };
+            let next = json!(encode_scroll(
+                &plan,
+                result
+                    .as_ref()
+                    .and_then(|r| r.next_cursor.as_deref())
+                    .unwrap_or("")
+            ));
+            let facets = if with_facets {
+                Some(
+                    result
+                        .as_ref()
+                        .and_then(|r| r.facets.clone())
+                        .unwrap_or_default(),
+                )
+            } else {
+                None
+            };
+            let (hits, total, max) = summary_hits(result.as_ref());
+            (hits, total, max, next, facets)
+        }
+        None => {
+            let page = service
+                .documents(
+                    &DocumentQuery {
+                        filter: hits_filter.clone(),
+                        sort: sort.clone(),
+                        offset: from,
+                        limit: size,
+                        after,
+                        tags: tags.clone(),
+                    },
+                    &control,
+                )
+                .await?;
+            let sorted = !sort.is_empty();
+            let max = page
+                .documents
+                .iter()
+                .map(|d| d.score)
+                .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+            let end = from + page.documents.len();
+            let next = if (end as u64) < page.total && !page.documents.is_empty() {
+                let mut rest = body.clone();
+                rest.remove("aggs");
+                rest.remove("aggregations");
+                rest.insert("from".into(), json!(end));
+                json!(encode_body_scroll(index, &rest))
+            } else {
+                json!(encode_scroll(&Plan::done(), ""))
+            };
+            let hits = page
+                .documents
+                .into_iter()
+                .map(|d| Hit {
+                    summary: json!({
+                        "id": d.id, "source": d.source, "system": d.system, "kind": d.kind,
+                        "subject_id": d.subject_id, "title": d.title,
+                    }),
+                    id: d.id,
+                    source: d.source,
+                    score: d.score,
+                    snippet: d.snippet,
+                    sort: sorted.then_some(d.sort),
+                })
+                .collect();
+            (hits, page.total, max, next, None)
+        }
     };
-    Ok(out)
-}
-
-fn hits_json(plan: &Plan, result: Option<&SearchResult>, started: Instant) -> Value {
-    let hits: Vec<Value> = result
-        .map(|r| r.hits.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|h| {
-            let full = json!({
-                "id": h.id, "source": h.source, "system": h.system, "kind": h.kind,
-                "subject_id": h.subject_id, "title": h.title,
-            });
-            let mut hit = json!({"_index": h.source, "_id": h.id, "_score": h.score});
-            if !plan.source_fields.off {
-                hit["_source"] = filter_source(full, &plan.source_fields);
-            }
-            if plan.highlight && !h.snippet.is_empty() {
-                hit["highlight"] = json!({"body": [h.snippet]});
-            }
-            hit
-        })
-        .collect();
-    let total = result.map_or(0, |r| r.total);
-    let max_score = result
-        .and_then(|r| r.hits.first())
-        .map_or(Value::Null, |h| json!(h.score));
-    json!({
-        "took": started.elapsed().as_millis() as u64,
+    let hits = hits_out(service, hits, &source_fields, highlight.is_some()).await?;
+    let mut out = json!({
+        "took": 0,
         "timed_out": false,
         "_shards": shards(),
         "hits": {
@@ -1222,7 +1788,47 @@ fn hits_json(plan: &Plan, result: Option<&SearchResult>, started: Instant) -> Va
             "max_score": max_score,
             "hits": hits,
         },
-    })
+    });
+    if let Some(aggs) = aggs {
+        if post.is_some() || facets.is_none() {
+            // The aggregations' own search, without the post filter.
+            facets = match fast(&base, &mut Dates::default(), true) {
+                Some(_) => counted(service, &base, Some(facet_size)).await?.1,
+                None => None,
+            };
+        }
+        out["aggregations"] = aggregations(service, &base, aggs, facets.as_ref()).await?;
+    }
+    out["took"] = json!(started.elapsed().as_millis() as u64);
+    out["_next"] = next;
+    Ok(out)
+}
+
+/// The fast path's hits, their total and the best score.
+fn summary_hits(result: Option<&SearchResult>) -> (Vec<Hit>, u64, Option<f64>) {
+    let Some(r) = result else {
+        return (Vec::new(), 0, None);
+    };
+    let hits = r
+        .hits
+        .iter()
+        .map(|h| Hit {
+            id: h.id.clone(),
+            source: h.source.clone(),
+            score: f64::from(h.score),
+            summary: json!({
+                "id": h.id, "source": h.source, "system": h.system, "kind": h.kind,
+                "subject_id": h.subject_id, "title": h.title,
+            }),
+            snippet: Some(h.snippet.clone()),
+            sort: None,
+        })
+        .collect();
+    (
+        hits,
+        r.total as u64,
+        r.hits.first().map(|h| f64::from(h.score)),
+    )
 }
 
 fn filter_source(full: Value, f: &SourceFilter) -> Value {
@@ -1349,16 +1955,254 @@ fn facet_of<'a>(
     })
 }
 
-/// The aggregations of `aggs` over the hits of `plan` (whose facets are `facets`).
+/// Whether an aggregation can be read off the search's facets.
+fn from_facets(kind: &str, body: &Value, subs: Option<&Map<String, Value>>) -> bool {
+    let f = body
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim_end_matches(".keyword");
+    let complete = matches!(f, "source" | "_index" | "system" | "kind");
+    match kind {
+        "terms" => {
+            let listed_ok = ["include", "exclude"].iter().all(|k| match body.get(*k) {
+                None | Some(Value::Array(_)) => true,
+                Some(Value::String(s)) => s
+                    .strip_suffix(".*")
+                    .is_some_and(|p| !p.contains(['.', '*', '[', '(', '|', '+', '?', '\\'])),
+                _ => false,
+            });
+            subs.is_none()
+                && (complete || matches!(f, "project" | "subject_id"))
+                && listed_ok
+                && body.as_object().is_some_and(|o| {
+                    o.keys().all(|k| {
+                        matches!(
+                            k.as_str(),
+                            "field" | "size" | "min_doc_count" | "include" | "exclude" | "order"
+                        )
+                    })
+                })
+                && body.get("order").is_none_or(|o| {
+                    o.as_object().is_some_and(|o| {
+                        o.keys()
+                            .all(|k| matches!(k.as_str(), "_key" | "_term" | "_count"))
+                    })
+                })
+        }
+        "date_histogram" => {
+            let interval = body
+                .get("calendar_interval")
+                .or_else(|| body.get("interval"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            subs.is_none()
+                && matches!(f, "created_at" | "date")
+                && matches!(interval, "month" | "1M")
+                && body.get("time_zone").is_none()
+                && body.get("offset").is_none()
+        }
+        "value_count" | "cardinality" => subs.is_none() && complete,
+        _ => false,
+    }
+}
+
+/// A terms aggregation's `include` or `exclude`: a list of values, or a regular
+/// expression matching whole values.
+/// Whether a bucket key is listed.
+type Listed = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+fn listing(v: Option<&Value>) -> Result<Option<Listed>, EsError> {
+    Ok(match v {
+        None => None,
+        Some(Value::Array(a)) => {
+            let set: BTreeSet<String> = a.iter().filter_map(|x| text_value(x).ok()).collect();
+            Some(Box::new(move |k: &str| set.contains(k)))
+        }
+        Some(Value::String(p)) => {
+            let re = regex::Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| EsError::parsing(format!("[include]/[exclude] pattern [{p}]: {e}")))?;
+            Some(Box::new(move |k: &str| re.is_match(k)))
+        }
+        Some(other) => {
+            return Err(EsError::unsupported(format!(
+                "[include]/[exclude] of the form {other}"
+            )));
+        }
+    })
+}
+
+/// A bucket key as text, for include and exclude and for ordering.
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The buckets of a terms aggregation, from the facets or the tables, after its
+/// include, exclude, minimum count and order: `(key, count)`, and the count of the
+/// documents in the buckets left out.
+fn terms_buckets(
+    mut all: Vec<(Value, u64)>,
+    body: &Value,
+) -> Result<(Vec<(Value, u64)>, u64), EsError> {
+    let size = body.get("size").and_then(Value::as_u64).unwrap_or(10) as usize;
+    let min = body
+        .get("min_doc_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let include = listing(body.get("include"))?;
+    let exclude = listing(body.get("exclude"))?;
+    all.retain(|(k, n)| {
+        let t = key_text(k);
+        *n >= min
+            && include.as_ref().is_none_or(|f| f(&t))
+            && !exclude.as_ref().is_some_and(|f| f(&t))
+    });
+    // Most frequent first, ties by key, unless asked otherwise.
+    let cmp_key = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => key_text(a).cmp(&key_text(b)),
+    };
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| cmp_key(&a.0, &b.0)));
+    if let Some(order) = body.get("order") {
+        let entries: Vec<(String, bool)> = match order {
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str() == Some("desc")))
+                .collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_object)
+                .flat_map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str() == Some("desc")))
+                })
+                .collect(),
+            _ => return Err(EsError::parsing("[order] is an object")),
+        };
+        for (key, _) in &entries {
+            if !matches!(key.as_str(), "_key" | "_term" | "_count") {
+                return Err(EsError::unsupported(format!("a terms order by [{key}]")));
+            }
+        }
+        all.sort_by(|a, b| {
+            for (key, desc) in &entries {
+                let o = if key == "_count" {
+                    a.1.cmp(&b.1)
+                } else {
+                    cmp_key(&a.0, &b.0)
+                };
+                let o = if *desc { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            cmp_key(&a.0, &b.0)
+        });
+    }
+    let other = all.iter().skip(size).map(|(_, n)| n).sum();
+    all.truncate(size);
+    Ok((all, other))
+}
+
+/// The field an aggregation reads, by the name documents give it.
+fn agg_field(body: &Value) -> Result<String, EsError> {
+    let f = body
+        .get("field")
+        .and_then(Value::as_str)
+        .ok_or_else(|| EsError::parsing("an aggregation of this type needs a [field]"))?;
+    Ok(match field(f) {
+        Field::Text(Some(n)) => n.to_owned(),
+        Field::Text(None) => {
+            return Err(EsError::unsupported(format!(
+                "an aggregation on the whole text [{f}]"
+            )));
+        }
+        other => field_name(&other),
+    })
+}
+
+/// A calendar interval of Elasticsearch as crossdex's unit name.
+fn calendar_unit(i: &str) -> Option<&'static str> {
+    Some(match i {
+        "year" | "1y" => "year",
+        "quarter" | "1q" => "quarter",
+        "month" | "1M" => "month",
+        "week" | "1w" => "week",
+        "day" | "1d" => "day",
+        "hour" | "1h" => "hour",
+        "minute" | "1m" => "minute",
+        "second" | "1s" => "second",
+        _ => return None,
+    })
+}
+
+/// A fixed interval (`30d`, `12h`, `90m`, `10s`, `500ms`) in milliseconds.
+fn fixed_millis(i: &str) -> Option<i64> {
+    let t = i.trim();
+    let at = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(at);
+    let n: i64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms).filter(|x| *x > 0)
+}
+
+/// The start of the calendar unit after the one starting at `t`.
+fn next_unit(
+    t: chrono::DateTime<chrono::Utc>,
+    unit: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    Some(match unit {
+        "year" => t.checked_add_months(chrono::Months::new(12))?,
+        "quarter" => t.checked_add_months(chrono::Months::new(3))?,
+        "month" => t.checked_add_months(chrono::Months::new(1))?,
+        "week" => t + chrono::Duration::weeks(1),
+        "day" => t + chrono::Duration::days(1),
+        "hour" => t + chrono::Duration::hours(1),
+        "minute" => t + chrono::Duration::minutes(1),
+        _ => t + chrono::Duration::seconds(1),
+    })
+}
+
+/// Buckets one answer may hold at most, as Elasticsearch's `search.max_buckets`.
+const MAX_BUCKETS: usize = 65_536;
+
+fn too_many_buckets() -> EsError {
+    EsError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "too_many_buckets_exception",
+        reason: format!("more than {MAX_BUCKETS} buckets; use a wider interval"),
+    }
+}
+
+fn millis_of(k: &Value) -> Option<i64> {
+    k.as_i64().or_else(|| k.as_f64().map(|f| f as i64))
+}
+
+fn date_of_millis(ms: i64) -> Result<chrono::DateTime<chrono::Utc>, EsError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| EsError::parsing(format!("[{ms}] is out of the dates' range")))
+}
+
+/// The aggregations of `aggs` over the documents `base` selects; `facets`, where the
+/// search computed them, are `base`'s.
 fn aggregations<'a>(
     service: &'a Service,
-    plan: &'a Plan,
+    base: &'a Filter,
     aggs: &'a Map<String, Value>,
     facets: Option<&'a Facets>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, EsError>> + Send + 'a>> {
     Box::pin(async move {
-        let empty = Facets::default();
-        let facets = facets.unwrap_or(&empty);
+        let control = QueryControl::default();
         let mut out = Map::new();
         for (name, spec) in aggs {
             let spec = spec
@@ -1372,100 +2216,173 @@ fn aggregations<'a>(
                 .iter()
                 .find(|(k, _)| !matches!(k.as_str(), "aggs" | "aggregations" | "meta"))
                 .ok_or_else(|| EsError::parsing(format!("aggregation [{name}] has no type")))?;
-            let value = match kind.as_str() {
-                "terms" => {
-                    if subs.is_some() {
-                        return Err(EsError::unsupported(
-                            "sub-aggregations of a terms aggregation",
-                        ));
+            // A bucket's sub-aggregations, over the documents in it.
+            let inner = |filter: Filter| async move {
+                match subs {
+                    None => Ok::<Option<Value>, EsError>(None),
+                    Some(subs) => {
+                        let (_, f) = counted(service, &filter, Some(facet_size(subs))).await?;
+                        Ok(Some(
+                            aggregations(service, &filter, subs, f.as_ref()).await?,
+                        ))
                     }
-                    let field_name = body.get("field").and_then(Value::as_str).unwrap_or("");
-                    let size = body.get("size").and_then(Value::as_u64).unwrap_or(10) as usize;
-                    let min = body
-                        .get("min_doc_count")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(1);
-                    let all = facet_of(facets, field_name)?;
-                    let listed = |k: &str| -> Option<Vec<String>> {
-                        match body.get(k) {
-                            Some(Value::Array(a)) => Some(
-                                a.iter()
-                                    .filter_map(|v| v.as_str().map(str::to_owned))
-                                    .collect(),
-                            ),
-                            Some(Value::String(s)) => {
-                                // A regular expression: a trailing `.*` is a prefix, others
-                                // are refused rather than misread.
-                                match s.strip_suffix(".*") {
-                                    Some(p) if !p.contains(['.', '*', '[', '(', '|', '+', '?']) => {
-                                        Some(vec![format!("{p}*")])
-                                    }
-                                    _ => None,
-                                }
-                            }
-                            _ => None,
+                }
+            };
+            let bucket = |mut b: Value, sub: Option<Value>| {
+                if let (Some(o), Some(Value::Object(s))) = (b.as_object_mut(), sub) {
+                    o.extend(s);
+                }
+                b
+            };
+            let value = match (kind.as_str(), facets) {
+                (k, Some(facets)) if from_facets(k, body, subs) => {
+                    facet_aggregation(k, body, facets)?
+                }
+                ("terms", _) => {
+                    let f = agg_field(body)?;
+                    let all = service
+                        .group_documents(base, &f, &GroupKey::Value, None, false, &control)
+                        .await?;
+                    let (kept, other) =
+                        terms_buckets(all.into_iter().map(|g| (g.key, g.count)).collect(), body)?;
+                    let dated = matches!(f.as_str(), "created_at" | "date" | "modified_at");
+                    let mut buckets = Vec::new();
+                    for (key, n) in kept {
+                        let lit = match &key {
+                            Value::String(s) => Literal::Text(s.clone()),
+                            k if dated => Literal::Date(date_of_millis(millis_of(k).unwrap_or(0))?),
+                            k => Literal::Number(k.as_f64().unwrap_or(0.0)),
+                        };
+                        let sub = inner(base.clone().and(Filter::Equals(f.clone(), lit))).await?;
+                        let mut b = json!({"key": key, "doc_count": n});
+                        if dated && let Some(ms) = millis_of(&key) {
+                            b["key_as_string"] = json!(
+                                date_of_millis(ms)?
+                                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                                    .to_string()
+                            );
                         }
-                    };
-                    for k in ["include", "exclude"] {
-                        if body.get(k).is_some() && listed(k).is_none() {
-                            return Err(EsError::unsupported(format!(
-                                "[{k}] other than a list of values or a `prefix.*` pattern"
-                            )));
-                        }
+                        buckets.push(bucket(b, sub));
                     }
-                    let hit = |list: &[String], v: &str| {
-                        list.iter().any(|p| match p.strip_suffix('*') {
-                            Some(prefix) => v.starts_with(prefix),
-                            None => p == v,
-                        })
-                    };
-                    let include = listed("include");
-                    let exclude = listed("exclude").unwrap_or_default();
-                    let mut kept: Vec<&crossdex_service::Bucket> = all
-                        .iter()
-                        .filter(|b| b.count >= min)
-                        .filter(|b| include.as_ref().is_none_or(|i| hit(i, &b.value)))
-                        .filter(|b| !hit(&exclude, &b.value))
-                        .collect();
-                    // Most frequent first, ties by key (the facets' order), unless asked.
-                    if let Some(order) = body.get("order").and_then(Value::as_object) {
-                        for (key, dir) in order {
-                            let desc = dir.as_str() == Some("desc");
-                            match key.as_str() {
-                                "_key" | "_term" => kept.sort_by(|a, b| {
-                                    let o = a.value.cmp(&b.value);
-                                    if desc { o.reverse() } else { o }
-                                }),
-                                "_count" => kept.sort_by(|a, b| {
-                                    let o = a.count.cmp(&b.count).then(b.value.cmp(&a.value));
-                                    if desc { o.reverse() } else { o }
-                                }),
-                                other => {
-                                    return Err(EsError::unsupported(format!(
-                                        "a terms order by [{other}]"
-                                    )));
-                                }
-                            }
-                        }
-                    }
-                    let other: u64 = kept.iter().skip(size).map(|b| b.count).sum();
                     json!({
                         "doc_count_error_upper_bound": 0,
                         "sum_other_doc_count": other,
-                        "buckets": kept.iter().take(size).map(|b| json!({"key": b.value, "doc_count": b.count})).collect::<Vec<_>>(),
+                        "buckets": buckets,
                     })
                 }
-                "date_histogram" => {
-                    let interval = body
+                ("histogram", _) => {
+                    let f = agg_field(body)?;
+                    let interval =
+                        body.get("interval")
+                            .and_then(Value::as_f64)
+                            .ok_or_else(|| {
+                                EsError::parsing("[histogram] needs a numeric [interval]")
+                            })?;
+                    let offset = body.get("offset").and_then(Value::as_f64).unwrap_or(0.0);
+                    let min = body
+                        .get("min_doc_count")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                    let groups = service
+                        .group_documents(
+                            base,
+                            &f,
+                            &GroupKey::Step { interval, offset },
+                            None,
+                            true,
+                            &control,
+                        )
+                        .await?;
+                    let mut counts: Vec<(f64, u64)> = groups
+                        .iter()
+                        .filter_map(|g| Some((g.key.as_f64()?, g.count)))
+                        .collect();
+                    if min == 0 {
+                        let bound = |k: &str| {
+                            body.get("extended_bounds")
+                                .and_then(|b| b.get(k))
+                                .and_then(Value::as_f64)
+                                .map(|x| ((x - offset) / interval).floor() * interval + offset)
+                        };
+                        let first = counts
+                            .first()
+                            .map(|c| c.0)
+                            .into_iter()
+                            .chain(bound("min"))
+                            .reduce(f64::min);
+                        let last = counts
+                            .last()
+                            .map(|c| c.0)
+                            .into_iter()
+                            .chain(bound("max"))
+                            .reduce(f64::max);
+                        if let (Some(first), Some(last)) = (first, last) {
+                            let steps = ((last - first) / interval).round();
+                            if !(0.0..MAX_BUCKETS as f64).contains(&steps) {
+                                return Err(too_many_buckets());
+                            }
+                            let have: std::collections::HashMap<u64, u64> =
+                                counts.iter().map(|(k, n)| (k.to_bits(), *n)).collect();
+                            counts = (0..=steps as usize)
+                                .map(|i| {
+                                    let k = ((first + i as f64 * interval - offset) / interval)
+                                        .round()
+                                        * interval
+                                        + offset;
+                                    let n = have
+                                        .iter()
+                                        .find(|(b, _)| {
+                                            (f64::from_bits(**b) - k).abs() < interval * 1e-9
+                                        })
+                                        .map_or(0, |(_, n)| *n);
+                                    (k, n)
+                                })
+                                .collect();
+                        }
+                    }
+                    let mut buckets = Vec::new();
+                    for (k, n) in counts.into_iter().filter(|(_, n)| *n >= min) {
+                        let sub = inner(base.clone().and(Filter::Range {
+                            field: f.clone(),
+                            lower: Some((Literal::Number(k), true)),
+                            upper: Some((Literal::Number(k + interval), false)),
+                        }))
+                        .await?;
+                        buckets.push(bucket(json!({"key": k, "doc_count": n}), sub));
+                    }
+                    json!({ "buckets": buckets })
+                }
+                ("date_histogram", _) => {
+                    let f = agg_field(body)?;
+                    if body
+                        .get("time_zone")
+                        .and_then(Value::as_str)
+                        .is_some_and(|z| !matches!(z, "UTC" | "Z" | "+00:00" | "Etc/UTC"))
+                        || body.get("offset").is_some()
+                    {
+                        return Err(EsError::unsupported(
+                            "a date_histogram with a time_zone other than UTC, or an offset",
+                        ));
+                    }
+                    let calendar = body
                         .get("calendar_interval")
                         .or_else(|| body.get("interval"))
                         .and_then(Value::as_str)
-                        .unwrap_or("month");
-                    if !matches!(interval, "month" | "1M") {
-                        return Err(EsError::unsupported(format!(
-                            "a date_histogram by [{interval}] (by month only)"
-                        )));
-                    }
+                        .and_then(calendar_unit);
+                    let fixed = body
+                        .get("fixed_interval")
+                        .or_else(|| body.get("interval"))
+                        .and_then(Value::as_str)
+                        .and_then(fixed_millis);
+                    let key = match (calendar, fixed) {
+                        (Some(u), _) => GroupKey::Calendar(u.to_owned()),
+                        (None, Some(ms)) => GroupKey::Fixed(ms),
+                        _ => {
+                            return Err(EsError::parsing(
+                                "[date_histogram] needs a calendar_interval (1M, month, ...) or a fixed_interval (30d, 12h, ...)",
+                            ));
+                        }
+                    };
                     let format = match body.get("format").and_then(Value::as_str) {
                         Some(f) => java_format(f)?,
                         None => "%Y-%m-%dT%H:%M:%S%.3fZ".to_owned(),
@@ -1473,27 +2390,59 @@ fn aggregations<'a>(
                     let min = body
                         .get("min_doc_count")
                         .and_then(Value::as_u64)
-                        .unwrap_or(1);
-                    let month = |text: &str| {
-                        chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()
-                    };
-                    let mut counts: std::collections::BTreeMap<chrono::NaiveDate, u64> = facets
-                        .month
+                        .unwrap_or(0);
+                    let groups = service
+                        .group_documents(base, &f, &key, None, true, &control)
+                        .await?;
+                    let mut counts: std::collections::BTreeMap<i64, u64> = groups
                         .iter()
-                        .filter_map(|b| Some((month(&b.value)?, b.count)))
+                        .filter_map(|g| Some((millis_of(&g.key)?, g.count)))
                         .collect();
+                    let step = |t: i64| -> Result<i64, EsError> {
+                        Ok(match &key {
+                            GroupKey::Calendar(u) => next_unit(date_of_millis(t)?, u)
+                                .ok_or_else(too_many_buckets)?
+                                .timestamp_millis(),
+                            GroupKey::Fixed(ms) => t + ms,
+                            _ => t + 1,
+                        })
+                    };
+                    // A bound's key: the start of its unit, as the grouping computes it.
+                    let floor = |t: chrono::DateTime<chrono::Utc>| -> i64 {
+                        use chrono::Datelike;
+                        let ms = t.timestamp_millis();
+                        match &key {
+                            GroupKey::Fixed(w) => ms - ms.rem_euclid(*w),
+                            GroupKey::Calendar(u) => {
+                                let d = t.date_naive();
+                                let day = |d: chrono::NaiveDate| {
+                                    d.and_hms_opt(0, 0, 0)
+                                        .map_or(ms, |x| x.and_utc().timestamp_millis())
+                                };
+                                match u.as_str() {
+                                    "year" => d.with_ordinal(1).map_or(ms, day),
+                                    "quarter" => d
+                                        .with_day(1)
+                                        .and_then(|d| d.with_month(((d.month() - 1) / 3) * 3 + 1))
+                                        .map_or(ms, day),
+                                    "month" => d.with_day(1).map_or(ms, day),
+                                    "week" => day(d - chrono::Duration::days(
+                                        d.weekday().num_days_from_monday().into(),
+                                    )),
+                                    "day" => day(d),
+                                    "hour" => ms - ms.rem_euclid(3_600_000),
+                                    "minute" => ms - ms.rem_euclid(60_000),
+                                    _ => ms - ms.rem_euclid(1000),
+                                }
+                            }
+                            _ => ms,
+                        }
+                    };
                     if min == 0 {
-                        // Empty months between the first and the last, and out to the
-                        // bounds asked for.
-                        let bound = |k: &str| -> Result<Option<chrono::NaiveDate>, EsError> {
+                        let bound = |k: &str| -> Result<Option<i64>, EsError> {
                             body.get("extended_bounds")
                                 .and_then(|b| b.get(k))
-                                .map(|v| {
-                                    date(v).map(|t| {
-                                        chrono::Datelike::with_day(&t.date_naive(), 1)
-                                            .unwrap_or(t.date_naive())
-                                    })
-                                })
+                                .map(|v| date(v).map(floor))
                                 .transpose()
                         };
                         let first = [counts.keys().next().copied(), bound("min")?]
@@ -1504,32 +2453,117 @@ fn aggregations<'a>(
                             .into_iter()
                             .flatten()
                             .max();
-                        if let (Some(mut m), Some(last)) = (first, last) {
-                            let mut guard = 0;
-                            while m <= last && guard < 12 * 1000 {
-                                counts.entry(m).or_insert(0);
-                                m = m
-                                    .checked_add_months(chrono::Months::new(1))
-                                    .unwrap_or(last + chrono::Duration::days(1));
-                                guard += 1;
+                        if let (Some(mut t), Some(last)) = (first, last) {
+                            while t <= last {
+                                if counts.len() > MAX_BUCKETS {
+                                    return Err(too_many_buckets());
+                                }
+                                counts.entry(t).or_insert(0);
+                                t = step(t)?;
                             }
                         }
                     }
-                    let buckets: Vec<Value> = counts
-                        .iter()
-                        .filter(|(_, n)| **n >= min)
-                        .filter_map(|(d, n)| {
-                            let t = d.and_hms_opt(0, 0, 0)?.and_utc();
-                            Some(json!({
-                                "key_as_string": t.format(&format).to_string(),
-                                "key": t.timestamp_millis(),
+                    let mut buckets = Vec::new();
+                    for (t, n) in counts.into_iter().filter(|(_, n)| *n >= min) {
+                        let start = date_of_millis(t)?;
+                        let sub = inner(base.clone().and(Filter::Range {
+                            field: f.clone(),
+                            lower: Some((Literal::Date(start), true)),
+                            upper: Some((Literal::Date(date_of_millis(step(t)?)?), false)),
+                        }))
+                        .await?;
+                        buckets.push(bucket(
+                            json!({
+                                "key_as_string": start.format(&format).to_string(),
+                                "key": t,
                                 "doc_count": n,
-                            }))
-                        })
-                        .collect();
+                            }),
+                            sub,
+                        ));
+                    }
                     json!({ "buckets": buckets })
                 }
-                "filter" | "filters" => {
+                ("range" | "date_range", _) => {
+                    let f = agg_field(body)?;
+                    let dated = kind == "date_range";
+                    let format = match body.get("format").and_then(Value::as_str) {
+                        Some(fm) => java_format(fm)?,
+                        None => "%Y-%m-%dT%H:%M:%S%.3fZ".to_owned(),
+                    };
+                    let ranges = body
+                        .get("ranges")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| EsError::parsing(format!("[{kind}] needs [ranges]")))?;
+                    let keyed = body.get("keyed").and_then(Value::as_bool).unwrap_or(false);
+                    let mut buckets = Vec::new();
+                    let mut by_key = Map::new();
+                    for r in ranges {
+                        let bound = |k: &str| -> Result<Option<(Literal, Value, String)>, EsError> {
+                            let Some(v) = r.get(k).filter(|v| !v.is_null()) else {
+                                return Ok(None);
+                            };
+                            if dated {
+                                let t = date(v)?;
+                                Ok(Some((
+                                    Literal::Date(t),
+                                    json!(t.timestamp_millis() as f64),
+                                    t.format(&format).to_string(),
+                                )))
+                            } else {
+                                let x = v
+                                    .as_f64()
+                                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                                    .ok_or_else(|| {
+                                        EsError::parsing(format!(
+                                            "[range] bound {v} is not a number"
+                                        ))
+                                    })?;
+                                Ok(Some((Literal::Number(x), json!(x), format!("{x:?}"))))
+                            }
+                        };
+                        let from = bound("from")?;
+                        let to = bound("to")?;
+                        let key = match r.get("key").and_then(Value::as_str) {
+                            Some(k) => k.to_owned(),
+                            None => format!(
+                                "{}-{}",
+                                from.as_ref().map_or("*", |b| b.2.as_str()),
+                                to.as_ref().map_or("*", |b| b.2.as_str())
+                            ),
+                        };
+                        let filter = base.clone().and(Filter::Range {
+                            field: f.clone(),
+                            lower: from.as_ref().map(|b| (b.0.clone(), true)),
+                            upper: to.as_ref().map(|b| (b.0.clone(), false)),
+                        });
+                        let n = service.count_documents(&filter, &control).await?;
+                        let mut b = json!({"key": key, "doc_count": n});
+                        if let Some((_, v, text)) = &from {
+                            b["from"] = v.clone();
+                            if dated {
+                                b["from_as_string"] = json!(text);
+                            }
+                        }
+                        if let Some((_, v, text)) = &to {
+                            b["to"] = v.clone();
+                            if dated {
+                                b["to_as_string"] = json!(text);
+                            }
+                        }
+                        let b = bucket(b, inner(filter).await?);
+                        if keyed {
+                            by_key.insert(key, b);
+                        } else {
+                            buckets.push(b);
+                        }
+                    }
+                    if keyed {
+                        json!({ "buckets": by_key })
+                    } else {
+                        json!({ "buckets": buckets })
+                    }
+                }
+                ("filter" | "filters", _) => {
                     let named: Vec<(Option<String>, Value)> = if kind == "filter" {
                         vec![(None, body.clone())]
                     } else {
@@ -1543,44 +2577,20 @@ fn aggregations<'a>(
                     let mut buckets = Map::new();
                     let mut single = Value::Null;
                     for (label, filter) in named {
-                        let f = translate(&filter, &mut Dates::default(), false)?;
-                        let base = if plan.nothing {
-                            Q::None
-                        } else if plan.query == "*" {
-                            Q::All
-                        } else {
-                            Q::Text(plan.query.clone())
-                        };
-                        let q = and(vec![base, f]);
-                        let (text, nothing) = q_text(&q);
-                        let sub_plan = Plan {
-                            query: text,
-                            nothing,
-                            ..plan.clone()
-                        };
-                        let (count, sub_facets) = if nothing {
-                            (0, None)
-                        } else {
-                            let size = subs.map(facet_size);
-                            let r = service
-                                .search(&sub_plan.request(0, 0, size), &QueryControl::default())
-                                .await?;
-                            (r.total, r.facets)
-                        };
-                        let mut bucket = json!({"doc_count": count});
+                        let sub = base.clone().and(translate(&filter)?);
+                        let (count, sub_facets) =
+                            counted(service, &sub, subs.map(facet_size)).await?;
+                        let mut b = json!({"doc_count": count});
                         if let Some(subs) = subs {
                             let inner =
-                                aggregations(service, &sub_plan, subs, sub_facets.as_ref()).await?;
-                            if let (Some(b), Some(i)) = (bucket.as_object_mut(), inner.as_object())
-                            {
-                                b.extend(i.clone());
-                            }
+                                aggregations(service, &sub, subs, sub_facets.as_ref()).await?;
+                            b = bucket(b, Some(inner));
                         }
                         match label {
                             Some(l) => {
-                                buckets.insert(l, bucket);
+                                buckets.insert(l, b);
                             }
-                            None => single = bucket,
+                            None => single = b,
                         }
                     }
                     if kind == "filter" {
@@ -1589,25 +2599,178 @@ fn aggregations<'a>(
                         json!({ "buckets": buckets })
                     }
                 }
-                "value_count" | "cardinality" => {
-                    let field_name = body.get("field").and_then(Value::as_str).unwrap_or("");
-                    let all = facet_of(facets, field_name)?;
-                    if kind == "cardinality" {
-                        json!({"value": all.len()})
-                    } else {
-                        json!({"value": all.iter().map(|b| b.count).sum::<u64>()})
+                ("min" | "max" | "avg" | "sum" | "stats" | "value_count" | "cardinality", _) => {
+                    let f = agg_field(body)?;
+                    let m = service.document_metrics(base, &f, &control).await?;
+                    let as_string = |x: Option<f64>| {
+                        x.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                    };
+                    let metric = |x: Option<f64>| {
+                        let mut v = json!({"value": x});
+                        if m.dates
+                            && let Some(s) = as_string(x)
+                        {
+                            v["value_as_string"] = json!(s);
+                        }
+                        v
+                    };
+                    match kind.as_str() {
+                        "min" => metric(m.min),
+                        "max" => metric(m.max),
+                        "avg" => metric(m.avg),
+                        "sum" => json!({"value": m.sum.unwrap_or(0.0)}),
+                        "value_count" => json!({"value": m.count}),
+                        "cardinality" => json!({"value": m.distinct}),
+                        _ => json!({
+                            "count": m.count,
+                            "min": m.min,
+                            "max": m.max,
+                            "avg": m.avg,
+                            "sum": m.sum.unwrap_or(0.0),
+                        }),
                     }
                 }
-                other => return Err(EsError::unsupported(format!("aggregation [{other}]"))),
+                ("top_hits", _) => {
+                    let size = body.get("size").and_then(Value::as_u64).unwrap_or(3) as usize;
+                    let from = body.get("from").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    let sort = sort_keys(body.get("sort"))?;
+                    let page = service
+                        .documents(
+                            &DocumentQuery {
+                                filter: base.clone(),
+                                sort: sort.clone(),
+                                offset: from,
+                                limit: size.min(100),
+                                after: None,
+                                tags: None,
+                            },
+                            &control,
+                        )
+                        .await?;
+                    let max = page.documents.iter().map(|d| d.score).reduce(f64::max);
+                    let hits = page
+                        .documents
+                        .into_iter()
+                        .map(|d| Hit {
+                            summary: json!({
+                                "id": d.id, "source": d.source, "system": d.system, "kind": d.kind,
+                                "subject_id": d.subject_id, "title": d.title,
+                            }),
+                            id: d.id,
+                            source: d.source,
+                            score: d.score,
+                            snippet: None,
+                            sort: (!sort.is_empty()).then_some(d.sort),
+                        })
+                        .collect();
+                    let hits =
+                        hits_out(service, hits, &source_filter(body.get("_source")), false).await?;
+                    json!({"hits": {
+                        "total": {"value": page.total, "relation": "eq"},
+                        "max_score": max,
+                        "hits": hits,
+                    }})
+                }
+                (other, _) => return Err(EsError::unsupported(format!("aggregation [{other}]"))),
             };
-            if subs.is_some() && !matches!(kind.as_str(), "filter" | "filters") {
-                return Err(EsError::unsupported(format!(
-                    "sub-aggregations of [{kind}]"
-                )));
-            }
+            let value = match spec.get("meta") {
+                Some(meta) => {
+                    let mut v = value;
+                    v["meta"] = meta.clone();
+                    v
+                }
+                None => value,
+            };
             out.insert(name.clone(), value);
         }
         Ok(Value::Object(out))
+    })
+}
+
+/// An aggregation read off the search's facets.
+fn facet_aggregation(kind: &str, body: &Value, facets: &Facets) -> Result<Value, EsError> {
+    let field_name = body.get("field").and_then(Value::as_str).unwrap_or("");
+    Ok(match kind {
+        "terms" => {
+            let all = facet_of(facets, field_name)?
+                .iter()
+                .map(|b| (json!(b.value), b.count))
+                .collect();
+            let (kept, other) = terms_buckets(all, body)?;
+            json!({
+                "doc_count_error_upper_bound": 0,
+                "sum_other_doc_count": other,
+                "buckets": kept.into_iter().map(|(k, n)| json!({"key": k, "doc_count": n})).collect::<Vec<_>>(),
+            })
+        }
+        "date_histogram" => {
+            let format = match body.get("format").and_then(Value::as_str) {
+                Some(f) => java_format(f)?,
+                None => "%Y-%m-%dT%H:%M:%S%.3fZ".to_owned(),
+            };
+            let min = body
+                .get("min_doc_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let month = |text: &str| {
+                chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()
+            };
+            let mut counts: std::collections::BTreeMap<chrono::NaiveDate, u64> = facets
+                .month
+                .iter()
+                .filter_map(|b| Some((month(&b.value)?, b.count)))
+                .collect();
+            if min == 0 {
+                // Empty months between the first and the last, and out to the bounds
+                // asked for.
+                let bound = |k: &str| -> Result<Option<chrono::NaiveDate>, EsError> {
+                    body.get("extended_bounds")
+                        .and_then(|b| b.get(k))
+                        .map(|v| {
+                            date(v).map(|t| {
+                                chrono::Datelike::with_day(&t.date_naive(), 1)
+                                    .unwrap_or(t.date_naive())
+                            })
+                        })
+                        .transpose()
+                };
+                let first = [counts.keys().next().copied(), bound("min")?]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let last = [counts.keys().next_back().copied(), bound("max")?]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                if let (Some(mut m), Some(last)) = (first, last) {
+                    while m <= last {
+                        if counts.len() > MAX_BUCKETS {
+                            return Err(too_many_buckets());
+                        }
+                        counts.entry(m).or_insert(0);
+                        m = m
+                            .checked_add_months(chrono::Months::new(1))
+                            .ok_or_else(too_many_buckets)?;
+                    }
+                }
+            }
+            let buckets: Vec<Value> = counts
+                .iter()
+                .filter(|(_, n)| **n >= min)
+                .filter_map(|(d, n)| {
+                    let t = d.and_hms_opt(0, 0, 0)?.and_utc();
+                    Some(json!({
+                        "key_as_string": t.format(&format).to_string(),
+                        "key": t.timestamp_millis(),
+                        "doc_count": n,
+                    }))
+                })
+                .collect();
+            json!({ "buckets": buckets })
+        }
+        "cardinality" => json!({"value": facet_of(facets, field_name)?.len()}),
+        _ => json!({"value": facet_of(facets, field_name)?.iter().map(|b| b.count).sum::<u64>()}),
     })
 }
 
@@ -1696,6 +2859,12 @@ async fn msearch(
     })))
 }
 
+/// The state of a scroll of the tables' path: the body, from the next page on.
+fn encode_body_scroll(index: &str, body: &Map<String, Value>) -> String {
+    let state = json!({"index": index, "body": body});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state.to_string())
+}
+
 fn encode_scroll(plan: &Plan, cursor: &str) -> String {
     let state = json!({"plan": plan, "cursor": cursor});
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state.to_string())
@@ -1734,6 +2903,14 @@ async fn scroll(
         .decode(id.as_bytes())
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if let (Some(index), Some(Value::Object(body))) = (v["index"].as_str(), v.get("body")) {
+        let mut out = run_search(&service, index, body, &SearchParams::default()).await?;
+        out["_scroll_id"] = out["_next"].take();
+        if let Some(o) = out.as_object_mut() {
+            o.remove("_next");
+        }
+        return Ok(ok(&out));
+    }
     let plan: Plan = serde_json::from_value(v["plan"].clone()).map_err(|_| bad())?;
     let cursor = v["cursor"].as_str().unwrap_or_default().to_owned();
     let result = if cursor.is_empty() {
@@ -1743,7 +2920,18 @@ async fn scroll(
         r.cursor = Some(cursor);
         Some(service.search(&r, &QueryControl::default()).await?)
     };
-    let mut out = hits_json(&plan, result.as_ref(), started);
+    let (hits, total, max_score) = summary_hits(result.as_ref());
+    let hits = hits_out(&service, hits, &plan.source_fields, plan.highlight).await?;
+    let mut out = json!({
+        "took": started.elapsed().as_millis() as u64,
+        "timed_out": false,
+        "_shards": shards(),
+        "hits": {
+            "total": {"value": total, "relation": "eq"},
+            "max_score": max_score,
+            "hits": hits,
+        },
+    });
     let next = result.as_ref().and_then(|r| r.next_cursor.clone());
     out["_scroll_id"] = json!(encode_scroll(&plan, next.as_deref().unwrap_or("")));
     if let Some(r) = &result {

@@ -30,6 +30,7 @@ mod archive;
 mod audit;
 mod catalogue;
 pub mod config;
+pub mod documents;
 mod error;
 mod linking;
 mod progress;

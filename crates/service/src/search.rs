@@ -181,7 +181,7 @@ fn filter_terms(f: &SearchFilters) -> Vec<(String, String)> {
     .collect()
 }
 
-fn with_tags(snippet: &str, tags: Option<&(String, String)>) -> String {
+pub(crate) fn with_tags(snippet: &str, tags: Option<&(String, String)>) -> String {
     let Some((pre, post)) = tags else {
         return snippet.to_owned();
     };

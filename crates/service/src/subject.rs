@@ -147,7 +147,7 @@ pub struct RecordView {
 }
 
 /// Related records listed at most.
-const MAX_LINKS: usize = 50;
+pub(crate) const MAX_LINKS: usize = 50;
 
 impl Service {
     /// The subject `id` names: a subject id (`subj:...`), its label, or any source's
