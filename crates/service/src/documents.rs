@@ -812,8 +812,14 @@ impl Service {
             };
             let order = if by_key { "key ASC" } else { "n DESC, key ASC" };
             let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+            // A record's own field has one value per document: no distinct count.
+            let n = if matches!(column(field), Column::Variable(_)) {
+                "count(DISTINCT doc)"
+            } else {
+                "count(*)"
+            };
             let q = format!(
-                "SELECT key, count(DISTINCT doc) AS n \
+                "SELECT key, {n} AS n \
                  FROM (SELECT {k} AS key, doc FROM ({values}) WHERE v IS NOT NULL) \
                  GROUP BY key ORDER BY {order}{limit}"
             );
