@@ -141,6 +141,15 @@ try:
 except Exception as e:  # noqa: BLE001 - the client's own error types
     out["strict"] = [getattr(e, "status_code", None), getattr(e, "error", None)]
 
+# Highlights per asked field: the title's own words marked, the body's fragment.
+r = es.search(index="crossdex", query={"match": {"title": "hippocampus"}},
+              highlight={"fields": {"title": {}, "body": {}}}, size=5)
+out["title_highlight"] = [
+    ["<em>" in h["highlight"]["title"][0], "<em>" in h["highlight"]["body"][0],
+     h["highlight"]["title"][0].replace("<em>", "").replace("</em>", "") == h["_source"]["title"]]
+    for h in r["hits"]["hits"]
+]
+
 src = es.search(index="crossdex", query={"match_all": {}}, size=1, source_includes=["title", "kind"])
 out["source_filtered"] = sorted(src["hits"]["hits"][0]["_source"].keys())
 

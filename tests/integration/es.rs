@@ -156,6 +156,23 @@ fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
             ),
         ])
     );
+    let titles = r["title_highlight"].as_array().unwrap();
+    assert_eq!(
+        titles.len() as u64,
+        count(
+            &s,
+            &cfg,
+            "SELECT least(count(*), 5) FROM search('title:hippocampus', 1000)"
+        )
+    );
+    assert!(!titles.is_empty());
+    for t in titles {
+        assert_eq!(
+            t,
+            &serde_json::json!([true, true, true]),
+            "the title's words marked in the title itself, the body's fragment too"
+        );
+    }
     assert_eq!(
         r["source_filtered"],
         serde_json::json!(["kind", "title"]),
@@ -420,4 +437,118 @@ async fn typed_fields_agree_with_duckdb_on_a_small_cohort() {
     let (_sims, cfg) = simulators(&s, 12).await;
     s.ok(&["-c", &cfg, "sync", "--all"]);
     typed_fields_agree_with_duckdb(&s, &cfg, &s.data_dir(), "12 subjects");
+}
+
+/// The example portal (`examples/portal`, Searchkit with InstantSearch, built by
+/// `npm ci && npm run build`, which `.ci/run` does) in headless Chromium: typing a
+/// query shows the API's total, hits with highlighted words, and the API's facet
+/// counts; ticking a facet value narrows the hits to that value's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_in_chromium_shows_highlighted_hits_and_the_apis_facet_counts() {
+    // Built as its README says, from the locked npm packages.
+    let portal = repo().join("examples/portal");
+    if !portal.join("node_modules").exists() {
+        let ci = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&portal)
+            .output()
+            .expect("npm runs (Node.js is needed for the portal's test)");
+        assert!(
+            ci.status.success(),
+            "npm ci: {}",
+            String::from_utf8_lossy(&ci.stderr)
+        );
+    }
+    let build = std::process::Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(&portal)
+        .output()
+        .expect("npm runs");
+    assert!(
+        build.status.success(),
+        "npm run build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let dist = portal.join("dist");
+    let (s, cfg) = demo();
+    // The page's own origin, which crossdex must allow.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = std::fs::read_to_string(&cfg).unwrap();
+    config.push_str(&format!(
+        "\n[server]\ncors_origins = [\"http://127.0.0.1:{port}\"]\n"
+    ));
+    std::fs::write(&cfg, config).unwrap();
+    let served = Served::start_on(&s, &["-c", &cfg], "127.0.0.1:0");
+    let run = std::process::Command::new("python3")
+        .arg(repo().join("tests/portal/browser.py"))
+        .arg(&served.base)
+        .arg(&dist)
+        .arg(port.to_string())
+        .arg("hippocampus")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        run.status.success(),
+        "browser.py:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page: Value = serde_json::from_slice(&run.stdout).unwrap();
+
+    // The same question through crossdex's own API: Searchkit asks for the word with
+    // typos forgiven, as a prefix, or as a phrase.
+    let api: Value = reqwest::get(format!(
+        "{}/api/v1/search?q=hippocampus%20OR%20hippocampus*&limit=10&facets=10",
+        served.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let buckets = |v: &Value| -> BTreeMap<String, u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["value"].as_str().unwrap().to_owned(),
+                    b["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(page["total"].as_u64().unwrap() > 10, "{page}");
+    assert_eq!(page["total"], api["total"]);
+    for facet in ["source", "kind", "project"] {
+        assert_eq!(
+            map(&page["facets"][facet]),
+            buckets(&api["facets"][facet]),
+            "{facet} facet"
+        );
+    }
+    let hits = page["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 10);
+    for hit in hits {
+        let marked = hit["marked"].as_array().unwrap();
+        assert!(
+            !marked.is_empty()
+                && marked.iter().all(|m| m
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .starts_with("hippocamp")),
+            "every hit shows its matched words highlighted: {hit}"
+        );
+    }
+    let kind = page["refined_kind"].as_str().unwrap();
+    assert_eq!(
+        page["refined_total"],
+        buckets(&api["facets"]["kind"])[kind],
+        "ticking kind {kind} shows its count"
+    );
 }

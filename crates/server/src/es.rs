@@ -1201,6 +1201,9 @@ struct Plan {
     size: usize,
     tags: Option<(String, String)>,
     highlight: bool,
+    /// The fields the highlight asks for (`body` when it names none).
+    #[serde(default)]
+    highlight_fields: Vec<String>,
     source_fields: SourceFilter,
 }
 
@@ -1272,6 +1275,7 @@ impl Plan {
             size: 0,
             tags: None,
             highlight: false,
+            highlight_fields: Vec::new(),
             source_fields: SourceFilter::default(),
         }
     }
@@ -1408,6 +1412,73 @@ fn sort_keys(sort: Option<&Value>) -> Result<Vec<SortKey>, EsError> {
     Ok(keys)
 }
 
+/// What a highlight asks for: its fields and its tags.
+struct Marks {
+    fields: Vec<String>,
+    pre: String,
+    post: String,
+}
+
+impl Marks {
+    /// The words a fragment marks, lowercased.
+    fn words(&self, fragment: &str) -> BTreeSet<String> {
+        fragment
+            .split(self.pre.as_str())
+            .skip(1)
+            .filter_map(|rest| rest.split(self.post.as_str()).next())
+            .map(str::to_lowercase)
+            .collect()
+    }
+}
+
+/// The fields of a body's `highlight` (an object, or a list of one-field objects);
+/// the whole text when it names none.
+fn highlight_fields(highlight: Option<&Map<String, Value>>) -> Vec<String> {
+    let names: Vec<String> = match highlight.and_then(|h| h.get("fields")) {
+        Some(Value::Object(o)) => o.keys().cloned().collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.keys().cloned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        vec!["body".to_owned()]
+    } else {
+        names
+    }
+}
+
+/// `text` with the words of `marked` (lowercase) between the tags; `None` when none
+/// of them is there.
+fn mark_words(text: &str, marked: &BTreeSet<String>, pre: &str, post: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut word = String::new();
+    let mut found = false;
+    let mut flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() && marked.contains(&word.to_lowercase()) {
+            out.push_str(pre);
+            out.push_str(word);
+            out.push_str(post);
+            found = true;
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    found.then_some(out)
+}
+
 /// A hit as the answer shows it, from either path.
 struct Hit {
     id: String,
@@ -1428,7 +1499,7 @@ async fn hits_out(
     service: &Service,
     hits: Vec<Hit>,
     f: &SourceFilter,
-    highlight: bool,
+    marks: Option<&Marks>,
 ) -> Result<Vec<Value>, EsError> {
     let wants_more = !f.off
         && (f.includes.is_empty() || f.includes.iter().any(|p| !SUMMARY.iter().any(|k| p == k)));
@@ -1449,11 +1520,32 @@ async fn hits_out(
         .map(|h| {
             let mut hit = json!({"_index": h.source, "_id": h.id, "_score": h.score});
             if !f.off {
-                let full = views.get(&h.id).cloned().unwrap_or(h.summary);
+                let full = views
+                    .get(&h.id)
+                    .cloned()
+                    .unwrap_or_else(|| h.summary.clone());
                 hit["_source"] = filter_source(full, f);
             }
-            if highlight && let Some(s) = h.snippet.filter(|s| !s.is_empty()) {
-                hit["highlight"] = json!({"body": [s]});
+            if let Some(m) = marks {
+                let snippet = h.snippet.as_deref().unwrap_or_default();
+                let title = h.summary["title"].as_str().unwrap_or_default();
+                let fragments: Map<String, Value> = m
+                    .fields
+                    .iter()
+                    .filter_map(|field| {
+                        let fragment = if field.trim_end_matches(".keyword") == "title" {
+                            mark_words(title, &m.words(snippet), &m.pre, &m.post)?
+                        } else if snippet.is_empty() {
+                            return None;
+                        } else {
+                            snippet.to_owned()
+                        };
+                        Some((field.clone(), json!([fragment])))
+                    })
+                    .collect();
+                if !fragments.is_empty() {
+                    hit["highlight"] = Value::Object(fragments);
+                }
             }
             if let Some(sort) = h.sort {
                 hit["sort"] = Value::Array(sort);
@@ -1675,6 +1767,7 @@ async fn run_search(
         };
         (tag("pre_tags", "<em>"), tag("post_tags", "</em>"))
     });
+    let highlighted = highlight_fields(highlight);
     let source_fields = source_filter(body.get("_source").or(params.source_filter().as_ref()));
     let aggs = body
         .get("aggs")
@@ -1703,6 +1796,7 @@ async fn run_search(
                 size,
                 tags: tags.clone(),
                 highlight: highlight.is_some(),
+                highlight_fields: highlighted.clone(),
                 source_fields: source_fields.clone(),
             };
             // Aggregations see the query; hits see the query and the post filter.
@@ -1787,7 +1881,12 @@ async fn run_search(
             (hits, page.total, max, next, None)
         }
     };
-    let hits = hits_out(service, hits, &source_fields, highlight.is_some()).await?;
+    let marks = tags.as_ref().map(|t| Marks {
+        fields: highlighted.clone(),
+        pre: t.0.clone(),
+        post: t.1.clone(),
+    });
+    let hits = hits_out(service, hits, &source_fields, marks.as_ref()).await?;
     let mut out = json!({
         "took": 0,
         "timed_out": false,
@@ -2674,7 +2773,7 @@ fn aggregations<'a>(
                         })
                         .collect();
                     let hits =
-                        hits_out(service, hits, &source_filter(body.get("_source")), false).await?;
+                        hits_out(service, hits, &source_filter(body.get("_source")), None).await?;
                     json!({"hits": {
                         "total": {"value": page.total, "relation": "eq"},
                         "max_score": max,
@@ -2930,7 +3029,16 @@ async fn scroll(
         Some(service.search(&r, &QueryControl::default()).await?)
     };
     let (hits, total, max_score) = summary_hits(result.as_ref());
-    let hits = hits_out(&service, hits, &plan.source_fields, plan.highlight).await?;
+    let marks = plan
+        .tags
+        .as_ref()
+        .filter(|_| plan.highlight)
+        .map(|t| Marks {
+            fields: plan.highlight_fields.clone(),
+            pre: t.0.clone(),
+            post: t.1.clone(),
+        });
+    let hits = hits_out(&service, hits, &plan.source_fields, marks.as_ref()).await?;
     let mut out = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
