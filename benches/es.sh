@@ -51,6 +51,9 @@ bodies = [json.dumps({
     # `and`: the same question as crossdex's search, where every word must match.
     "query": {"match": {"body": {"query": q, "operator": "and"}}},
     "size": 10,
+    # The hit summaries /api/v1/search answers with, as a search-UI library asks for
+    # the fields it shows.
+    "_source": ["title", "source", "kind", "subject_id"],
     "aggs": {
         "sources": {"terms": {"field": "source"}},
         "kinds": {"terms": {"field": "kind"}},

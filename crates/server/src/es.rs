@@ -1490,8 +1490,17 @@ struct Hit {
 }
 
 /// The record fields a hit's summary holds: `_source` asking for no others needs no
-/// record view.
-const SUMMARY: &[&str] = &["id", "source", "system", "kind", "subject_id", "title"];
+/// record view (`body`, the whole text, is no field of a record: search-UI libraries
+/// ask for it with the fields they highlight).
+const SUMMARY: &[&str] = &[
+    "id",
+    "source",
+    "system",
+    "kind",
+    "subject_id",
+    "title",
+    "body",
+];
 
 /// The hits as Elasticsearch writes them, `_source` the whole record view where the
 /// caller may read records and asks for more than the summary.
