@@ -20,6 +20,7 @@ try:
     import duckdb  # noqa: F401 - the oracle module needs it
     from duckdb_oracle import define, manifest
     from elasticsearch import Elasticsearch
+    from opensearchpy import OpenSearch
 except ImportError as e:
     print(f"missing: {e}", file=sys.stderr)
     sys.exit(2)
@@ -61,8 +62,13 @@ def rows(sql, *params):
     return con.execute(sql, list(params)).fetchall()
 
 
+asked = []
+
+
 def count(query):
-    return es.count(index="crossdex", query=query)["count"]
+    n = es.count(index="crossdex", query=query)["count"]
+    asked.append((query, n))
+    return n
 
 
 # The variables: the numeric one most records hold, a text one, a date one if any.
@@ -297,6 +303,19 @@ while r["hits"]["hits"]:
     r = es.scroll(scroll_id=r["_scroll_id"], scroll="1m")
     got += [h["_id"] for h in r["hits"]["hits"]]
 check("scroll in id order", [len(got), got == sorted(got), len(set(got))], [n_all, True, n_all])
+
+# Every clause above through msearch and search too, and through opensearch-py.
+searches = []
+for q, _ in asked:
+    searches += [{"index": "crossdex"}, {"query": q, "size": 0}]
+responses = es.msearch(searches=searches)["responses"]
+check("msearch answers every clause as count does",
+      [r["hits"]["total"]["value"] for r in responses], [n for _, n in asked])
+check("search answers every clause as count does",
+      [es.search(index="crossdex", query=q, size=1)["hits"]["total"]["value"] for q, _ in asked], [n for _, n in asked])
+os_client = OpenSearch(base, timeout=120)
+check("opensearch-py counts every clause the same",
+      [os_client.count(index="crossdex", body={"query": q})["count"] for q, _ in asked], [n for _, n in asked])
 
 print(f"{len(failures)} disagreements")
 sys.exit(1 if failures else 0)

@@ -101,6 +101,16 @@ fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
     };
     for (name, want) in [
         ("match", hits("hippocampus", "")),
+        ("match_fuzzy_auto", hits("hipocampus", "")),
+        ("match_fuzzy_0", hits("\"hipocampus\"", "")),
+        (
+            "match_msm",
+            sql(
+                "SELECT count(*) FROM (SELECT id FROM (SELECT id FROM search('hippocampus', 100000) \
+                 UNION ALL SELECT id FROM search('amyloid', 100000) \
+                 UNION ALL SELECT id FROM search('sections', 100000)) GROUP BY id HAVING count(*) >= 2)",
+            ),
+        ),
         ("match_and", hits("hippocampus sections", "")),
         ("match_phrase", hits("\"hippocampus sections\"", "")),
         ("multi_match", hits("hippocampus", "")),
@@ -118,6 +128,11 @@ fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
     ] {
         assert_eq!(r["search"][name], want, "{name}");
     }
+    assert!(
+        r["search"]["match_fuzzy_auto"].as_u64().unwrap() > 0
+            && r["search"]["match_fuzzy_0"].as_u64().unwrap() == 0,
+        "a typo is forgiven unless fuzziness is 0"
+    );
     // search, count and msearch agree on every query.
     let names: Vec<&String> = r["search"].as_object().unwrap().keys().collect();
     for (i, name) in names.iter().enumerate() {
