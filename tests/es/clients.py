@@ -153,6 +153,13 @@ out["title_highlight"] = [
     for h in r["hits"]["hits"]
 ]
 
+r = es.search(index="crossdex", query={"match": {"body": "hippocampus"}},
+              highlight={"fields": {"body": {"fragment_size": 40}}}, size=10)
+out["short_fragments"] = [
+    [len(h["highlight"]["body"][0].replace("<em>", "").replace("</em>", "")), "<em>" in h["highlight"]["body"][0]]
+    for h in r["hits"]["hits"]
+]
+
 src = es.search(index="crossdex", query={"match_all": {}}, size=1, source_includes=["title", "kind"])
 out["source_filtered"] = sorted(src["hits"]["hits"][0]["_source"].keys())
 

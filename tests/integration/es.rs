@@ -188,6 +188,12 @@ fn the_official_clients_search_count_scroll_and_facet_as_sql_counts() {
             "the title's words marked in the title itself, the body's fragment too"
         );
     }
+    for f in r["short_fragments"].as_array().unwrap() {
+        assert!(
+            f[0].as_u64().unwrap() <= 40 + 20 && f[1] == true,
+            "fragment_size 40 cuts fragments around their marks: {f}"
+        );
+    }
     assert_eq!(
         r["source_filtered"],
         serde_json::json!(["kind", "title"]),

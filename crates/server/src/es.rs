@@ -1201,9 +1201,10 @@ struct Plan {
     size: usize,
     tags: Option<(String, String)>,
     highlight: bool,
-    /// The fields the highlight asks for (`body` when it names none).
+    /// The fields the highlight asks for (`body` when it names none), with their
+    /// fragment sizes.
     #[serde(default)]
-    highlight_fields: Vec<String>,
+    highlight_fields: Vec<(String, Option<usize>)>,
     source_fields: SourceFilter,
 }
 
@@ -1412,11 +1413,61 @@ fn sort_keys(sort: Option<&Value>) -> Result<Vec<SortKey>, EsError> {
     Ok(keys)
 }
 
-/// What a highlight asks for: its fields and its tags.
+/// What a highlight asks for: its fields (each with its fragment size, if any) and
+/// its tags.
 struct Marks {
-    fields: Vec<String>,
+    fields: Vec<(String, Option<usize>)>,
     pre: String,
     post: String,
+}
+
+/// A fragment cut to about `size` visible characters around its first marked word, on
+/// word boundaries, never inside a mark.
+fn cut_fragment(fragment: &str, pre: &str, post: &str, size: usize) -> String {
+    if pre.is_empty() || post.is_empty() {
+        return fragment.to_owned();
+    }
+    // Pieces of plain text and marked words, in order.
+    let mut pieces: Vec<(bool, String)> = Vec::new();
+    let mut rest = fragment;
+    while let Some(at) = rest.find(pre) {
+        let (plain, tail) = rest.split_at(at);
+        let tail = &tail[pre.len()..];
+        let end = tail.find(post).unwrap_or(tail.len());
+        pieces.extend(plain.split_inclusive(' ').map(|w| (false, w.to_owned())));
+        pieces.push((true, tail[..end].to_owned()));
+        rest = tail.get(end + post.len()..).unwrap_or("");
+    }
+    pieces.extend(rest.split_inclusive(' ').map(|w| (false, w.to_owned())));
+    let visible: usize = pieces.iter().map(|(_, t)| t.chars().count()).sum();
+    if visible <= size.max(1) {
+        return fragment.to_owned();
+    }
+    let first = pieces.iter().position(|(m, _)| *m).unwrap_or(0);
+    // A quarter of the room before the first mark, the rest after.
+    let mut start = first;
+    let mut before = 0;
+    while start > 0 && before + pieces[start - 1].1.chars().count() <= size / 4 {
+        start -= 1;
+        before += pieces[start].1.chars().count();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for (i, (marked, text)) in pieces.iter().enumerate().skip(start) {
+        let n = text.chars().count();
+        if used + n > size && i > first {
+            break;
+        }
+        used += n;
+        if *marked {
+            out.push_str(pre);
+            out.push_str(text);
+            out.push_str(post);
+        } else {
+            out.push_str(text);
+        }
+    }
+    out.trim().to_owned()
 }
 
 impl Marks {
@@ -1431,23 +1482,39 @@ impl Marks {
     }
 }
 
-/// The fields of a body's `highlight` (an object, or a list of one-field objects);
-/// the whole text when it names none.
-fn highlight_fields(highlight: Option<&Map<String, Value>>) -> Vec<String> {
-    let names: Vec<String> = match highlight.and_then(|h| h.get("fields")) {
-        Some(Value::Object(o)) => o.keys().cloned().collect(),
+/// The fields of a body's `highlight` (an object, or a list of one-field objects),
+/// the whole text when it names none, each with its `fragment_size` (the field's own,
+/// else the highlight's; none when `number_of_fragments` is 0: the whole fragment).
+fn highlight_fields(highlight: Option<&Map<String, Value>>) -> Vec<(String, Option<usize>)> {
+    let size_of = |spec: Option<&Value>| -> Option<Option<usize>> {
+        let spec = spec?;
+        if spec.get("number_of_fragments").and_then(Value::as_u64) == Some(0) {
+            return Some(None);
+        }
+        spec.get("fragment_size")
+            .and_then(Value::as_u64)
+            .map(|n| Some(n as usize))
+    };
+    let overall = size_of(highlight.map(|h| Value::Object(h.clone())).as_ref()).flatten();
+    let mut fields: Vec<(String, Value)> = match highlight.and_then(|h| h.get("fields")) {
+        Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_object)
-            .flat_map(|o| o.keys().cloned())
+            .flat_map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect(),
         _ => Vec::new(),
     };
-    if names.is_empty() {
-        vec!["body".to_owned()]
-    } else {
-        names
+    if fields.is_empty() {
+        fields.push(("body".to_owned(), Value::Null));
     }
+    fields
+        .into_iter()
+        .map(|(name, spec)| {
+            let size = size_of(Some(&spec)).unwrap_or(overall);
+            (name, size)
+        })
+        .collect()
 }
 
 /// `text` with the words of `marked` (lowercase) between the tags; `None` when none
@@ -1541,13 +1608,17 @@ async fn hits_out(
                 let fragments: Map<String, Value> = m
                     .fields
                     .iter()
-                    .filter_map(|field| {
+                    .filter_map(|(field, size)| {
                         let fragment = if field.trim_end_matches(".keyword") == "title" {
                             mark_words(title, &m.words(snippet), &m.pre, &m.post)?
                         } else if snippet.is_empty() {
                             return None;
                         } else {
                             snippet.to_owned()
+                        };
+                        let fragment = match size {
+                            Some(n) => cut_fragment(&fragment, &m.pre, &m.post, *n),
+                            None => fragment,
                         };
                         Some((field.clone(), json!([fragment])))
                     })
@@ -3075,6 +3146,25 @@ async fn clear_scroll() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fragments_are_cut_around_their_first_mark_on_word_boundaries() {
+        let f = "one two three four five <em>six</em> seven eight nine ten eleven twelve";
+        let cut = cut_fragment(f, "<em>", "</em>", 30);
+        assert_eq!(cut, "five <em>six</em> seven eight nine ten");
+        assert_eq!(cut_fragment(f, "<em>", "</em>", 1000), f);
+        // A mark longer than the room is kept whole.
+        assert_eq!(cut_fragment(f, "<em>", "</em>", 1), "<em>six</em>");
+        // Hostile tags and text answer without panicking.
+        for (t, pre, post) in [
+            ("<em>é", "<em>", "</em>"),
+            ("é</em><em>", "<em>", "</em>"),
+            ("€€", "€", "€"),
+            ("a b", "", ""),
+        ] {
+            let _ = cut_fragment(t, pre, post, 1);
+        }
+    }
 
     #[test]
     fn dates_and_formats_of_any_text_answer_without_panicking() {
