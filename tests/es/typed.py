@@ -140,6 +140,12 @@ check("range on a date, sub-second and exclusive",
 check("range on modified_at",
       count({"range": {"modified_at": {"gte": "2021-01-01"}}}),
       one("SELECT count(*) FROM records WHERE modified_at >= '2021-01-01T00:00:00Z'::TIMESTAMPTZ"))
+check("range on a date in a format of its own",
+      count({"range": {"created_at": {"gte": "01/01/2020", "lt": "01/01/2021", "format": "dd/MM/yyyy"}}}),
+      one("SELECT count(*) FROM records WHERE year(coalesce(created_at, modified_at)) = 2020"))
+check("range with date math rounded to the year",
+      count({"range": {"created_at": {"gte": "now-100y/y", "lt": "now+1d/d"}}}),
+      one("SELECT count(*) FROM records WHERE coalesce(created_at, modified_at) IS NOT NULL"))
 check("minimum_should_match 2 of 3",
       count({"bool": {"should": [{"term": {"kind": "image"}}, {"term": {"source": "xnat"}}, {"term": {"system": "omero"}}],
                       "minimum_should_match": 2}}),
@@ -186,6 +192,22 @@ while True:
     seen += [h["_id"] for h in hits]
     after = hits[-1]["sort"]
 check("search_after over two keys, dates missing first", seen, want)
+
+# Relevance then a field, paged with search_after: every hit once, best first.
+text_query = {"bool": {"must": [{"match": {"body": "session"}}], "filter": [{"exists": {"field": num}}]}}
+seen, scores, after = [], [], None
+while True:
+    kw = {"search_after": after} if after else {}
+    page = es.search(index="crossdex", query=text_query, sort=["_score", {"id": "asc"}], size=25, **kw)
+    hits = page["hits"]["hits"]
+    if not hits:
+        break
+    seen += [h["_id"] for h in hits]
+    scores += [h["_score"] for h in hits]
+    after = hits[-1]["sort"]
+check("search_after by relevance: every hit once, best first",
+      [len(seen), len(set(seen)), all(a >= b for a, b in zip(scores, scores[1:]))],
+      [count(text_query), count(text_query), True])
 
 # Metrics.
 n, mn, mx, avg, sm = rows("SELECT count(value_num), min(value_num), max(value_num), avg(value_num), sum(value_num) "
