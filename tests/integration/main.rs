@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod compliance;
 mod crash;
+mod delta;
 mod differential;
 mod es;
 mod fair;

@@ -48,6 +48,25 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+const EXPORT_HELP: &str = "\
+Each table is a Delta table of its own under DIR: records/, observations/ (one Parquet
+file per source), subjects/, subject_links/, sync_runs/, each with its _delta_log. A
+file's name carries the hash of its rows: an export after a sync commits only the files
+whose rows changed, and no version at all when nothing did. Readers see one commit or
+the next, never half of one. Files a commit replaces stay for readers of older versions.
+Sensitive variables are left out unless --include-sensitive.
+
+Examples:
+  crossdex export /shared/crossdex-delta
+  python3 -c 'import deltalake; print(deltalake.DeltaTable(\"/shared/crossdex-delta/records\").to_pandas())'";
+
+/// Formats `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Delta Lake tables
+    Delta,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented example configuration file to start from.
@@ -178,6 +197,24 @@ pub enum Command {
         /// Output format of the report
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Publish the tables for engines that cannot open a data directory: Delta Lake
+    /// tables (Spark, Trino, Databricks, DuckDB, polars, pandas), committed atomically;
+    /// a re-export commits only what changed (docs/scale.md).
+    #[command(after_help = EXPORT_HELP)]
+    Export {
+        /// The folder to publish into (created; a folder of an earlier export is
+        /// updated)
+        dir: PathBuf,
+        /// The table format
+        #[arg(long = "format", value_enum, default_value_t = ExportFormat::Delta)]
+        table_format: ExportFormat,
+        /// Put sensitive values in the tables
+        #[arg(long)]
+        include_sensitive: bool,
+        /// Output format of the report
+        #[arg(long = "report", value_enum, default_value_t = Format::Table)]
+        report: Format,
     },
     /// The HTTP API's audit log: who asked what, when, and what was answered.
     #[command(after_help = AUDIT_HELP)]

@@ -55,6 +55,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             include_sensitive,
             format,
         } => archive(g, &dataset, &out, part_size, include_sensitive, format).await,
+        Command::Export {
+            dir,
+            table_format: crate::args::ExportFormat::Delta,
+            include_sensitive,
+            report,
+        } => export(g, &dir, include_sensitive, report).await,
         Command::Audit {
             token,
             since,
@@ -721,6 +727,23 @@ fn export_metadata(
         );
     }
     Ok(())
+}
+
+async fn export(
+    g: &GlobalArgs,
+    dir: &std::path::Path,
+    include_sensitive: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let service = service(g, false)?;
+    let report = service
+        .export_delta(dir, include_sensitive, &QueryControl::default())
+        .await?;
+    print(&match format {
+        Format::Json => render::json(&report)?,
+        other => render::export(&report, other == Format::Csv)?,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn archive(

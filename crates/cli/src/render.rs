@@ -601,6 +601,43 @@ pub fn missing(missing: &[crossdex_service::MissingProperty], as_csv: bool) -> R
 }
 
 /// The parts `crossdex archive` wrote.
+pub fn export(r: &crossdex_service::DeltaReport, as_csv: bool) -> Result<String> {
+    let headers = [
+        "table",
+        "version",
+        "committed",
+        "added",
+        "removed",
+        "unchanged",
+        "rows",
+    ];
+    let rows: Vec<Vec<String>> = r
+        .tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                t.version.to_string(),
+                t.committed.to_string(),
+                t.added.to_string(),
+                t.removed.to_string(),
+                t.unchanged.to_string(),
+                t.rows.to_string(),
+            ]
+        })
+        .collect();
+    let mut text = listing(&headers, &rows, as_csv, "")?;
+    if !as_csv {
+        let committed = r.tables.iter().filter(|t| t.committed).count();
+        text.push_str(&format!(
+            "{committed} of {} Delta tables committed a new version in {}\n",
+            r.tables.len(),
+            r.path
+        ));
+    }
+    Ok(text)
+}
+
 pub fn archive(r: &crossdex_service::ArchiveReport, as_csv: bool) -> Result<String> {
     let headers = ["part", "bytes", "records", "observations", "links"];
     let rows: Vec<Vec<String>> = r

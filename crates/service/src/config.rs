@@ -67,6 +67,22 @@ struct RawConfig {
     /// The dataset catalogue: steward metadata, OAI-PMH, archives.
     #[serde(default)]
     catalogue: crate::catalogue::CatalogueSettings,
+    /// Tables published for other engines after every sync.
+    #[serde(default)]
+    publish: PublishSettings,
+}
+
+/// `[publish]`: the tables published after every sync (`crossdex sync` and the
+/// scheduler of `serve`), as `crossdex export` writes them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSettings {
+    /// A folder of Delta Lake tables, updated with what each sync changed [default:
+    /// none]; relative paths start at the config file's folder.
+    pub delta: Option<PathBuf>,
+    /// Put sensitive values in the published tables [default false].
+    #[serde(default)]
+    pub include_sensitive: bool,
 }
 
 /// `[privacy]`: which observation variables hold personal data. Each source may add
@@ -174,6 +190,8 @@ pub struct Config {
     pub privacy: PrivacySettings,
     /// `[catalogue]`, checked when the file loads.
     pub catalogue: crate::catalogue::CatalogueSettings,
+    /// `[publish]`, `delta` resolved against the file's folder.
+    pub publish: PublishSettings,
     /// The sensitive variables: `[privacy] sensitive` (or the starting list) and each
     /// source's `sensitive` list, read when the file loads.
     pub sensitive: crossdex_store::Sensitive,
@@ -263,6 +281,10 @@ impl Config {
                 ..raw.privacy
             },
             catalogue: raw.catalogue,
+            publish: PublishSettings {
+                delta: raw.publish.delta.clone().map(resolve),
+                ..raw.publish
+            },
             sensitive: crossdex_store::Sensitive::none(),
             schedules: BTreeMap::new(),
             missed_runs: Missed::default(),

@@ -67,6 +67,8 @@ pub enum ErrorCode {
     DataDirectoryBusy,
     /// A source to forget is still configured.
     SourceStillConfigured,
+    /// Another export committed to the same Delta table meanwhile.
+    ExportConflict,
     /// The query ran longer than its time limit.
     QueryTimeout,
     /// The query was cancelled.
@@ -106,9 +108,11 @@ impl ErrorCode {
             }
             UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
             | DatasetNotFound | NoIndex | CursorExpired | NotARoute => ErrorKind::NotFound,
-            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured | IncompleteMetadata => {
-                ErrorKind::Conflict
-            }
+            AmbiguousSubject
+            | DataDirectoryBusy
+            | SourceStillConfigured
+            | IncompleteMetadata
+            | ExportConflict => ErrorKind::Conflict,
             QueryTimeout | Cancelled | DiskFull | Overloaded | NotReady => ErrorKind::Unavailable,
             Internal => ErrorKind::Internal,
             Unauthorized | Forbidden => ErrorKind::Auth,
@@ -125,9 +129,11 @@ impl ErrorCode {
             | NotAQuery | InvalidParameter | NotADataDirectory => 400,
             UnknownSavedQuery | UnknownSource | SubjectNotFound | RecordNotFound | UnknownRun
             | DatasetNotFound | NoIndex | NotARoute => 404,
-            AmbiguousSubject | DataDirectoryBusy | SourceStillConfigured | IncompleteMetadata => {
-                409
-            }
+            AmbiguousSubject
+            | DataDirectoryBusy
+            | SourceStillConfigured
+            | IncompleteMetadata
+            | ExportConflict => 409,
             // The client gave up or the server did: nothing was answered.
             Cancelled => 499,
             CursorExpired => 410,
@@ -167,6 +173,7 @@ impl ErrorCode {
             NotADataDirectory => "not_a_data_directory",
             DataDirectoryBusy => "data_directory_busy",
             SourceStillConfigured => "source_still_configured",
+            ExportConflict => "export_conflict",
             QueryTimeout => "query_timeout",
             Cancelled => "cancelled",
             CursorExpired => "cursor_expired",

@@ -30,6 +30,7 @@ mod archive;
 mod audit;
 mod catalogue;
 pub mod config;
+mod delta;
 pub mod documents;
 mod error;
 mod linking;
@@ -59,6 +60,7 @@ pub use crate::catalogue::{
     datacite_xml, dublin_core_element, dublin_core_xml, parse_size, system_name, utc_seconds,
 };
 pub use crate::config::{Config, ConfigError, default_data_dir};
+pub use crate::delta::{DeltaReport, DeltaTableReport};
 pub use crate::error::{ErrorCode, ErrorKind, ServiceError};
 pub use crate::linking::{
     AmbiguousKey, Conflict, KeyRef, LinkReport, LinkSummary, SingleSystemSubject, SourceLinks,

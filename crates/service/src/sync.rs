@@ -234,6 +234,8 @@ async fn open_writer(
 /// Follows the runner and forwards what happens as events; links subjects when the
 /// sources settle.
 struct Events {
+    /// The service the sync runs in: it publishes the tables once linked.
+    service: Service,
     config: Arc<Config>,
     tx: EventSender,
     board: Arc<crate::progress::Board>,
@@ -296,6 +298,32 @@ impl Observer for Events {
         });
         if let Ok(mut slot) = self.linking.lock() {
             *slot = Some(result);
+        }
+        // `[publish] delta`: what this sync changed, committed for other engines. A
+        // failure is told, and leaves the sync as it went.
+        if let Some(dir) = &self.config.publish.delta {
+            let message = match self
+                .service
+                .export_delta(
+                    dir,
+                    self.config.publish.include_sensitive,
+                    &crate::QueryControl::default(),
+                )
+                .await
+            {
+                Ok(r) => format!(
+                    "published to {}: {} of {} Delta tables committed a new version",
+                    r.path,
+                    r.tables.iter().filter(|t| t.committed).count(),
+                    r.tables.len()
+                ),
+                Err(e) => format!(
+                    "publishing to {} failed: {}",
+                    dir.display(),
+                    e.operator_text()
+                ),
+            };
+            self.send(SyncEvent::Note { message });
         }
     }
 }
@@ -389,6 +417,7 @@ impl Service {
         .await?;
         check_space(&writer)?;
         let observer = Arc::new(Events {
+            service: self.clone(),
             config: config.clone(),
             tx: events,
             board: self.inner.board.clone(),
@@ -507,6 +536,7 @@ impl Service {
             });
         }
         let observer = Arc::new(Events {
+            service: self.clone(),
             config: config.clone(),
             tx: events.clone(),
             board: self.inner.board.clone(),
