@@ -4,11 +4,13 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemTable, TableFunctionArgs, TableFunctionImpl};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{ScalarValue, plan_err};
-use datafusion::datasource::TableProvider;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crossdex_store::Snapshot;
 
@@ -81,11 +83,51 @@ impl TableFunctionImpl for SearchFunction {
                 exprs.len()
             );
         }
+        Ok(Arc::new(SearchTable {
+            snapshot: self.snapshot.clone(),
+            restriction: self.restriction.clone(),
+            query: query.clone(),
+            limit,
+        }))
+    }
+}
+
+/// The hits of one `search()` call, searched when the plan is built, with snippets only
+/// when the query reads the `snippet` column: a join on hit ids costs no fragment.
+#[derive(Debug)]
+struct SearchTable {
+    snapshot: Arc<Snapshot>,
+    restriction: crossdex_store::Restriction,
+    query: String,
+    limit: usize,
+}
+
+/// The `snippet` column's position in [`SEARCH_SCHEMA`].
+const SNIPPET: usize = 7;
+
+#[async_trait::async_trait]
+impl TableProvider for SearchTable {
+    fn schema(&self) -> SchemaRef {
+        SEARCH_SCHEMA.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let options = crossdex_store::SearchOptions {
             restriction: self.restriction.clone(),
-            ..crossdex_store::SearchOptions::top(limit)
+            snippets: projection.is_none_or(|p| p.contains(&SNIPPET)),
+            ..crossdex_store::SearchOptions::top(self.limit)
         };
-        let hits = match self.snapshot.search_page(query, options) {
+        let hits = match self.snapshot.search_page(&self.query, options) {
             Ok(page) => page.hits,
             Err(e) => return plan_err!("search(): {e}"),
         };
@@ -134,9 +176,10 @@ impl TableFunctionImpl for SearchFunction {
                 ),
             ],
         )?;
-        Ok(Arc::new(MemTable::try_new(
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
             SEARCH_SCHEMA.clone(),
-            vec![vec![batch]],
-        )?))
+            projection.cloned(),
+        )?)
     }
 }

@@ -300,6 +300,7 @@ impl Service {
             filters: filter_terms(f),
             // The engine puts the principal's scope here.
             restriction: Default::default(),
+            snippets: true,
         };
         let query = request.query.clone();
         // The index is read on a blocking thread: a search of a large index must not

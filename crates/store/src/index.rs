@@ -269,6 +269,7 @@ pub(crate) fn search(
         dates,
         filters,
         restriction,
+        snippets: with_snippets,
     } = options;
     let invalid = |reason: String, position: Option<usize>| StoreError::InvalidQuery {
         query: query.to_owned(),
@@ -372,10 +373,14 @@ pub(crate) fn search(
     );
     let (top, total, counted) =
         searcher.search(&*compiled, &(by_score_then_id, Count, facet_collector))?;
-    let snippets = compiler.snippets(searcher)?;
+    let snippets = if with_snippets {
+        Some(compiler.snippets(searcher)?)
+    } else {
+        None
+    };
     let mut hits = Vec::with_capacity(top.len());
     for ((score, _), addr) in top {
-        hits.push(hit(searcher, f, subjects, &snippets, score, addr)?);
+        hits.push(hit(searcher, f, subjects, snippets.as_ref(), score, addr)?);
     }
     // Equal scores come in index order, which depends on indexing threads: order them
     // by id so the same query on the same data lists the same hits the same way.
@@ -407,6 +412,9 @@ pub struct SearchOptions {
     pub filters: Vec<(String, String)>,
     /// What the reader may see at all; hits, totals and facets never go past it.
     pub restriction: Restriction,
+    /// Each hit's snippet; without, snippets are empty and cost nothing (a join on
+    /// hit ids needs none).
+    pub snippets: bool,
 }
 
 /// The records one reader may see: of these sources and projects only (`None`: any).
@@ -436,6 +444,7 @@ impl SearchOptions {
             dates: None,
             filters: Vec::new(),
             restriction: Restriction::default(),
+            snippets: true,
         }
     }
 }
@@ -690,7 +699,7 @@ fn hit(
     searcher: &Searcher,
     f: &Fields,
     subjects: &SubjectIndex,
-    snippets: &SnippetGenerator,
+    snippets: Option<&SnippetGenerator>,
     score: f32,
     addr: DocAddress,
 ) -> Result<Hit> {
@@ -701,13 +710,18 @@ fn hit(
             .unwrap_or_default()
             .to_owned()
     };
-    let content = doc
-        .get_first(f.content)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let mut snippet = snippets.snippet(content);
-    snippet.set_snippet_prefix_postfix("**", "**");
-    let fragment = render_snippet(&snippet);
+    let fragment = match snippets {
+        Some(snippets) => {
+            let content = doc
+                .get_first(f.content)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let mut snippet = snippets.snippet(content);
+            snippet.set_snippet_prefix_postfix("**", "**");
+            render_snippet(&snippet)
+        }
+        None => String::new(),
+    };
     let source = text(f.source);
     let subject_id = doc
         .get_first(f.subject_match)
