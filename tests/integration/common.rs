@@ -165,3 +165,17 @@ pub async fn simulators(s: &Sandbox, subjects: u32) -> (crossdex_sim::Simulators
     std::fs::write(&path, draft.to_toml().expect("config")).expect("config");
     (sims, path.to_str().expect("utf-8").to_owned())
 }
+
+/// A facet of a search answer (`[{"value", "count"}]`) as a map.
+pub fn facet_buckets(v: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["value"].as_str().unwrap().to_owned(),
+                b["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{Sandbox, demo, repo, simulators};
+use crate::common::{Sandbox, demo, facet_buckets, repo, simulators};
 use crate::http::Served;
 
 fn count(s: &Sandbox, cfg: &str, sql: &str) -> u64 {
@@ -531,24 +531,12 @@ async fn the_portal_in_chromium_shows_highlighted_hits_and_the_apis_facet_counts
     .json()
     .await
     .unwrap();
-    let buckets = |v: &Value| -> BTreeMap<String, u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|b| {
-                (
-                    b["value"].as_str().unwrap().to_owned(),
-                    b["count"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
     assert!(page["total"].as_u64().unwrap() > 10, "{page}");
     assert_eq!(page["total"], api["total"]);
     for facet in ["source", "kind", "project"] {
         assert_eq!(
             map(&page["facets"][facet]),
-            buckets(&api["facets"][facet]),
+            facet_buckets(&api["facets"][facet]),
             "{facet} facet"
         );
     }
@@ -569,7 +557,7 @@ async fn the_portal_in_chromium_shows_highlighted_hits_and_the_apis_facet_counts
     let kind = page["refined_kind"].as_str().unwrap();
     assert_eq!(
         page["refined_total"],
-        buckets(&api["facets"]["kind"])[kind],
+        facet_buckets(&api["facets"]["kind"])[kind],
         "ticking kind {kind} shows its count"
     );
 }

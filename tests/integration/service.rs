@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crossdex_service::{OpenOptions, QueryControl, SearchRequest, Service};
 use serde_json::Value;
 
-use crate::common::{Sandbox, simulators};
+use crate::common::{Sandbox, facet_buckets, simulators};
 
 /// A service opened before any sync answers with what a `crossdex sync` in another
 /// process commits, without being reopened.
@@ -108,18 +108,6 @@ fn search_facets_equal_sql_over_the_same_hits() {
             })
             .collect()
     };
-    let buckets = |v: &Value| -> BTreeMap<String, u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|b| {
-                (
-                    b["value"].as_str().unwrap().to_owned(),
-                    b["count"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
     for q in ["hippocampus", "plasma", "amyl*", "*"] {
         let run = s.ok(&["--data-dir", d, "search", q, "-n", "3", "--format", "json"]);
         let result = json(&run);
@@ -130,9 +118,9 @@ fn search_facets_equal_sql_over_the_same_hits() {
                 "SELECT {column}, count(*) FROM search('{q}', 1000000) GROUP BY {column} ORDER BY 1"
             ))
         };
-        assert_eq!(buckets(&f["system"]), sql("system"), "{q}: systems");
-        assert_eq!(buckets(&f["source"]), sql("source"), "{q}: sources");
-        assert_eq!(buckets(&f["kind"]), sql("kind"), "{q}: kinds");
+        assert_eq!(facet_buckets(&f["system"]), sql("system"), "{q}: systems");
+        assert_eq!(facet_buckets(&f["source"]), sql("source"), "{q}: sources");
+        assert_eq!(facet_buckets(&f["kind"]), sql("kind"), "{q}: kinds");
         // The ten most frequent subjects, ties by id.
         let top = s.ok(&[
             "--data-dir",
@@ -161,7 +149,7 @@ fn search_facets_equal_sql_over_the_same_hits() {
              FROM search('{q}', 1000000) s JOIN records r ON r.id = s.id \
              WHERE coalesce(r.created_at, r.modified_at) IS NOT NULL GROUP BY 1 ORDER BY 1"
         ));
-        assert_eq!(buckets(&f["month"]), months, "{q}: months");
+        assert_eq!(facet_buckets(&f["month"]), months, "{q}: months");
         let dated: u64 = months.values().sum();
         assert_eq!(f["undated"].as_u64(), Some(total - dated), "{q}: undated");
     }

@@ -2361,6 +2361,82 @@ fn next_unit(
     })
 }
 
+/// The start of the date bucket after the one starting at `t` (epoch milliseconds).
+fn date_step(key: &GroupKey, t: i64) -> Result<i64, EsError> {
+    Ok(match key {
+        GroupKey::Calendar(u) => next_unit(date_of_millis(t)?, u)
+            .ok_or_else(too_many_buckets)?
+            .timestamp_millis(),
+        GroupKey::Fixed(ms) => t + ms,
+        _ => t + 1,
+    })
+}
+
+/// The start of the date bucket holding `t`, as the grouping computes it.
+fn date_floor(key: &GroupKey, t: chrono::DateTime<chrono::Utc>) -> i64 {
+    use chrono::Datelike;
+    let ms = t.timestamp_millis();
+    match key {
+        GroupKey::Fixed(w) => ms - ms.rem_euclid(*w),
+        GroupKey::Calendar(u) => {
+            let d = t.date_naive();
+            let day = |d: chrono::NaiveDate| {
+                d.and_hms_opt(0, 0, 0)
+                    .map_or(ms, |x| x.and_utc().timestamp_millis())
+            };
+            match u.as_str() {
+                "year" => d.with_ordinal(1).map_or(ms, day),
+                "quarter" => d
+                    .with_day(1)
+                    .and_then(|d| d.with_month(((d.month() - 1) / 3) * 3 + 1))
+                    .map_or(ms, day),
+                "month" => d.with_day(1).map_or(ms, day),
+                "week" => {
+                    day(d - chrono::Duration::days(d.weekday().num_days_from_monday().into()))
+                }
+                "day" => day(d),
+                "hour" => ms - ms.rem_euclid(3_600_000),
+                "minute" => ms - ms.rem_euclid(60_000),
+                _ => ms - ms.rem_euclid(1000),
+            }
+        }
+        _ => ms,
+    }
+}
+
+/// A date histogram's empty buckets, between the first and the last and out to the
+/// `extended_bounds` asked for (`min_doc_count` 0).
+fn fill_dates(
+    counts: &mut std::collections::BTreeMap<i64, u64>,
+    body: &Value,
+    key: &GroupKey,
+) -> Result<(), EsError> {
+    let bound = |k: &str| -> Result<Option<i64>, EsError> {
+        body.get("extended_bounds")
+            .and_then(|b| b.get(k))
+            .map(|v| date(v).map(|t| date_floor(key, t)))
+            .transpose()
+    };
+    let first = [counts.keys().next().copied(), bound("min")?]
+        .into_iter()
+        .flatten()
+        .min();
+    let last = [counts.keys().next_back().copied(), bound("max")?]
+        .into_iter()
+        .flatten()
+        .max();
+    if let (Some(mut t), Some(last)) = (first, last) {
+        while t <= last {
+            if counts.len() > MAX_BUCKETS {
+                return Err(too_many_buckets());
+            }
+            counts.entry(t).or_insert(0);
+            t = date_step(key, t)?;
+        }
+    }
+    Ok(())
+}
+
 /// Buckets one answer may hold at most, as Elasticsearch's `search.max_buckets`.
 const MAX_BUCKETS: usize = 65_536;
 
@@ -2586,70 +2662,8 @@ fn aggregations<'a>(
                         .iter()
                         .filter_map(|g| Some((millis_of(&g.key)?, g.count)))
                         .collect();
-                    let step = |t: i64| -> Result<i64, EsError> {
-                        Ok(match &key {
-                            GroupKey::Calendar(u) => next_unit(date_of_millis(t)?, u)
-                                .ok_or_else(too_many_buckets)?
-                                .timestamp_millis(),
-                            GroupKey::Fixed(ms) => t + ms,
-                            _ => t + 1,
-                        })
-                    };
-                    // A bound's key: the start of its unit, as the grouping computes it.
-                    let floor = |t: chrono::DateTime<chrono::Utc>| -> i64 {
-                        use chrono::Datelike;
-                        let ms = t.timestamp_millis();
-                        match &key {
-                            GroupKey::Fixed(w) => ms - ms.rem_euclid(*w),
-                            GroupKey::Calendar(u) => {
-                                let d = t.date_naive();
-                                let day = |d: chrono::NaiveDate| {
-                                    d.and_hms_opt(0, 0, 0)
-                                        .map_or(ms, |x| x.and_utc().timestamp_millis())
-                                };
-                                match u.as_str() {
-                                    "year" => d.with_ordinal(1).map_or(ms, day),
-                                    "quarter" => d
-                                        .with_day(1)
-                                        .and_then(|d| d.with_month(((d.month() - 1) / 3) * 3 + 1))
-                                        .map_or(ms, day),
-                                    "month" => d.with_day(1).map_or(ms, day),
-                                    "week" => day(d - chrono::Duration::days(
-                                        d.weekday().num_days_from_monday().into(),
-                                    )),
-                                    "day" => day(d),
-                                    "hour" => ms - ms.rem_euclid(3_600_000),
-                                    "minute" => ms - ms.rem_euclid(60_000),
-                                    _ => ms - ms.rem_euclid(1000),
-                                }
-                            }
-                            _ => ms,
-                        }
-                    };
                     if min == 0 {
-                        let bound = |k: &str| -> Result<Option<i64>, EsError> {
-                            body.get("extended_bounds")
-                                .and_then(|b| b.get(k))
-                                .map(|v| date(v).map(floor))
-                                .transpose()
-                        };
-                        let first = [counts.keys().next().copied(), bound("min")?]
-                            .into_iter()
-                            .flatten()
-                            .min();
-                        let last = [counts.keys().next_back().copied(), bound("max")?]
-                            .into_iter()
-                            .flatten()
-                            .max();
-                        if let (Some(mut t), Some(last)) = (first, last) {
-                            while t <= last {
-                                if counts.len() > MAX_BUCKETS {
-                                    return Err(too_many_buckets());
-                                }
-                                counts.entry(t).or_insert(0);
-                                t = step(t)?;
-                            }
-                        }
+                        fill_dates(&mut counts, body, &key)?;
                     }
                     let mut buckets = Vec::new();
                     for (t, n) in counts.into_iter().filter(|(_, n)| *n >= min) {
@@ -2657,7 +2671,10 @@ fn aggregations<'a>(
                         let sub = inner(base.clone().and(Filter::Range {
                             field: f.clone(),
                             lower: Some((Literal::Date(start), true)),
-                            upper: Some((Literal::Date(date_of_millis(step(t)?)?), false)),
+                            upper: Some((
+                                Literal::Date(date_of_millis(date_step(&key, t)?)?),
+                                false,
+                            )),
                         }))
                         .await?;
                         buckets.push(bucket(
@@ -2904,57 +2921,25 @@ fn facet_aggregation(kind: &str, body: &Value, facets: &Facets) -> Result<Value,
             let month = |text: &str| {
                 chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()
             };
-            let mut counts: std::collections::BTreeMap<chrono::NaiveDate, u64> = facets
+            let mut counts: std::collections::BTreeMap<i64, u64> = facets
                 .month
                 .iter()
-                .filter_map(|b| Some((month(&b.value)?, b.count)))
-                .collect();
-            if min == 0 {
-                // Empty months between the first and the last, and out to the bounds
-                // asked for.
-                let bound = |k: &str| -> Result<Option<chrono::NaiveDate>, EsError> {
-                    body.get("extended_bounds")
-                        .and_then(|b| b.get(k))
-                        .map(|v| {
-                            date(v).map(|t| {
-                                chrono::Datelike::with_day(&t.date_naive(), 1)
-                                    .unwrap_or(t.date_naive())
-                            })
-                        })
-                        .transpose()
-                };
-                let first = [counts.keys().next().copied(), bound("min")?]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                let last = [counts.keys().next_back().copied(), bound("max")?]
-                    .into_iter()
-                    .flatten()
-                    .max();
-                if let (Some(mut m), Some(last)) = (first, last) {
-                    while m <= last {
-                        if counts.len() > MAX_BUCKETS {
-                            return Err(too_many_buckets());
-                        }
-                        counts.entry(m).or_insert(0);
-                        m = m
-                            .checked_add_months(chrono::Months::new(1))
-                            .ok_or_else(too_many_buckets)?;
-                    }
-                }
-            }
-            let buckets: Vec<Value> = counts
-                .iter()
-                .filter(|(_, n)| **n >= min)
-                .filter_map(|(d, n)| {
-                    let t = d.and_hms_opt(0, 0, 0)?.and_utc();
-                    Some(json!({
-                        "key_as_string": t.format(&format).to_string(),
-                        "key": t.timestamp_millis(),
-                        "doc_count": n,
-                    }))
+                .filter_map(|b| {
+                    let t = month(&b.value)?.and_hms_opt(0, 0, 0)?.and_utc();
+                    Some((t.timestamp_millis(), b.count))
                 })
                 .collect();
+            if min == 0 {
+                fill_dates(&mut counts, body, &GroupKey::Calendar("month".to_owned()))?;
+            }
+            let mut buckets = Vec::new();
+            for (t, n) in counts.into_iter().filter(|(_, n)| *n >= min) {
+                buckets.push(json!({
+                    "key_as_string": date_of_millis(t)?.format(&format).to_string(),
+                    "key": t,
+                    "doc_count": n,
+                }));
+            }
             json!({ "buckets": buckets })
         }
         "cardinality" => json!({"value": facet_of(facets, field_name)?.len()}),

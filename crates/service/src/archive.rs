@@ -93,6 +93,23 @@ struct Chunk {
 }
 
 impl Service {
+    /// This service, or the same principal without sensitive values: what an archive
+    /// or an export reads, as its `include_sensitive` says.
+    pub(crate) fn sensitive_reader(&self, include_sensitive: bool) -> Service {
+        if include_sensitive {
+            return self.clone();
+        }
+        let p = self.principal();
+        self.acting_as(Principal {
+            name: p.name.clone(),
+            scope: Scope {
+                sensitive: false,
+                ..p.scope.clone()
+            },
+            limits: p.limits,
+        })
+    }
+
     /// Writes dataset `id` as BagIt parts under `out` (created; an existing non-empty
     /// folder is refused, nothing is overwritten).
     pub async fn archive(
@@ -134,19 +151,7 @@ impl Service {
                 ),
             ));
         }
-        let reader = if options.include_sensitive {
-            self.clone()
-        } else {
-            let p = self.principal();
-            self.acting_as(Principal {
-                name: p.name.clone(),
-                scope: Scope {
-                    sensitive: false,
-                    ..p.scope.clone()
-                },
-                limits: p.limits,
-            })
-        };
+        let reader = self.sensitive_reader(options.include_sensitive);
         let engine = reader.engine()?;
         let idp = [("id", id)];
         // The names of the variables the caller sees, to say which are left out: the

@@ -26,7 +26,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{Action, ErrorCode, Principal, QueryControl, Result, Scope, Service, ServiceError};
+use crate::{Action, ErrorCode, QueryControl, Result, Service, ServiceError};
 
 /// Rows per batch handed to the Parquet writer: fixed, so equal rows make equal bytes.
 const BATCH_ROWS: usize = 8192;
@@ -90,20 +90,7 @@ impl Service {
                 "this token may not see sensitive values, so it cannot export them",
             ));
         }
-        let reader = if include_sensitive {
-            self.clone()
-        } else {
-            let p = self.principal();
-            self.acting_as(Principal {
-                name: p.name.clone(),
-                scope: Scope {
-                    sensitive: false,
-                    ..p.scope.clone()
-                },
-                limits: p.limits,
-            })
-        };
-        let engine = reader.engine()?;
+        let engine = self.sensitive_reader(include_sensitive).engine()?;
         std::fs::create_dir_all(out).map_err(|e| io_error(out, e))?;
         let sources: Vec<String> = crate::rows::<BTreeMap<String, String>>(
             &engine,

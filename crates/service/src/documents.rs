@@ -281,6 +281,12 @@ pub fn is_record_field(name: &str) -> bool {
 /// The record's date expression.
 const DATE: &str = "COALESCE(r.created_at, r.modified_at)";
 
+/// `search()` over every hit of `query`: the search syntax as a SQL literal (quotes
+/// doubled; the engine's dialect reads backslashes as themselves).
+fn search_call(query: &str) -> String {
+    format!("search('{}', 2147483647)", query.replace('\'', "''"))
+}
+
 /// SQL text with its bound parameters.
 #[derive(Default)]
 struct Sql {
@@ -310,10 +316,7 @@ impl Sql {
     /// The ids of the hits of `query`: the search syntax as a SQL literal, the one
     /// value that cannot be bound (a table function's argument is planned first).
     fn search(query: &str) -> String {
-        format!(
-            "(SELECT id FROM search('{}', 2147483647))",
-            query.replace('\'', "''")
-        )
+        format!("(SELECT id FROM {})", search_call(query))
     }
 
     /// The comparison of a record's column or an observation's value with `l`, by `op`.
@@ -539,6 +542,20 @@ async fn json_rows(
         .map_err(|e| ServiceError::internal("decoding the documents' rows", e))
 }
 
+/// The `n` of a `SELECT count(*) AS n` query.
+async fn count_rows(
+    engine: &QueryEngine,
+    sql: &str,
+    params: Vec<(String, ScalarValue)>,
+) -> Result<u64> {
+    Ok(json_rows(engine, sql, params)
+        .await?
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
+}
+
 fn field_of(f: &Filter) -> Vec<&str> {
     match f {
         Filter::Equals(x, _)
@@ -657,8 +674,8 @@ impl Service {
                     .collect::<Vec<_>>()
                     .join(" OR ");
                 format!(
-                    "LEFT JOIN (SELECT id, score, snippet FROM search('{}', 2147483647)) s ON s.id = m.id",
-                    scoring.replace('\'', "''")
+                    "LEFT JOIN (SELECT id, score, snippet FROM {}) s ON s.id = m.id",
+                    search_call(&scoring)
                 )
             };
             let key_columns: String = exprs
@@ -681,12 +698,7 @@ impl Service {
                 query.offset,
             );
             let count = format!("SELECT count(*) AS n FROM records r WHERE {condition}");
-            let total = json_rows(&engine, &count, sql.params.clone())
-                .await?
-                .first()
-                .and_then(|r| r.get("n"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            let total = count_rows(&engine, &count, sql.params.clone()).await?;
             let rows = if query.limit == 0 {
                 Vec::new()
             } else {
@@ -728,15 +740,8 @@ impl Service {
         let mut sql = Sql::default();
         let condition = sql.condition(filter);
         let q = format!("SELECT count(*) AS n FROM records r WHERE {condition}");
-        self.bounded(control, async {
-            Ok(json_rows(&engine, &q, sql.params)
-                .await?
-                .first()
-                .and_then(|r| r.get("n"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0))
-        })
-        .await
+        self.bounded(control, count_rows(&engine, &q, sql.params))
+            .await
     }
 
     /// The documents `filter` selects, grouped by the keys of `field`'s values; the
